@@ -1,0 +1,16 @@
+SHELL := /bin/bash
+ENV := source scripts/setup_env.sh
+
+.PHONY: setup demo test test-all lint
+
+setup:            ## create the venv and install tvindex (idempotent)
+	@$(ENV) && tvindex --version
+
+demo: setup       ## index the demo catalogue with the offline teachers, answer a query, serve the UI
+	@$(ENV) && bash scripts/demo.sh
+
+test: setup       ## the fast test suite (what CI runs)
+	@$(ENV) && python -m pytest -q
+
+test-all: setup   ## every test, the slow ones too
+	@$(ENV) && python -m pytest -q -m ""

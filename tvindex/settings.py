@@ -1,0 +1,203 @@
+"""Configuration: one documented YAML file (config/default.yaml), validated on load.
+
+Order of precedence, later wins: the defaults file, a user file (``--config``), environment
+variables (``TVINDEX__SECTION__KEY=value`` parsed as YAML, plus short aliases for paths), then
+command-line flags, which callers pass to :func:`load_settings` as ``overrides``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
+ENV_PREFIX = "TVINDEX__"
+ENV_ALIASES = {
+    "TVINDEX_MODEL_DIR": ("paths", "model_dir"),
+    "TVINDEX_DATA_DIR": ("paths", "data_dir"),
+    "TVINDEX_SHARED_DIR": ("paths", "shared_dir"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class PathsSettings(_Section):
+    model_dir: Path | None = None
+    cache_dir: Path = Path("~/.cache/tvindex/models")
+    data_dir: Path = Path("./var")
+    shared_dir: Path | None = None
+
+    @field_validator("model_dir", "cache_dir", "data_dir", "shared_dir", mode="after")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return None if v is None else Path(os.path.expanduser(str(v)))
+
+
+class ModelsSettings(_Section):
+    allow_download: bool = False
+
+
+class SamplingSettings(_Section):
+    mode: Literal["interval", "keyframes", "shots"] = "interval"
+    every_s: float = Field(10.0, gt=0)
+    frames_per_shot: int = Field(1, ge=1, le=16)
+    shot_threshold: float = Field(27.0, gt=0)
+    min_shot_s: float = Field(0.6, ge=0)
+    max_side: int | None = Field(720, ge=32)
+
+
+class YoloSettings(_Section):
+    weights: str = "yolov8n.pt"
+    image_size: int = Field(640, ge=32)
+
+
+class Places365Settings(_Section):
+    arch: Literal["resnet18", "wideresnet18", "resnet50"] = "resnet18"
+    weights: str = "resnet18_places365.pth.tar"
+    categories: str = "categories_places365.txt"
+    image_size: int = Field(224, ge=32)
+
+
+class TfliteDetectorSettings(_Section):
+    weights: str = "mobilenet_ssd_v2_coco_quant_postprocess.tflite"
+    labels: str = "coco_labels.txt"
+    threads: int = Field(2, ge=1)
+
+
+class TimmClassifierSettings(_Section):
+    arch: str = "tf_efficientnet_lite0"
+    weights: str = "efficientnet-lite0-57934424.pth"
+    label_set: str = "imagenet1k"
+    image_size: int = Field(224, ge=32)
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+class TaggersSettings(_Section):
+    active: list[str] = Field(default_factory=lambda: ["tflite-detector", "timm-classifier"])
+    batch_size: int = Field(16, ge=1, le=4096)
+    device: str = "auto"
+    mixed_precision: bool = True
+    yolo: YoloSettings = Field(default_factory=YoloSettings)
+    places365: Places365Settings = Field(default_factory=Places365Settings)
+    tflite_detector: TfliteDetectorSettings = Field(
+        default_factory=TfliteDetectorSettings, alias="tflite-detector"
+    )
+    timm_classifier: TimmClassifierSettings = Field(
+        default_factory=TimmClassifierSettings, alias="timm-classifier"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return v
+
+    def for_tagger(self, name: str) -> BaseModel | None:
+        """The settings block of a tagger by registry name (None when it has none)."""
+        block = getattr(self, name.replace("-", "_"), None)
+        return block if isinstance(block, BaseModel) else None
+
+
+class Settings(_Section):
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    taggers: TaggersSettings = Field(default_factory=TaggersSettings)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Overrides found in the environment, as a nested dict."""
+    environ = dict(os.environ if environ is None else environ)
+    tree: dict[str, Any] = {}
+    for var, keys in ENV_ALIASES.items():
+        if environ.get(var):
+            _set_dotted(tree, list(keys), environ[var])
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in var[len(ENV_PREFIX):].split("__") if k]
+        # Tagger sections are spelled with '-' in YAML; env names cannot hold '-'.
+        keys = [k.replace("_", "-") if k in ("tflite_detector", "timm_classifier") else k
+                for k in keys]
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, keys, value)
+    return tree
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Load and validate the settings. ``overrides`` maps dotted keys (``sampling.every_s``)
+    or nested dicts to values, for command-line flags; ``None`` values are ignored."""
+    tree = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    if config_file is not None:
+        tree = _merge(tree, _read_yaml(Path(config_file)))
+    tree = _merge(tree, env_overrides(environ))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key.split("."), value)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
