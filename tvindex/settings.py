@@ -64,7 +64,7 @@ class YoloSettings(_Section):
 
 
 class Places365Settings(_Section):
-    arch: Literal["resnet18", "wideresnet18", "resnet50"] = "resnet18"
+    arch: Literal["resnet18", "resnet50"] = "resnet18"
     weights: str = "resnet18_places365.pth.tar"
     categories: str = "categories_places365.txt"
     image_size: int = Field(224, ge=32)
@@ -80,6 +80,7 @@ class TimmClassifierSettings(_Section):
     arch: str = "tf_efficientnet_lite0"
     weights: str = "efficientnet-lite0-57934424.pth"
     label_set: str = "imagenet1k"
+    labels: str | None = None
     image_size: int = Field(224, ge=32)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)

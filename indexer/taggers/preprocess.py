@@ -1,0 +1,44 @@
+"""Image preprocessing shared by the CNN taggers (numpy + OpenCV, no torch)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def center_crop(frame: np.ndarray, size: int, crop_pct: float = 0.875) -> np.ndarray:
+    """[H, W, 3] uint8 -> [size, size, 3] uint8: resize the short side to size / crop_pct and
+    cut the centre, as the ImageNet and Places365 evaluation pipelines do."""
+    h, w = frame.shape[:2]
+    short = int(round(size / crop_pct))
+    scale = short / min(h, w)
+    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (nw, nh), interpolation=interp)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return resized[top : top + size, left : left + size]
+
+
+def letterbox(frame: np.ndarray, size: int, pad_value: int = 114) -> np.ndarray:
+    """[H, W, 3] uint8 -> [size, size, 3] uint8: fit the long side, pad the rest with grey
+    (Ultralytics' rule), so the detector sees the whole frame undistorted."""
+    h, w = frame.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (nw, nh), interpolation=interp)
+    out = np.full((size, size, 3), pad_value, dtype=np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = resized
+    return out
+
+
+def to_chw_float(
+    images: list[np.ndarray],
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """List of [S, S, 3] uint8 -> [B, 3, S, S] float32, scaled to 0..1 then normalised."""
+    batch = np.stack(images).astype(np.float32) / 255.0
+    batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))

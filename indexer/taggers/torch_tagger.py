@@ -1,0 +1,71 @@
+"""Shared machinery for PyTorch taggers: device choice, batching, mixed precision on CUDA."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from indexer.taggers.base import Tagger, TaggerError
+from tvindex.settings import Settings
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise TaggerError(f"taggers.device is {spec!r} but no CUDA device is available")
+    return torch.device(spec)
+
+
+class TorchTagger(Tagger):
+    """Subclasses implement ``preprocess`` (one frame -> [S, S, 3] uint8), ``normalisation``
+    and ``forward_logits`` (a [B, 3, S, S] float tensor -> {label set: logits [B, n]})."""
+
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __init__(self, settings: Settings) -> None:
+        self.device = resolve_device(settings.taggers.device)
+        self.batch_size = settings.taggers.batch_size
+        self.amp = settings.taggers.mixed_precision and self.device.type == "cuda"
+        self.model: torch.nn.Module | None = None
+
+    def _finish_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.eval().to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    @abstractmethod
+    def preprocess(self, frame: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def to_tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Frames -> normalised [B, 3, S, S] float tensor on the tagger's device."""
+        from indexer.taggers.preprocess import to_chw_float
+
+        x = torch.from_numpy(to_chw_float([self.preprocess(f) for f in frames], self.mean, self.std))
+        x = x.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def predict(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        outputs: dict[str, list[np.ndarray]] = {ls.name: [] for ls in self.label_sets}
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start : start + self.batch_size]
+            with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
+                logits = self.forward_logits(self.to_tensor(chunk))
+            for name, value in logits.items():
+                outputs[name].append(value.float().cpu().numpy())
+        return {
+            name: np.concatenate(parts) if parts else np.zeros((0, len(self.label_set(name))),
+                                                               np.float32)
+            for name, parts in outputs.items()
+        }

@@ -1,0 +1,74 @@
+"""Ultralytics YOLO as a frame tagger, with the thesis's max-over-candidates rule.
+
+Thesis 5.1.1 (figure 5.6): no non-max suppression; for each of the 80 classes take the maximum
+class logit over all candidate boxes. In eval mode the Ultralytics ``Detect`` head returns
+``(decoded, raw)`` where ``raw["scores"]`` is [B, nc, anchors] of class logits (the sigmoid is
+applied only to the decoded copy). End-to-end heads (YOLOv10/26) nest that dict under
+``one2many``/``one2one``; we take the one-to-many candidates, the pre-NMS set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from indexer.taggers.base import LabelSet, TaggerError, file_id, register_tagger
+from indexer.taggers.labels import COCO80
+from indexer.taggers.preprocess import letterbox
+from indexer.taggers.torch_tagger import TorchTagger
+from indexer.weights import resolve_weights
+from tvindex.settings import Settings
+
+
+def raw_class_logits(head_output: object) -> torch.Tensor:
+    """The Detect head's eval output -> raw class logits [B, nc, anchors]."""
+    if not (isinstance(head_output, (tuple, list)) and len(head_output) == 2):
+        raise TaggerError("unexpected YOLO output: expected (decoded, raw) from the Detect head")
+    raw = head_output[1]
+    if isinstance(raw, dict) and "one2many" in raw:
+        raw = raw["one2many"]
+    if not isinstance(raw, dict) or "scores" not in raw:
+        raise TaggerError("unexpected YOLO output: no raw 'scores' in the Detect head output")
+    return raw["scores"]
+
+
+def max_over_candidates(scores: torch.Tensor) -> torch.Tensor:
+    """[B, nc, anchors] logits -> [B, nc]: the max over all candidate boxes, per class."""
+    return scores.amax(dim=2)
+
+
+def load_yolo(weights: str, settings: Settings) -> torch.nn.Module:
+    """A ``.yaml`` builds the architecture with random weights (Ultralytics' bundled model
+    files, for tests); anything else is a checkpoint found by the model resolver."""
+    if weights.endswith((".yaml", ".yml")):
+        from ultralytics.nn.tasks import DetectionModel
+
+        return DetectionModel(weights, nc=80, verbose=False)
+    from ultralytics.nn.tasks import load_checkpoint
+
+    path = resolve_weights(weights, settings, config_key="taggers.yolo.weights")
+    model, _ = load_checkpoint(path)
+    return model
+
+
+@register_tagger("yolo")
+class YoloTagger(TorchTagger):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        cfg = settings.taggers.yolo
+        self.image_size = cfg.image_size
+        model = load_yolo(cfg.weights, settings)
+        names = getattr(model, "names", None)
+        if isinstance(names, dict) and len(names) != 80:
+            raise TaggerError(f"{cfg.weights}: a COCO model with 80 classes is needed, "
+                              f"it has {len(names)}")
+        self.model = self._finish_model(model)
+        self.label_sets: tuple[LabelSet, ...] = (COCO80,)
+        self.weights_id = cfg.weights if cfg.weights.endswith((".yaml", ".yml")) else file_id(
+            resolve_weights(cfg.weights, settings))
+
+    def preprocess(self, frame: np.ndarray) -> np.ndarray:
+        return letterbox(frame, self.image_size)
+
+    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"coco80": max_over_candidates(raw_class_logits(self.model(batch)))}

@@ -1,0 +1,111 @@
+"""Model resolver: finds a weights file without ever downloading at import time.
+
+Search order (design.md, "Models and offline use"):
+  1. an explicit path in configuration (absolute, or containing a directory part);
+  2. the model directory (``paths.model_dir``, env ``TVINDEX_MODEL_DIR``);
+  3. the cache (``paths.cache_dir``);
+  4. a download from the official source, only when ``models.allow_download`` is on, verified
+     against a SHA-256 checksum where one is recorded.
+Offline, a missing model is one :class:`ModelNotFoundError` naming the file and what to set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A weights file could not be found (or fetched); the message says where we looked."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a known weights file officially comes from. ``sha256`` None = not yet recorded."""
+
+    url: str
+    sha256: str | None = None
+
+
+# Official sources. Checksums are recorded only where we have verified the published file;
+# the others are downloaded without one and the resolver says so in its log line.
+KNOWN_WEIGHTS: dict[str, WeightSource] = {
+    "yolov8n.pt": WeightSource(
+        "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt"
+    ),
+    "resnet18_places365.pth.tar": WeightSource(
+        "http://places2.csail.mit.edu/models_places365/resnet18_places365.pth.tar"
+    ),
+    "resnet50_places365.pth.tar": WeightSource(
+        "http://places2.csail.mit.edu/models_places365/resnet50_places365.pth.tar"
+    ),
+    "categories_places365.txt": WeightSource(
+        "https://raw.githubusercontent.com/csailvision/places365/master/categories_places365.txt"
+    ),
+}
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(name: str, source: WeightSource, cache_dir: Path) -> Path:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / name
+    with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".part") as tmp:
+        try:
+            with urllib.request.urlopen(source.url, timeout=60) as resp:  # noqa: S310 (fixed URLs)
+                shutil.copyfileobj(resp, tmp)
+        except OSError as exc:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise ModelNotFoundError(f"{name}: download from {source.url} failed: {exc}") from exc
+    if source.sha256 and sha256_of(Path(tmp.name)) != source.sha256:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise ModelNotFoundError(f"{name}: checksum mismatch for the file from {source.url}")
+    Path(tmp.name).replace(target)
+    return target
+
+
+def resolve_weights(name: str | Path, settings: Settings, *, config_key: str = "") -> Path:
+    """Return the path of a weights (or label) file, looking where the module docstring says.
+
+    ``config_key`` names the setting the value came from, for the error message.
+    """
+    text = str(name)
+    candidate = Path(text).expanduser()
+    where = f" (setting {config_key})" if config_key else ""
+    if candidate.is_absolute() or len(candidate.parts) > 1:
+        if candidate.is_file():
+            return candidate
+        raise ModelNotFoundError(f"model file {candidate}{where} does not exist")
+
+    looked: list[str] = []
+    for folder in (settings.paths.model_dir, settings.paths.cache_dir):
+        if folder is None:
+            continue
+        path = Path(folder) / text
+        if path.is_file():
+            return path
+        looked.append(str(folder))
+
+    source = KNOWN_WEIGHTS.get(text)
+    if source is not None and settings.models.allow_download:
+        return _download(text, source, Path(settings.paths.cache_dir))
+
+    hint = (
+        f"put it in a directory and set TVINDEX_MODEL_DIR to it, or give a full path{where}"
+    )
+    if source is not None:
+        hint += f", or set models.allow_download: true to fetch it from {source.url}"
+    searched = ", ".join(looked) if looked else "nowhere (TVINDEX_MODEL_DIR is not set)"
+    raise ModelNotFoundError(f"model file {text!r} not found; looked in {searched}. To fix: {hint}")

@@ -1,0 +1,1 @@
+"""One module per ``tvindex`` sub-command (see ``tvindex/cli.py``)."""
