@@ -15,7 +15,7 @@ import sys
 
 from tvindex import __version__
 
-COMMANDS = ("tag", "taggers")
+COMMANDS = ("tag", "taggers", "index", "status", "search", "labels")
 
 
 class UserError(Exception):
@@ -23,12 +23,16 @@ class UserError(Exception):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from indexer.catalogue import ManifestError
     from indexer.media import MediaError
     from indexer.taggers.base import TaggerError
     from indexer.weights import ModelNotFoundError
+    from search.query import QueryError
+    from search.store import StoreError
     from tvindex.settings import ConfigError
 
-    return (UserError, MediaError, TaggerError, ModelNotFoundError, ConfigError)
+    return (UserError, MediaError, TaggerError, ModelNotFoundError, ConfigError, ManifestError,
+            QueryError, StoreError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,11 +113,37 @@ class TaggersSettings(_Section):
         return block if isinstance(block, BaseModel) else None
 
 
+class AggregationSettings(_Section):
+    coverage_threshold: dict[str, float] = Field(
+        default_factory=lambda: {"default_sigmoid": 0.5, "default_softmax": 0.2})
+    store_min_score: float = Field(0.05, ge=0, le=1)
+    store_top_k: int = Field(10, ge=0, le=1000)
+    thumbnail_width: int = Field(320, ge=32, le=1920)
+
+    @field_validator("coverage_threshold")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in ("default_sigmoid", "default_softmax"):
+            if key not in v:
+                raise ValueError(f"needs a {key} entry")
+        for key, t in v.items():
+            if not 0.0 < t <= 1.0:
+                raise ValueError(f"{key}: threshold must be in (0, 1], got {t}")
+        return v
+
+
+class CatalogueSettings(_Section):
+    backend: Literal["sqlite"] = "sqlite"
+    sqlite_path: Path | None = None
+
+
 class Settings(_Section):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     taggers: TaggersSettings = Field(default_factory=TaggersSettings)
+    aggregation: AggregationSettings = Field(default_factory=AggregationSettings)
+    catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

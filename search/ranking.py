@@ -1,0 +1,96 @@
+"""Backend-neutral ranking over posting lists (numpy), the documented score of every backend.
+
+A posting list is ``(ids, scores)``: int64 item ids sorted ascending and their float32
+probabilities, for one label at one level. A query is a list of required groups (each an OR of
+labels) and a list of excluded labels. The score of an item is
+
+    score = exp( mean( [log p_g for each group g] + [log(1 - p_x) for each excluded x] ) )
+
+the geometric mean of "this group is present" and "this excluded label is absent" probabilities,
+where p_g is the best probability among the group's labels. An item must be carried by every
+group; an excluded label it does not carry has p_x = 0. The score lies in [0, 1] and is
+comparable across queries with the same number of terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Postings = tuple[np.ndarray, np.ndarray]
+EPS = 1e-6
+
+
+@dataclass
+class Ranked:
+    ids: np.ndarray  # [M] int64, best first
+    scores: np.ndarray  # [M] float64 in [0, 1]
+    group_scores: list[np.ndarray]  # per group: [M] best probability of the group
+    group_choice: list[np.ndarray]  # per group: [M] index of the alternative that was best
+    excluded_scores: list[np.ndarray]  # per excluded label: [M] probability (0 when absent)
+
+
+def lookup(postings: Postings, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ``ids`` in a posting list: (found mask [M], scores [M], 0 where missing)."""
+    p_ids, p_scores = postings
+    if len(p_ids) == 0:
+        return np.zeros(len(ids), bool), np.zeros(len(ids), np.float32)
+    pos = np.searchsorted(p_ids, ids)
+    pos_c = np.minimum(pos, len(p_ids) - 1)
+    found = p_ids[pos_c] == ids
+    return found, np.where(found, p_scores[pos_c], 0.0).astype(np.float32)
+
+
+def _union(group: list[Postings]) -> np.ndarray:
+    if len(group) == 1:
+        return group[0][0]  # already sorted and unique
+    return np.unique(np.concatenate([p[0] for p in group])) if group else np.empty(0, np.int64)
+
+
+def rank(groups: list[list[Postings]], excluded: list[Postings],
+         universe: np.ndarray | None = None, top: int | None = None) -> tuple[Ranked, int]:
+    """Combine posting lists into a ranking (best first, ties by id).
+
+    ``universe``: sorted ids allowed by the filters; with no groups, it is the candidate set
+    (filter-only queries score 1 minus exclusions). ``top``: only the best ``top`` items are
+    ordered and returned (all items tied with the last one too). Returns (ranked, total).
+    """
+    if groups:
+        # Candidates: the smallest group's union of ids, then narrowed by the others.
+        unions = [_union(g) for g in groups]
+        order = np.argsort([len(u) for u in unions])
+        cand = unions[order[0]]
+        for i in order[1:]:
+            cand = cand[np.isin(cand, unions[i], assume_unique=True)]
+    else:
+        cand = np.empty(0, np.int64) if universe is None else universe
+    if universe is not None and groups:
+        cand = cand[np.isin(cand, universe, assume_unique=True)]
+
+    log_sum = np.zeros(len(cand), np.float64)
+    group_scores, group_choice = [], []
+    for g in groups:
+        table = np.stack([lookup(p, cand)[1] for p in g])  # [alternatives, M]
+        choice = table.argmax(axis=0)
+        best = table[choice, np.arange(len(cand))]
+        group_scores.append(best)
+        group_choice.append(choice)
+        log_sum += np.log(np.maximum(best, EPS))
+    excluded_scores = []
+    for p in excluded:
+        s = lookup(p, cand)[1]
+        excluded_scores.append(s)
+        log_sum += np.log(np.maximum(1.0 - s, EPS))
+    n_terms = len(groups) + len(excluded)
+    scores = np.exp(log_sum / n_terms) if n_terms else np.ones(len(cand))
+    total = len(cand)
+    subset = np.arange(total)
+    if top is not None and total > top:
+        # Keep the best `top` (and everything tied with the last of them) before sorting.
+        kth = np.partition(scores, total - top)[total - top]
+        subset = np.flatnonzero(scores >= kth)
+    order = subset[np.lexsort((cand[subset], -scores[subset]))]
+    ranked = Ranked(cand[order], scores[order], [g[order] for g in group_scores],
+                    [c[order] for c in group_choice], [e[order] for e in excluded_scores])
+    return ranked, total

@@ -1,0 +1,158 @@
+"""The records the indexer writes and the store returns: the data of the catalogue.
+
+These are plain data, shared by every store backend; nothing here knows SQL or Elasticsearch.
+Vectors are float32 numpy arrays indexed like their label set's labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Level = Literal["shot", "episode", "programme"]
+LEVELS: tuple[Level, ...] = ("shot", "episode", "programme")
+EpisodeStatus = Literal["pending", "indexed", "failed"]
+
+
+@dataclass(frozen=True)
+class ProgrammeRecord:
+    id: str
+    title: str
+    description: str = ""
+    genre: str = ""
+
+
+@dataclass(frozen=True)
+class EpisodeRecord:
+    """An episode: a whole media file, or the time range [start_s, end_s) of one."""
+
+    id: str
+    programme_id: str
+    title: str
+    media_path: str
+    air_date: dt.date | None = None
+    description: str = ""
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass
+class LabelStats:
+    """Late-fusion statistics of one label set over a group of frames.
+
+    ``score``: mean probability per label over the frames [n]; ``coverage``: share of the
+    frames whose probability reaches the label set's threshold [n]; ``n_frames``: how many.
+    """
+
+    score: np.ndarray
+    coverage: np.ndarray
+    n_frames: int
+
+
+@dataclass
+class SegmentTags:
+    """A shot (``shots`` sampling) or a sampled frame's span (other modes)."""
+
+    index: int
+    start_s: float
+    end_s: float
+    time_s: float  # the representative frame's time (thumbnail, player start)
+    stats: dict[str, LabelStats]  # label set name -> stats over this segment's frames
+    thumbnail: bytes = b""  # JPEG
+
+
+@dataclass
+class EpisodeTags:
+    """Everything one indexing run of one episode produced; written in one transaction."""
+
+    episode_id: str
+    fingerprint: str  # content fingerprint of the media (and range)
+    config_version: str  # taggers, sampling and aggregation that produced it
+    duration_s: float
+    segments: list[SegmentTags]
+    stats: dict[str, LabelStats]  # episode level, over all frames
+    sampling: str = ""
+
+
+@dataclass(frozen=True)
+class EpisodeState:
+    id: str
+    programme_id: str
+    title: str
+    status: EpisodeStatus
+    fingerprint: str | None
+    config_version: str | None
+    error: str | None
+    indexed_at: str | None
+    n_segments: int | None
+    n_frames: int | None
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    label_id: int
+    label_set: str
+    activation: str
+    name: str
+    shots: int = 0  # segments where some frame reached the coverage threshold
+    episodes: int = 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    label_set: str
+    label: str
+    score: float
+    coverage: float | None = None
+    excluded: bool = False
+
+
+@dataclass
+class Hit:
+    """One search result with the evidence that ranked it."""
+
+    level: Level
+    id: str  # shot ids are "EPISODE@INDEX"
+    score: float
+    programme_id: str
+    programme_title: str
+    episode_id: str | None = None
+    episode_title: str | None = None
+    air_date: str | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    time_s: float | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "evidence"}
+        d["evidence"] = [e.__dict__ for e in self.evidence]
+        return d
+
+
+@dataclass
+class SearchPage:
+    hits: list[Hit]
+    total: int
+    offset: int
+    limit: int
+    level: Level
+    query: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "total": self.total, "offset": self.offset,
+                "limit": self.limit, "query": self.query, "hits": [h.to_dict() for h in self.hits]}
+
+
+def shot_id(episode_id: str, index: int) -> str:
+    return f"{episode_id}@{index}"
+
+
+def parse_shot_id(text: str) -> tuple[str, int]:
+    episode, sep, index = text.rpartition("@")
+    if not sep or not episode or not index.isdigit():
+        raise ValueError(f"not a shot id: {text!r} (expected EPISODE@INDEX)")
+    return episode, int(index)

@@ -1,0 +1,587 @@
+"""The embedded catalogue store: SQLite in WAL mode (readers never wait for the indexer).
+
+Layout (schema version in ``meta``; forward migrations in ``MIGRATIONS``):
+- programmes, episodes (status, fingerprint, config version, failure reason), label_sets,
+  labels (one global integer id per label);
+- segments: one row per shot/frame with times, thumbnail (JPEG) and its top labels (JSON);
+- segment_postings: per (label, episode), the segments that carry the label, as packed arrays
+  (uint32 segment indices, float32 scores and coverages). Grouping postings by episode makes
+  replacing an episode one DELETE, and reading a label's postings over a million shots a few
+  thousand rows;
+- episode_vectors / programme_vectors: dense float32 score and coverage vectors per label set
+  (programme aggregates are recomputed exactly from their episodes' vectors);
+- episode_labels / programme_labels: the kept labels as rows, for ranking at those levels.
+Every write of one episode happens in one transaction. User text only ever reaches SQL as
+bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.aggregate import combine
+from indexer.taggers.base import LabelSet
+from search.ranking import Postings, rank
+from search.records import (
+    EpisodeRecord,
+    EpisodeState,
+    EpisodeTags,
+    Evidence,
+    Hit,
+    LabelInfo,
+    LabelStats,
+    Level,
+    ProgrammeRecord,
+    SearchPage,
+    shot_id,
+)
+from search.store import CatalogueStore, NotFound, StoreError, keep_mask
+
+SCHEMA_VERSION = 1
+SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE programmes (
+        key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '', genre TEXT NOT NULL DEFAULT '');
+    CREATE TABLE episodes (
+        key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+        programme_key INTEGER NOT NULL REFERENCES programmes(key),
+        title TEXT NOT NULL, media_path TEXT NOT NULL, air_date TEXT,
+        description TEXT NOT NULL DEFAULT '', start_s REAL, end_s REAL,
+        status TEXT NOT NULL DEFAULT 'pending', fingerprint TEXT, config_version TEXT,
+        error TEXT, indexed_at TEXT, duration_s REAL, n_frames INTEGER, n_segments INTEGER,
+        sampling TEXT);
+    CREATE INDEX episodes_programme ON episodes(programme_key);
+    CREATE TABLE label_sets (
+        key INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, activation TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, size INTEGER NOT NULL);
+    CREATE TABLE labels (
+        id INTEGER PRIMARY KEY, set_key INTEGER NOT NULL REFERENCES label_sets(key),
+        idx INTEGER NOT NULL, name TEXT NOT NULL, UNIQUE (set_key, idx));
+    CREATE TABLE segments (
+        episode_key INTEGER NOT NULL, idx INTEGER NOT NULL, start_s REAL NOT NULL,
+        end_s REAL NOT NULL, time_s REAL NOT NULL, n_frames INTEGER NOT NULL,
+        thumbnail BLOB, top_labels TEXT NOT NULL, PRIMARY KEY (episode_key, idx)) WITHOUT ROWID;
+    CREATE TABLE segment_postings (
+        label_id INTEGER NOT NULL, episode_key INTEGER NOT NULL, idx BLOB NOT NULL,
+        score BLOB NOT NULL, coverage BLOB NOT NULL,
+        PRIMARY KEY (label_id, episode_key)) WITHOUT ROWID;
+    CREATE INDEX segment_postings_episode ON segment_postings(episode_key);
+    CREATE TABLE episode_vectors (
+        episode_key INTEGER NOT NULL, set_key INTEGER NOT NULL, n_frames INTEGER NOT NULL,
+        score BLOB NOT NULL, coverage BLOB NOT NULL,
+        PRIMARY KEY (episode_key, set_key)) WITHOUT ROWID;
+    CREATE TABLE episode_labels (
+        label_id INTEGER NOT NULL, episode_key INTEGER NOT NULL, score REAL NOT NULL,
+        coverage REAL NOT NULL, shots INTEGER NOT NULL,
+        PRIMARY KEY (label_id, episode_key)) WITHOUT ROWID;
+    CREATE INDEX episode_labels_episode ON episode_labels(episode_key);
+    CREATE TABLE programme_vectors (
+        programme_key INTEGER NOT NULL, set_key INTEGER NOT NULL, n_frames INTEGER NOT NULL,
+        score BLOB NOT NULL, coverage BLOB NOT NULL,
+        PRIMARY KEY (programme_key, set_key)) WITHOUT ROWID;
+    CREATE TABLE programme_labels (
+        label_id INTEGER NOT NULL, programme_key INTEGER NOT NULL, score REAL NOT NULL,
+        coverage REAL NOT NULL, PRIMARY KEY (label_id, programme_key)) WITHOUT ROWID;
+    CREATE INDEX programme_labels_programme ON programme_labels(programme_key);
+    """,
+}
+
+
+def _f32(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+class SqliteStore(CatalogueStore):
+    backend = "sqlite"
+
+    def __init__(self, path: str | Path, *, min_score: float = 0.05, top_k: int = 10,
+                 busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.min_score = min_score
+        self.top_k = top_k
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._label_cache: tuple[int, dict[int, tuple[str, int, str]]] | None = None
+        self._migrate()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SqliteStore:
+        cat = settings.catalogue
+        path = cat.sqlite_path or Path(settings.paths.data_dir) / "catalogue.sqlite"
+        return cls(path, min_score=settings.aggregation.store_min_score,
+                   top_k=settings.aggregation.store_top_k)
+
+    # --- connections ---------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        """One connection per thread (the web server is threaded)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {version} is newer than this "
+                                 f"tvindex ({SCHEMA_VERSION}); upgrade tvindex")
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+
+    def schema_version(self) -> int:
+        return int(self.db.execute("SELECT value FROM meta WHERE key='schema_version'")
+                   .fetchone()[0])
+
+    # --- writing -------------------------------------------------------------------------
+    def upsert_catalogue(self, programmes: Sequence[ProgrammeRecord],
+                         episodes: Sequence[EpisodeRecord]) -> None:
+        with self._tx() as db:
+            for p in programmes:
+                db.execute(
+                    "INSERT INTO programmes (id, title, description, genre) VALUES (?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET title=excluded.title, "
+                    "description=excluded.description, genre=excluded.genre",
+                    (p.id, p.title, p.description, p.genre))
+            for e in episodes:
+                pk = db.execute("SELECT key FROM programmes WHERE id=?",
+                                (e.programme_id,)).fetchone()
+                if pk is None:
+                    raise StoreError(f"episode {e.id}: unknown programme {e.programme_id!r}")
+                db.execute(
+                    "INSERT INTO episodes (id, programme_key, title, media_path, air_date, "
+                    "description, start_s, end_s) VALUES (?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET programme_key=excluded.programme_key, "
+                    "title=excluded.title, media_path=excluded.media_path, "
+                    "air_date=excluded.air_date, description=excluded.description, "
+                    "start_s=excluded.start_s, end_s=excluded.end_s",
+                    (e.id, pk[0], e.title, e.media_path,
+                     e.air_date.isoformat() if e.air_date else None, e.description,
+                     e.start_s, e.end_s))
+
+    def register_label_sets(self, label_sets: Sequence[LabelSet]) -> None:
+        with self._tx() as db:
+            for ls in label_sets:
+                row = db.execute("SELECT fingerprint FROM label_sets WHERE name=?",
+                                 (ls.name,)).fetchone()
+                if row is not None:
+                    if row[0] != ls.fingerprint():
+                        raise StoreError(
+                            f"label set {ls.name!r} in {self.path} has different labels from the "
+                            "tagger's; index into a new data directory (paths.data_dir)")
+                    continue
+                cur = db.execute(
+                    "INSERT INTO label_sets (name, activation, fingerprint, size) VALUES (?,?,?,?)",
+                    (ls.name, ls.activation, ls.fingerprint(), len(ls)))
+                db.executemany("INSERT INTO labels (set_key, idx, name) VALUES (?,?,?)",
+                               [(cur.lastrowid, i, n) for i, n in enumerate(ls.labels)])
+        self._label_cache = None
+
+    def _set_keys(self, db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+        """label set name -> (set key, id of its label 0); label ids are contiguous per set."""
+        out = {}
+        for name, key in db.execute("SELECT name, key FROM label_sets"):
+            first = db.execute("SELECT min(id) FROM labels WHERE set_key=?", (key,)).fetchone()[0]
+            out[name] = (key, first)
+        return out
+
+    def _episode_key(self, db: sqlite3.Connection, episode_id: str) -> tuple[int, int]:
+        row = db.execute("SELECT key, programme_key FROM episodes WHERE id=?",
+                         (episode_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown episode {episode_id!r}")
+        return row[0], row[1]
+
+    def _delete_episode_tags(self, db: sqlite3.Connection, key: int) -> None:
+        for table in ("segments", "segment_postings", "episode_vectors", "episode_labels"):
+            db.execute(f"DELETE FROM {table} WHERE episode_key=?", (key,))  # noqa: S608
+
+    def write_episode(self, tags: EpisodeTags) -> None:
+        with self._tx() as db:
+            key, prog_key = self._episode_key(db, tags.episode_id)
+            sets = self._set_keys(db)
+            missing = set(tags.stats) - set(sets)
+            if missing:
+                raise StoreError(f"label sets not registered: {sorted(missing)}")
+            self._delete_episode_tags(db, key)
+            n_frames = 0
+            seg_rows = []
+            for seg in tags.segments:
+                top = {}
+                for name, st in seg.stats.items():
+                    order = np.argsort(-st.score, kind="stable")[:5]
+                    top[name] = [[int(i), round(float(st.score[i]), 4)] for i in order]
+                seg_rows.append((key, seg.index, seg.start_s, seg.end_s, seg.time_s,
+                                 next(iter(seg.stats.values())).n_frames if seg.stats else 0,
+                                 seg.thumbnail or None, json.dumps(top, separators=(",", ":"))))
+            db.executemany("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?)", seg_rows)
+            for name, st in tags.stats.items():
+                set_key, first_id = sets[name]
+                n_frames = max(n_frames, st.n_frames)
+                db.execute("INSERT INTO episode_vectors VALUES (?,?,?,?,?)",
+                           (key, set_key, st.n_frames, st.score.astype(np.float32).tobytes(),
+                            st.coverage.astype(np.float32).tobytes()))
+                # Postings: for every label, the segments that keep it.
+                if tags.segments:
+                    scores = np.stack([s.stats[name].score for s in tags.segments])  # [S, n]
+                    covers = np.stack([s.stats[name].coverage for s in tags.segments])
+                    keep = np.stack([keep_mask(s.stats[name], self.min_score, self.top_k)
+                                     for s in tags.segments])
+                    idx = np.asarray([s.index for s in tags.segments], np.uint32)
+                else:
+                    keep = np.zeros((0, len(st.score)), bool)
+                shots_present = np.zeros(len(st.score), np.int64)
+                post_rows = []
+                for label in np.flatnonzero(keep.any(axis=0)):
+                    rows = keep[:, label]
+                    shots_present[label] = int((covers[rows, label] > 0).sum())
+                    post_rows.append((first_id + int(label), key, idx[rows].tobytes(),
+                                      scores[rows, label].astype(np.float32).tobytes(),
+                                      covers[rows, label].astype(np.float32).tobytes()))
+                db.executemany("INSERT INTO segment_postings VALUES (?,?,?,?,?)", post_rows)
+                ep_keep = keep_mask(st, self.min_score, self.top_k)
+                db.executemany(
+                    "INSERT INTO episode_labels VALUES (?,?,?,?,?)",
+                    [(first_id + int(i), key, float(st.score[i]), float(st.coverage[i]),
+                      int(shots_present[i])) for i in np.flatnonzero(ep_keep)])
+            db.execute(
+                "UPDATE episodes SET status='indexed', fingerprint=?, config_version=?, "
+                "error=NULL, indexed_at=?, duration_s=?, n_frames=?, n_segments=?, sampling=? "
+                "WHERE key=?",
+                (tags.fingerprint, tags.config_version,
+                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), tags.duration_s,
+                 n_frames, len(tags.segments), tags.sampling, key))
+            self._refresh_programme(db, prog_key, sets)
+
+    def _refresh_programme(self, db: sqlite3.Connection, prog_key: int,
+                           sets: dict[str, tuple[int, int]]) -> None:
+        """Recompute a programme's aggregates exactly from its indexed episodes' vectors."""
+        db.execute("DELETE FROM programme_vectors WHERE programme_key=?", (prog_key,))
+        db.execute("DELETE FROM programme_labels WHERE programme_key=?", (prog_key,))
+        for _name, (set_key, first_id) in sets.items():
+            rows = db.execute(
+                "SELECT v.n_frames, v.score, v.coverage FROM episode_vectors v "
+                "JOIN episodes e ON e.key = v.episode_key "
+                "WHERE e.programme_key=? AND v.set_key=? AND e.status='indexed'",
+                (prog_key, set_key)).fetchall()
+            if not rows:
+                continue
+            st = combine(LabelStats(_f32(s), _f32(c), n) for n, s, c in rows)
+            db.execute("INSERT INTO programme_vectors VALUES (?,?,?,?,?)",
+                       (prog_key, set_key, st.n_frames, st.score.tobytes(),
+                        st.coverage.tobytes()))
+            keep = keep_mask(st, self.min_score, self.top_k)
+            db.executemany("INSERT INTO programme_labels VALUES (?,?,?,?)",
+                           [(first_id + int(i), prog_key, float(st.score[i]),
+                             float(st.coverage[i])) for i in np.flatnonzero(keep)])
+
+    def mark_failed(self, episode_id: str, reason: str) -> None:
+        with self._tx() as db:
+            key, prog_key = self._episode_key(db, episode_id)
+            self._delete_episode_tags(db, key)
+            db.execute("UPDATE episodes SET status='failed', error=?, fingerprint=NULL, "
+                       "config_version=NULL, n_segments=NULL, n_frames=NULL WHERE key=?",
+                       (reason, key))
+            self._refresh_programme(db, prog_key, self._set_keys(db))
+
+    def remove_episode(self, episode_id: str) -> None:
+        with self._tx() as db:
+            key, prog_key = self._episode_key(db, episode_id)
+            self._delete_episode_tags(db, key)
+            db.execute("DELETE FROM episodes WHERE key=?", (key,))
+            self._refresh_programme(db, prog_key, self._set_keys(db))
+
+    # --- reading -------------------------------------------------------------------------
+    def episode_states(self) -> list[EpisodeState]:
+        rows = self.db.execute(
+            "SELECT e.id, p.id, e.title, e.status, e.fingerprint, e.config_version, e.error, "
+            "e.indexed_at, e.n_segments, e.n_frames FROM episodes e "
+            "JOIN programmes p ON p.key = e.programme_key ORDER BY p.id, e.id").fetchall()
+        return [EpisodeState(*r) for r in rows]
+
+    def label_sets(self) -> list[LabelSet]:
+        out = []
+        for key, name, act in self.db.execute(
+                "SELECT key, name, activation FROM label_sets ORDER BY key").fetchall():
+            names = [r[0] for r in self.db.execute(
+                "SELECT name FROM labels WHERE set_key=? ORDER BY idx", (key,))]
+            out.append(LabelSet(name, act, tuple(names)))
+        return out
+
+    def _labels_by_id(self) -> dict[int, tuple[str, int, str]]:
+        """label id -> (label set, index in set, name), cached until label sets change."""
+        n = self.db.execute("SELECT count(*) FROM labels").fetchone()[0]
+        if self._label_cache is None or self._label_cache[0] != n:
+            rows = self.db.execute(
+                "SELECT l.id, s.name, l.idx, l.name FROM labels l "
+                "JOIN label_sets s ON s.key = l.set_key").fetchall()
+            self._label_cache = (n, {r[0]: (r[1], r[2], r[3]) for r in rows})
+        return self._label_cache[1]
+
+    def labels(self, label_set: str | None = None, match: str | None = None,
+               counts: bool = True) -> list[LabelInfo]:
+        sql = ("SELECT l.id, s.name, s.activation, l.name FROM labels l "
+               "JOIN label_sets s ON s.key = l.set_key WHERE 1=1")
+        params: list[Any] = []
+        if label_set:
+            sql += " AND s.name = ?"
+            params.append(label_set)
+        if match:
+            sql += " AND l.name LIKE ? ESCAPE '\\'"
+            escaped = match.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+        rows = self.db.execute(sql + " ORDER BY s.key, l.idx", params).fetchall()
+        stats: dict[int, tuple[int, int]] = {}
+        if counts and rows:
+            for lid, shots, eps in self.db.execute(
+                    "SELECT el.label_id, sum(el.shots), sum(el.coverage > 0) FROM episode_labels el "
+                    "JOIN episodes e ON e.key = el.episode_key AND e.status = 'indexed' "
+                    "GROUP BY el.label_id"):
+                stats[lid] = (int(shots or 0), int(eps or 0))
+        return [LabelInfo(r[0], r[1], r[2], r[3], *stats.get(r[0], (0, 0))) for r in rows]
+
+    def programmes(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT p.id, p.title, p.description, p.genre, count(e.key), "
+            "sum(e.status='indexed'), min(e.air_date), max(e.air_date) FROM programmes p "
+            "LEFT JOIN episodes e ON e.programme_key = p.key GROUP BY p.key ORDER BY p.title"
+        ).fetchall()
+        return [{"id": r[0], "title": r[1], "description": r[2], "genre": r[3], "episodes": r[4],
+                 "indexed_episodes": int(r[5] or 0), "first_air_date": r[6],
+                 "last_air_date": r[7]} for r in rows]
+
+    def _top_labels(self, table: str, key_col: str, key: int, k: int = 10
+                    ) -> dict[str, list[dict[str, Any]]]:
+        by_id = self._labels_by_id()
+        out: dict[str, list[dict[str, Any]]] = {}
+        rows = self.db.execute(
+            f"SELECT label_id, score, coverage FROM {table} WHERE {key_col}=? "  # noqa: S608
+            "ORDER BY score DESC, label_id", (key,)).fetchall()
+        for lid, score, cov in rows:
+            ls, _, name = by_id[lid]
+            bucket = out.setdefault(ls, [])
+            if len(bucket) < k:
+                bucket.append({"label": name, "score": round(score, 4),
+                               "coverage": round(cov, 4)})
+        return out
+
+    def programme(self, programme_id: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT key, id, title, description, genre FROM programmes "
+                              "WHERE id=?", (programme_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown programme {programme_id!r}")
+        eps = self.db.execute(
+            "SELECT id, title, air_date, status, n_segments, duration_s FROM episodes "
+            "WHERE programme_key=? ORDER BY air_date, id", (row[0],)).fetchall()
+        return {"id": row[1], "title": row[2], "description": row[3], "genre": row[4],
+                "episodes": [{"id": e[0], "title": e[1], "air_date": e[2], "status": e[3],
+                              "segments": e[4], "duration_s": e[5]} for e in eps],
+                "top_labels": self._top_labels("programme_labels", "programme_key", row[0])}
+
+    def episode(self, episode_id: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT e.key, e.id, e.title, e.air_date, e.description, e.media_path, e.start_s, "
+            "e.end_s, e.status, e.error, e.duration_s, e.n_frames, e.n_segments, e.sampling, "
+            "p.id, p.title FROM episodes e JOIN programmes p ON p.key = e.programme_key "
+            "WHERE e.id=?", (episode_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown episode {episode_id!r}")
+        keys = ("id", "title", "air_date", "description", "media_path", "start_s", "end_s",
+                "status", "error", "duration_s", "n_frames", "n_segments", "sampling",
+                "programme_id", "programme_title")
+        out = dict(zip(keys, row[1:]))
+        out["top_labels"] = self._top_labels("episode_labels", "episode_key", row[0])
+        return out
+
+    def segments(self, episode_id: str) -> list[dict[str, Any]]:
+        key, _ = self._episode_key(self.db, episode_id)
+        by_set = {ls.name: ls for ls in self.label_sets()}
+        out = []
+        for idx, start, end, time_s, n, top in self.db.execute(
+                "SELECT idx, start_s, end_s, time_s, n_frames, top_labels FROM segments "
+                "WHERE episode_key=? ORDER BY idx", (key,)):
+            labels = {name: [{"label": by_set[name].labels[i], "score": s} for i, s in pairs]
+                      for name, pairs in json.loads(top).items() if name in by_set}
+            out.append({"id": shot_id(episode_id, idx), "index": idx, "start_s": start,
+                        "end_s": end, "time_s": time_s, "n_frames": n, "top_labels": labels})
+        return out
+
+    def thumbnail(self, episode_id: str, index: int) -> bytes:
+        key, _ = self._episode_key(self.db, episode_id)
+        row = self.db.execute("SELECT thumbnail FROM segments WHERE episode_key=? AND idx=?",
+                              (key, index)).fetchone()
+        if row is None or row[0] is None:
+            raise NotFound(f"no thumbnail for {shot_id(episode_id, index)}")
+        return bytes(row[0])
+
+    def vectors(self, level: Level, label_set: str) -> tuple[list[str], np.ndarray]:
+        if level == "episode":
+            sql = ("SELECT e.id, v.score FROM episode_vectors v JOIN episodes e "
+                   "ON e.key = v.episode_key JOIN label_sets s ON s.key = v.set_key "
+                   "WHERE s.name=? AND e.status='indexed' ORDER BY e.id")
+        elif level == "programme":
+            sql = ("SELECT p.id, v.score FROM programme_vectors v JOIN programmes p "
+                   "ON p.key = v.programme_key JOIN label_sets s ON s.key = v.set_key "
+                   "WHERE s.name=? ORDER BY p.id")
+        else:
+            raise StoreError("vectors are kept per episode and per programme")
+        rows = self.db.execute(sql, (label_set,)).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return [r[0] for r in rows], np.stack([_f32(r[1]) for r in rows])
+
+    # --- search --------------------------------------------------------------------------
+    def _allowed(self, query: Any, level: Level) -> np.ndarray | None:
+        """Sorted keys (episode or programme keys; for shots, episode keys) that pass the
+        filters, or None when the query has no filter."""
+        where, params = ["e.status = 'indexed'"], []
+        if query.programme_ids:
+            where.append(f"p.id IN ({','.join('?' * len(query.programme_ids))})")
+            params += list(query.programme_ids)
+        if query.genres:
+            where.append(f"lower(p.genre) IN ({','.join('?' * len(query.genres))})")
+            params += [g.lower() for g in query.genres]
+        if query.after:
+            where.append("e.air_date >= ?")
+            params.append(query.after.isoformat())
+        if query.before:
+            where.append("e.air_date <= ?")
+            params.append(query.before.isoformat())
+        if len(where) == 1:
+            return None  # only indexed episodes have rows: no filter needed
+        col = "p.key" if level == "programme" else "e.key"
+        rows = self.db.execute(
+            f"SELECT DISTINCT {col} FROM episodes e JOIN programmes p ON p.key = e.programme_key "
+            f"WHERE {' AND '.join(where)} ORDER BY 1", params).fetchall()
+        return np.asarray([r[0] for r in rows], np.int64)
+
+    def _postings(self, level: Level, label_id: int, allowed: np.ndarray | None) -> Postings:
+        if level == "shot":
+            rows = self.db.execute("SELECT episode_key, idx, score FROM segment_postings "
+                                   "WHERE label_id=?", (label_id,)).fetchall()
+            if allowed is not None:
+                ok = set(allowed.tolist())
+                rows = [r for r in rows if r[0] in ok]
+            if not rows:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            ids = np.concatenate([(np.int64(k) << SHOT_BITS)
+                                  | np.frombuffer(i, np.uint32).astype(np.int64)
+                                  for k, i, _ in rows])
+            scores = np.concatenate([_f32(s) for _, _, s in rows])
+        else:
+            table, col = (("episode_labels", "episode_key") if level == "episode"
+                          else ("programme_labels", "programme_key"))
+            rows = self.db.execute(f"SELECT {col}, score FROM {table} "  # noqa: S608
+                                   "WHERE label_id=?", (label_id,)).fetchall()
+            ids = np.asarray([r[0] for r in rows], np.int64)
+            scores = np.asarray([r[1] for r in rows], np.float32)
+            if allowed is not None:
+                keep = np.isin(ids, allowed)
+                ids, scores = ids[keep], scores[keep]
+        order = np.argsort(ids, kind="stable")
+        return ids[order], scores[order]
+
+    def _universe(self, level: Level, allowed: np.ndarray | None) -> np.ndarray:
+        """Every item of a level that passes the filters (for filter-only queries)."""
+        if level == "shot":
+            keys = allowed.tolist() if allowed is not None else []
+            ids = [(k << SHOT_BITS) | i for k in keys for (i,) in self.db.execute(
+                "SELECT idx FROM segments WHERE episode_key=?", (k,))]
+            return np.asarray(sorted(ids), np.int64)
+        if allowed is not None:
+            return allowed
+        sql = ("SELECT key FROM episodes WHERE status='indexed'" if level == "episode" else
+               "SELECT DISTINCT programme_key FROM episodes WHERE status='indexed'")
+        return np.asarray(sorted(r[0] for r in self.db.execute(sql)), np.int64)
+
+    def search(self, query: Any, level: Level = "shot", limit: int = 20,
+               offset: int = 0) -> SearchPage:
+        if level not in ("shot", "episode", "programme"):
+            raise StoreError(f"unknown level {level!r}")
+        allowed = self._allowed(query, level)
+        groups = [[self._postings(level, ref.label_id, allowed) for ref in g]
+                  for g in query.groups]
+        excluded = [self._postings(level, ref.label_id, allowed) for ref in query.excluded]
+        universe = None
+        if not groups:
+            universe = self._universe(level, allowed)
+        elif allowed is not None and level != "shot":
+            universe = allowed
+        ranked, total = rank(groups, excluded, universe, top=offset + limit)
+        hits = []
+        for j in range(offset, min(offset + limit, len(ranked.ids))):
+            hit = self._hit(level, int(ranked.ids[j]), float(ranked.scores[j]))
+            for g, group in enumerate(query.groups):
+                ref = group[int(ranked.group_choice[g][j])]
+                hit.evidence.append(Evidence(ref.label_set, ref.name,
+                                             round(float(ranked.group_scores[g][j]), 4)))
+            for x, ref in enumerate(query.excluded):
+                hit.evidence.append(Evidence(ref.label_set, ref.name,
+                                             round(float(ranked.excluded_scores[x][j]), 4),
+                                             excluded=True))
+            hits.append(hit)
+        return SearchPage(hits, total, offset, limit, level,
+                          query.to_dict() if hasattr(query, "to_dict") else {})
+
+    def _hit(self, level: Level, item: int, score: float) -> Hit:
+        db = self.db
+        if level == "programme":
+            pid, title = db.execute("SELECT id, title FROM programmes WHERE key=?",
+                                    (item,)).fetchone()
+            return Hit(level, pid, round(score, 6), pid, title)
+        ep_key = item >> SHOT_BITS if level == "shot" else item
+        eid, etitle, air, pid, ptitle = db.execute(
+            "SELECT e.id, e.title, e.air_date, p.id, p.title FROM episodes e "
+            "JOIN programmes p ON p.key = e.programme_key WHERE e.key=?", (ep_key,)).fetchone()
+        hit = Hit(level, eid, round(score, 6), pid, ptitle, eid, etitle, air)
+        if level == "shot":
+            idx = item & ((1 << SHOT_BITS) - 1)
+            start, end, time_s = db.execute(
+                "SELECT start_s, end_s, time_s FROM segments WHERE episode_key=? AND idx=?",
+                (ep_key, idx)).fetchone()
+            hit.id = shot_id(eid, idx)
+            hit.start_s, hit.end_s, hit.time_s = start, end, time_s
+        return hit

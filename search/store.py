@@ -1,0 +1,147 @@
+"""The catalogue store interface. Backends (SQLite embedded, Elasticsearch) implement it with
+the same semantics; the indexer and the web layer only ever talk to this interface.
+
+Ranking semantics shared by every backend (see ``search/ranking.py``): a hit must carry every
+required group (a group is an OR of labels; a label is carried when the store kept its score,
+see ``keep_mask``); its score is the geometric mean of the matched probabilities and of
+(1 - p) for each excluded label: exp(mean(log p_group_best, log(1 - p_excluded))).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from indexer.taggers.base import LabelSet
+from search.records import (
+    EpisodeRecord,
+    EpisodeState,
+    EpisodeTags,
+    Hit,
+    LabelInfo,
+    LabelStats,
+    Level,
+    ProgrammeRecord,
+    SearchPage,
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (bad id, incompatible data); message says why."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+def keep_mask(stats: LabelStats, min_score: float, top_k: int) -> np.ndarray:
+    """Which labels a store keeps for ranking: score >= min_score, or among the top_k."""
+    keep = stats.score >= min_score
+    if top_k > 0:
+        keep[np.argsort(-stats.score, kind="stable")[:top_k]] = True
+    return keep
+
+
+class CatalogueStore(ABC):
+    """One catalogue: programmes, episodes, segments (shots/frames), label statistics."""
+
+    backend: ClassVar[str] = ""
+
+    # --- writing -------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_catalogue(self, programmes: Sequence[ProgrammeRecord],
+                         episodes: Sequence[EpisodeRecord]) -> None:
+        """Register programmes and episodes (metadata only); new episodes start 'pending'.
+        Metadata of existing ones is updated; their tags are kept."""
+
+    @abstractmethod
+    def register_label_sets(self, label_sets: Sequence[LabelSet]) -> None:
+        """Make label sets known (idempotent). A set whose labels changed is an error."""
+
+    @abstractmethod
+    def write_episode(self, tags: EpisodeTags) -> None:
+        """Atomically replace everything indexed for the episode with ``tags``, mark it
+        indexed, and update its programme's aggregates. All or nothing."""
+
+    @abstractmethod
+    def mark_failed(self, episode_id: str, reason: str) -> None:
+        """Record a failure with its reason. The episode's previous tags are dropped, so
+        search only ever shows episodes whose current media was indexed."""
+
+    @abstractmethod
+    def remove_episode(self, episode_id: str) -> None: ...
+
+    # --- reading -------------------------------------------------------------------------
+    @abstractmethod
+    def episode_states(self) -> list[EpisodeState]: ...
+
+    @abstractmethod
+    def label_sets(self) -> list[LabelSet]: ...
+
+    @abstractmethod
+    def labels(self, label_set: str | None = None, match: str | None = None,
+               counts: bool = True) -> list[LabelInfo]: ...
+
+    @abstractmethod
+    def programmes(self) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def programme(self, programme_id: str) -> dict[str, Any]:
+        """Metadata, episodes, and top labels per label set (score, coverage)."""
+
+    @abstractmethod
+    def episode(self, episode_id: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def segments(self, episode_id: str) -> list[dict[str, Any]]:
+        """The episode's shots/frames in time order, with their top labels."""
+
+    @abstractmethod
+    def thumbnail(self, episode_id: str, index: int) -> bytes: ...
+
+    @abstractmethod
+    def vectors(self, level: Level, label_set: str) -> tuple[list[str], np.ndarray]:
+        """Ids and score vectors [N, n_labels] of every item of a level (episode/programme)."""
+
+    @abstractmethod
+    def search(self, query: Any, level: Level = "shot", limit: int = 20,
+               offset: int = 0) -> SearchPage:
+        """Run a resolved query (``search.query.ResolvedQuery``)."""
+
+    # Vocabulary protocol for the query resolver.
+    def vocabulary_label_sets(self) -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for info in self.labels(counts=False):
+            out.setdefault(info.label_set, []).append((info.label_id, info.name))
+        return out
+
+    def programme_titles(self) -> list[tuple[str, str]]:
+        return [(p["id"], p["title"]) for p in self.programmes()]
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
+
+    def __enter__(self) -> CatalogueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def hit_sort_key(hit: Hit) -> tuple:
+    """Deterministic order: score desc, then id."""
+    return (-hit.score, hit.id)
+
+
+def open_store(settings: Any) -> CatalogueStore:
+    """Build the configured backend. Backends are imported lazily: a user of SQLite never
+    imports the Elasticsearch client."""
+    backend = settings.catalogue.backend
+    if backend == "sqlite":
+        from search.sqlite_store import SqliteStore
+
+        return SqliteStore.from_settings(settings)
+    raise StoreError(f"catalogue.backend {backend!r} is not available")

@@ -1,0 +1,60 @@
+"""``tvindex index SOURCE``: index a catalogue (manifest or folder) into the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"need 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="index a catalogue manifest (CSV/JSONL) or folder tree")
+    p.add_argument("source", type=Path, help="manifest file or ROOT/<programme>/<files> folder")
+    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"])
+    p.add_argument("--every", type=float, metavar="SECONDS")
+    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME")
+    p.add_argument("--data-dir", type=Path, help="where the store lives (paths.data_dir)")
+    p.add_argument("--force", action="store_true", help="re-index even unchanged episodes")
+    p.add_argument("--shard", type=parse_shard, metavar="I/N",
+                   help="index only shard I of N (0-based), for N parallel workers")
+    p.add_argument("--json", action="store_true", help="print the run's report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(settings_overrides=lambda a: {
+        "sampling.mode": a.sampling, "sampling.every_s": a.every, "taggers.active": a.taggers,
+        "paths.data_dir": a.data_dir})
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.catalogue import load_catalogue
+    from indexer.indexing import run_index
+    from indexer.taggers import create_tagger
+    from search.store import open_store
+
+    catalogue = load_catalogue(args.source)
+    taggers = [create_tagger(name, settings) for name in settings.taggers.active]
+    with open_store(settings) as store:
+        report = run_index(catalogue, store, taggers, settings, force=args.force,
+                           shard=args.shard, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        r = report.to_dict()
+        print(f"indexed {r['indexed']}, unchanged {r['skipped']}, failed {len(r['failed'])}; "
+              f"{r['frames']} frames in {r['seconds']} s "
+              f"({r['frames_per_s'] or 0} frames/s)")
+        for ep, why in report.failed.items():
+            print(f"  failed {ep}: {why}", file=sys.stderr)
+    return 0

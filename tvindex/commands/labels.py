@@ -1,0 +1,37 @@
+"""``tvindex labels``: the label vocabularies, with how many shots/episodes carry each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("labels", help="list labels (and how many shots/episodes carry them)")
+    p.add_argument("--set", dest="label_set", help="only this label set (e.g. coco80)")
+    p.add_argument("--match", help="only labels whose name contains this text")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from search.store import open_store
+    from tvindex.cli import UserError
+
+    with open_store(settings) as store:
+        known = [ls.name for ls in store.label_sets()]
+        if args.label_set and args.label_set not in known:
+            raise UserError(f"unknown label set {args.label_set!r}; known: {', '.join(known)}"
+                            if known else "the catalogue has no label sets yet: run tvindex index")
+        infos = store.labels(args.label_set, args.match)
+    if args.json:
+        print(json.dumps([i.__dict__ for i in infos], indent=1))
+        return 0
+    for i in infos:
+        print(f"{i.label_set:<11} {i.name:<32} shots {i.shots:>6}  episodes {i.episodes:>4}")
+    print(f"{len(infos)} label(s)")
+    return 0

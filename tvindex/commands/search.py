@@ -1,0 +1,45 @@
+"""``tvindex search QUERY``: ranked scene/object search over the catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help='search the catalogue, e.g. "object:dog scene:beach"')
+    p.add_argument("query", help="query text (see README: query language)")
+    p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from search.engine import run_search
+    from search.store import open_store
+
+    with open_store(settings) as store:
+        page = run_search(store, args.query, args.level, args.limit, args.offset)
+    if args.json:
+        print(json.dumps(page.to_dict(), indent=1))
+        return 0
+    print(f"{page.total} {args.level}(s) match; showing {page.offset + 1 if page.hits else 0}"
+          f"-{page.offset + len(page.hits)}")
+    for n, h in enumerate(page.hits, page.offset + 1):
+        where = h.programme_title
+        if h.episode_id:
+            where += f" / {h.episode_title or h.episode_id}"
+        if h.start_s is not None:
+            where += f"  [{h.start_s:.2f}-{h.end_s:.2f} s, frame at {h.time_s:.2f} s]"
+        ev = ", ".join(f"{'-' if e.excluded else ''}{e.label_set}:{e.label} {e.score:.2f}"
+                       for e in h.evidence)
+        print(f"{n:3d}. {h.score:.3f}  {h.id}  {where}")
+        if ev:
+            print(f"       {ev}")
+    return 0

@@ -1,0 +1,35 @@
+"""``tvindex status``: indexed, failed and pending episodes of the catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="list indexed, failed and pending episodes")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from search.store import open_store
+
+    with open_store(settings) as store:
+        states = store.episode_states()
+    if args.json:
+        print(json.dumps([s.__dict__ for s in states], indent=1))
+        return 0
+    counts = Counter(s.status for s in states)
+    print(f"{len(states)} episodes: {counts['indexed']} indexed, {counts['failed']} failed, "
+          f"{counts['pending']} pending")
+    for s in states:
+        extra = (f"{s.n_segments} segments, {s.n_frames} frames, {s.indexed_at}"
+                 if s.status == "indexed" else (s.error or ""))
+        print(f"  {s.status:<8} {s.programme_id}/{s.id}  {extra}")
+    return 0
