@@ -1,0 +1,177 @@
+"""The catalogue store on a hand-built catalogue: round trip, ranking, filters, hostile input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.aggregate import aggregate
+from indexer.taggers.base import LabelSet
+from search.engine import run_search
+from search.query import QueryError
+from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from search.sqlite_store import SCHEMA_VERSION, SqliteStore
+from search.store import NotFound, StoreError
+
+OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle"))
+SCN = LabelSet("places365", "softmax", ("beach", "street", "kitchen"))
+
+
+def seg(index: int, obj: list[list[float]], scn: list[list[float]], t0: float) -> SegmentTags:
+    """A segment from per-frame probabilities (rows = frames)."""
+    return SegmentTags(index, t0, t0 + 5, t0 + 2.5,
+                       {"coco80": aggregate(np.array(obj, np.float32), 0.5),
+                        "places365": aggregate(np.array(scn, np.float32), 0.2)},
+                       thumbnail=b"\xff\xd8jpeg" + bytes([index]))
+
+
+def episode_tags(eid: str, segments: list[SegmentTags]) -> EpisodeTags:
+    n = {"coco80": [], "places365": []}
+    for s in segments:
+        for k in n:
+            n[k].append((s.stats[k].score, s.stats[k].n_frames))
+    stats = {k: aggregate(np.repeat(np.stack([v for v, _ in rows]),
+                                    [c for _, c in rows], axis=0), 0.5 if k == "coco80" else 0.2)
+             for k, rows in n.items()}
+    return EpisodeTags(eid, f"fp-{eid}", "v1", 10.0, segments, stats, "shots")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "cat.sqlite", min_score=0.05, top_k=0)
+    s.upsert_catalogue(
+        [ProgrammeRecord("beach-dogs", "Beach Dogs", genre="nature"),
+         ProgrammeRecord("city", "<script>alert(1)</script> City", genre="news")],
+        [EpisodeRecord("bd1", "beach-dogs", "One", "/m/a.mp4", dt.date(2021, 5, 1)),
+         EpisodeRecord("bd2", "beach-dogs", "Two", "/m/b.mp4", dt.date(2019, 5, 1)),
+         EpisodeRecord("c1", "city", "Rush hour", "/m/c.mp4", dt.date(2022, 1, 1))])
+    s.register_label_sets([OBJ, SCN])
+    s.write_episode(episode_tags("bd1", [
+        seg(0, [[0.9, 0.9, 0.0, 0.0], [0.7, 0.7, 0.0, 0.0]], [[0.8, 0.1, 0.1]] * 2, 0.0),
+        seg(1, [[0.9, 0.3, 0.6, 0.0]], [[0.6, 0.3, 0.1]], 5.0)]))
+    s.write_episode(episode_tags("bd2", [
+        seg(0, [[0.2, 0.95, 0.0, 0.0]], [[0.9, 0.05, 0.05]], 0.0)]))
+    s.write_episode(episode_tags("c1", [
+        seg(0, [[0.99, 0.0, 0.9, 0.8]], [[0.0, 0.9, 0.1]], 0.0),
+        seg(1, [[0.95, 0.6, 0.9, 0.0]], [[0.1, 0.8, 0.1]], 5.0)]))
+    return s
+
+
+def ids(page) -> list[str]:
+    return [h.id for h in page.hits]
+
+
+def test_round_trip(store: SqliteStore):
+    assert store.schema_version() == SCHEMA_VERSION
+    assert [ls.name for ls in store.label_sets()] == ["coco80", "places365"]
+    assert store.label_sets()[0] == OBJ
+    ep = store.episode("bd1")
+    assert ep["programme_id"] == "beach-dogs" and ep["n_segments"] == 2 and ep["n_frames"] == 3
+    # episode score = mean over its 3 frames: dog (0.9 + 0.7 + 0.3) / 3
+    dog = [x for x in ep["top_labels"]["coco80"] if x["label"] == "dog"][0]
+    assert dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
+    assert dog["coverage"] == pytest.approx(2 / 3, abs=1e-4)
+    segs = store.segments("bd1")
+    assert [s["id"] for s in segs] == ["bd1@0", "bd1@1"]
+    assert segs[0]["top_labels"]["coco80"][0]["label"] in ("person", "dog")
+    assert store.thumbnail("bd1", 1) == b"\xff\xd8jpeg\x01"
+    # programme = frame-weighted mean over its episodes (3 + 1 frames)
+    prog = store.programme("beach-dogs")
+    dog = [x for x in prog["top_labels"]["coco80"] if x["label"] == "dog"][0]
+    assert dog["score"] == pytest.approx((1.9 + 0.95) / 4, abs=1e-4)
+    names, vecs = store.vectors("programme", "coco80")
+    assert names == ["beach-dogs", "city"] and vecs.shape == (2, 4)
+    with pytest.raises(NotFound):
+        store.episode("nope")
+
+
+def test_ranking_order_and_evidence(store: SqliteStore):
+    page = run_search(store, "object:dog", "shot")
+    # dog per shot: bd2@0 0.95, bd1@0 0.8, c1@1 0.6, bd1@1 0.3 (c1@0 has none)
+    assert ids(page) == ["bd2@0", "bd1@0", "c1@1", "bd1@1"]
+    assert page.hits[0].evidence[0].label == "dog"
+    assert page.hits[0].evidence[0].score == pytest.approx(0.95)
+    assert page.hits[1].start_s == 0.0 and page.hits[1].time_s == 2.5
+    # two labels: geometric mean of dog and beach
+    page = run_search(store, "object:dog scene:beach", "shot")
+    assert ids(page)[:2] == ["bd2@0", "bd1@0"]
+    assert page.hits[0].score == pytest.approx(np.sqrt(0.95 * 0.9), rel=1e-4)
+    # exclusion: car present lowers c1@1 below bd1@1? score = sqrt(p_dog * (1 - p_car))
+    page = run_search(store, "object:dog -object:car", "shot")
+    assert ids(page)[0] == "bd2@0"
+    scores = {h.id: h.score for h in page.hits}
+    assert scores["c1@1"] == pytest.approx(np.sqrt(0.6 * 0.1), rel=1e-3)
+    assert scores["bd1@1"] == pytest.approx(np.sqrt(0.3 * 0.4), rel=1e-3)
+
+
+def test_levels_or_filters_and_pagination(store: SqliteStore):
+    assert ids(run_search(store, "object:person", "programme")) == ["city", "beach-dogs"]
+    assert ids(run_search(store, "object:person", "episode"))[0] == "c1"
+    assert set(ids(run_search(store, "object:bicycle OR scene:beach", "episode"))) == {
+        "bd1", "bd2", "c1"}
+    assert ids(run_search(store, 'object:dog programme:"Beach Dogs"', "shot")) == [
+        "bd2@0", "bd1@0", "bd1@1"]
+    assert ids(run_search(store, "object:dog after:2020-01-01", "episode")) == ["bd1", "c1"]
+    assert ids(run_search(store, "object:dog genre:news", "shot")) == ["c1@1"]
+    page = run_search(store, "object:dog", "shot", limit=2, offset=1)
+    assert ids(page) == ["bd1@0", "c1@1"] and page.total == 4
+    assert ids(run_search(store, "programme:city", "shot")) == ["c1@0", "c1@1"]
+
+
+@pytest.mark.parametrize("text", [
+    "'; DROP TABLE segments; --", 'object:"dog', "x" * 10_000, "object:dog OR", "\x00",
+    "programme:\"'; DELETE FROM episodes; --\"", "-", "::::", "object:%", "object:dog_"])
+def test_hostile_queries_error_cleanly_and_leave_data_intact(store: SqliteStore, text: str):
+    try:
+        page = run_search(store, text, "shot")
+        assert page.hits == [] or all(h.score >= 0 for h in page.hits)
+    except QueryError as err:
+        assert str(err)
+    assert len(run_search(store, "object:dog", "shot").hits) == 4
+    n = sqlite3.connect(store.path).execute("SELECT count(*) FROM segments").fetchone()[0]
+    assert n == 5
+
+
+def test_unknown_label_suggests(store: SqliteStore):
+    with pytest.raises(QueryError, match="did you mean: dog"):
+        run_search(store, "object:dgo")
+
+
+def test_bad_paging_and_level(store: SqliteStore):
+    for kwargs in ({"level": "scene"}, {"limit": 0}, {"limit": -1}, {"offset": -5}):
+        with pytest.raises(StoreError):
+            run_search(store, "object:dog", **kwargs)
+
+
+def test_rewrite_is_idempotent_and_failure_drops_tags(store: SqliteStore):
+    def dump():
+        db = sqlite3.connect(store.path)
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("segments", "segment_postings", "episode_labels", "programme_labels",
+                          "episode_vectors", "programme_vectors")}
+    before = dump()
+    segs = [seg(0, [[0.2, 0.95, 0.0, 0.0]], [[0.9, 0.05, 0.05]], 0.0)]
+    store.write_episode(episode_tags("bd2", segs))
+    assert dump() == before
+    store.mark_failed("bd2", "corrupt file")
+    state = {s.id: s for s in store.episode_states()}["bd2"]
+    assert state.status == "failed" and state.error == "corrupt file"
+    assert "bd2@0" not in ids(run_search(store, "object:dog", "shot"))
+    # the programme's aggregate now comes from bd1 alone
+    prog_dog = [x for x in store.programme("beach-dogs")["top_labels"]["coco80"]
+                if x["label"] == "dog"][0]
+    assert prog_dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
+
+
+def test_label_set_change_is_refused(store: SqliteStore):
+    with pytest.raises(StoreError, match="different labels"):
+        store.register_label_sets([LabelSet("coco80", "sigmoid", ("person", "dog"))])
+
+
+def test_title_is_data_not_markup(store: SqliteStore):
+    titles = dict(store.programme_titles())
+    assert titles["city"] == "<script>alert(1)</script> City"
