@@ -98,13 +98,63 @@ def bench_decoding(path: Path, info: MediaInfo, every_s: float, repeats: int) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# TAGGER COST SECTION (to be added): per-frame cost of each registered tagger.
-# Suggested shape: take the frames of one `interval` run (sample_frames(path, "interval",
-# every_s, max_side=...)), run each tagger on batches of them, and return
-# {"<tagger name>": {"ms_per_frame": ..., "frames_per_s": ...}, ...}. main() puts whatever this
-# returns under "taggers" in the JSON; returning None leaves the key out.
+# Per-frame cost of each registered tagger, on real frames of the same video.
+def _tagger_settings(name: str, tmp: Path):
+    """Settings that build ``name`` here. yolo and places365 have no real weights on these
+    machines: their cost is measured with the same architectures and random weights (in the
+    official file formats), which costs exactly what the real weights would."""
+    import torch
+
+    from tvindex.settings import load_settings
+
+    shared = Path(os.environ.get("TVINDEX_SHARED_DIR", Path(__file__).resolve().parents[2]
+                                 / "shared"))
+    overrides: dict = {}
+    env = {"TVINDEX_MODEL_DIR": str(shared / "models")}
+    if name == "yolo":
+        overrides["taggers.yolo.weights"] = "yolov8n.yaml"
+    elif name == "places365":
+        from indexer.taggers.places365 import build_network
+
+        net = build_network("resnet18")
+        torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}},
+                   tmp / "resnet18_places365.pth.tar")
+        (tmp / "categories_places365.txt").write_text(
+            "".join(f"/c/category_{i} {i}\n" for i in range(365)))
+        env["TVINDEX_MODEL_DIR"] = str(tmp)
+    return load_settings(overrides=overrides, environ=env)
+
+
 def bench_taggers(path: Path, info: MediaInfo, every_s: float, repeats: int) -> dict | None:
-    return None
+    import tempfile
+
+    import torch
+
+    from indexer.taggers import create_tagger, list_taggers
+
+    step = max(info.duration_s / 48, 1.0 / max(info.fps, 1.0))
+    frames = [f.image for f in sample_frames(path, "interval", step, max_side=720)][:48]
+    out: dict = {"frames": len(frames), "frame_size": list(frames[0].shape[:2]),
+                 "torch_threads": torch.get_num_threads()}
+    for name in list_taggers():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                tagger = create_tagger(name, _tagger_settings(name, Path(tmp)))
+            except Exception as exc:  # noqa: BLE001 - report, don't stop the bench
+                out[name] = {"error": str(exc)}
+                continue
+            tagger.predict(frames[:4])  # warm-up (allocations, lazy init)
+            times = []
+            for _ in range(max(1, min(repeats, 3))):
+                t0 = time.perf_counter()
+                tagger.predict(frames)
+                times.append(time.perf_counter() - t0)
+            wall = statistics.median(times)
+            out[name] = {"ms_per_frame": round(1000 * wall / len(frames), 2),
+                         "frames_per_s": round(len(frames) / wall, 1),
+                         "weights": "random (same architecture)" if name in ("yolo", "places365")
+                         else "real"}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
