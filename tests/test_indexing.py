@@ -185,3 +185,16 @@ def test_tag_cli_acceptance_on_bikes_and_vtest(env, video_dir, capsys, monkeypat
     frames = json.loads(capsys.readouterr().out)["frames"]
     assert len(frames) == 4
     assert all(f["labels"]["coco80"][0]["label"] == "person" for f in frames)
+
+
+def test_config_change_reindexes_and_replaces_old_tags(tmp_path, env, video_dir):
+    m = write_manifest(tmp_path, [f"Bikes,b1,{video_dir / 'bikes.mp4'},0,5.48",
+                                  f"Bikes,b2,{video_dir / 'bikes.mp4'},5.48,10"])
+    run_cli(env, "index", str(m), "--no-progress")
+    changed = dict(env, TVINDEX__SAMPLING__EVERY_S="2.5")
+    proc = run_cli(changed, "index", str(m), "--no-progress")
+    assert "indexed 2, unchanged 0, failed 0" in proc.stdout
+    clean = dict(changed, TVINDEX_DATA_DIR=str(tmp_path / "clean"))
+    run_cli(clean, "index", str(m), "--no-progress")
+    db = Path(env["TVINDEX_DATA_DIR"]) / "catalogue.sqlite"
+    assert dump(db) == dump(Path(clean["TVINDEX_DATA_DIR"]) / "catalogue.sqlite")
