@@ -137,6 +137,15 @@ class CatalogueSettings(_Section):
     sqlite_path: Path | None = None
 
 
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    threads: int = Field(4, ge=1, le=256)
+    api_key: str | None = Field(None, min_length=16)
+    max_request_bytes: int = Field(65536, ge=1024)
+    max_query_length: int = Field(500, ge=16, le=1000)  # the parser stops at 1000
+
+
 class Settings(_Section):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
@@ -144,6 +153,7 @@ class Settings(_Section):
     taggers: TaggersSettings = Field(default_factory=TaggersSettings)
     aggregation: AggregationSettings = Field(default_factory=AggregationSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
