@@ -334,6 +334,13 @@ class SqliteStore(CatalogueStore):
             db.execute("DELETE FROM episodes WHERE key=?", (key,))
             self._refresh_programme(db, prog_key, self._set_keys(db))
 
+    def request_reindex(self, episode_id: str) -> None:
+        # The indexer skips an episode only when its stored fingerprint matches the media's;
+        # clearing it forces the next run to re-index while the old tags keep serving.
+        with self._tx() as db:
+            key, _ = self._episode_key(db, episode_id)
+            db.execute("UPDATE episodes SET fingerprint=NULL WHERE key=?", (key,))
+
     # --- reading -------------------------------------------------------------------------
     def episode_states(self) -> list[EpisodeState]:
         rows = self.db.execute(
@@ -425,14 +432,15 @@ class SqliteStore(CatalogueStore):
         row = self.db.execute(
             "SELECT e.key, e.id, e.title, e.air_date, e.description, e.media_path, e.start_s, "
             "e.end_s, e.status, e.error, e.duration_s, e.n_frames, e.n_segments, e.sampling, "
-            "p.id, p.title FROM episodes e JOIN programmes p ON p.key = e.programme_key "
-            "WHERE e.id=?", (episode_id,)).fetchone()
+            "p.id, p.title, e.fingerprint FROM episodes e "
+            "JOIN programmes p ON p.key = e.programme_key WHERE e.id=?", (episode_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown episode {episode_id!r}")
         keys = ("id", "title", "air_date", "description", "media_path", "start_s", "end_s",
                 "status", "error", "duration_s", "n_frames", "n_segments", "sampling",
                 "programme_id", "programme_title")
-        out = dict(zip(keys, row[1:]))
+        out = dict(zip(keys, row[1:-1]))
+        out["reindex_requested"] = row[8] == "indexed" and row[-1] is None
         out["top_labels"] = self._top_labels("episode_labels", "episode_key", row[0])
         return out
 

@@ -74,6 +74,12 @@ class CatalogueStore(ABC):
     @abstractmethod
     def remove_episode(self, episode_id: str) -> None: ...
 
+    @abstractmethod
+    def request_reindex(self, episode_id: str) -> None:
+        """Make the next indexing run re-index the episode even if its media and
+        configuration are unchanged. Its current tags stay searchable until then; the
+        episode reports ``reindex_requested: true`` meanwhile. Unknown id: NotFound."""
+
     # --- reading -------------------------------------------------------------------------
     @abstractmethod
     def episode_states(self) -> list[EpisodeState]: ...

@@ -1,0 +1,115 @@
+"""A small hand-built catalogue for the web tests (no media decoding, no models), plus the
+store methods the web layer added (request_reindex). Other test_webui_* files import
+``build_catalogue`` from here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.aggregate import aggregate
+from indexer.taggers.base import LabelSet
+from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from search.sqlite_store import SqliteStore
+from search.store import NotFound
+
+OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle", "traffic light"))
+SCN = LabelSet("places365", "softmax", ("beach", "street", "kitchen", "forest path"))
+XSS_TITLE = "<script>alert(1)</script>"
+XSS_DESCRIPTION = '<img src=x onerror="alert(2)"> & friends'
+
+
+def jpeg(colour: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 36), colour).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _seg(index: int, obj: list[list[float]], scn: list[list[float]], t0: float,
+         length: float = 5.0) -> SegmentTags:
+    """A segment from per-frame probabilities (rows = frames); times in seconds of the file."""
+    return SegmentTags(index, t0, t0 + length, t0 + length / 2,
+                       {"coco80": aggregate(np.array(obj, np.float32), 0.5),
+                        "places365": aggregate(np.array(scn, np.float32), 0.2)},
+                       thumbnail=jpeg((40 * index % 255, 120, 200)))
+
+
+def _tags(eid: str, segments: list[SegmentTags], duration: float) -> EpisodeTags:
+    stats = {}
+    for name, threshold in (("coco80", 0.5), ("places365", 0.2)):
+        frames = np.concatenate([np.repeat(s.stats[name].score[None], s.stats[name].n_frames, 0)
+                                 for s in segments])
+        stats[name] = aggregate(frames, threshold)
+    return EpisodeTags(eid, f"fp-{eid}", "v1", duration, segments, stats, "shots")
+
+
+def build_catalogue(root: Path) -> SqliteStore:
+    """Four programmes: two with dogs on beaches, a city one whose title and description are
+    hostile HTML, and one whose only episode is still pending. Media files are placeholder
+    bytes (the server only streams them); ``c1`` is the time range [10, 20) of its file."""
+    media = root / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    for name in ("a.mp4", "b.mp4", "c.mp4", "k.mp4"):
+        (media / name).write_bytes(bytes(range(256)) * 64)  # 16 KiB
+    store = SqliteStore(root / "catalogue.sqlite", min_score=0.05, top_k=0)
+    store.upsert_catalogue(
+        [ProgrammeRecord("beach-dogs", "Beach Dogs", "Dogs & waves", "nature"),
+         ProgrammeRecord("dog-days", "Dog Days", "More dogs", "nature"),
+         ProgrammeRecord("city", f"{XSS_TITLE} City", XSS_DESCRIPTION, "news"),
+         ProgrammeRecord("kitchen", "Kitchen Talk", "", "food")],
+        [EpisodeRecord("bd1", "beach-dogs", "One", str(media / "a.mp4"), dt.date(2021, 5, 1)),
+         EpisodeRecord("bd2", "beach-dogs", "Two", str(media / "b.mp4"), dt.date(2019, 5, 1)),
+         EpisodeRecord("dd1", "dog-days", "Sunny", str(media / "b.mp4"), dt.date(2020, 6, 1)),
+         EpisodeRecord("c1", "city", f"Rush {XSS_TITLE}", str(media / "c.mp4"),
+                       dt.date(2022, 1, 1), start_s=10.0, end_s=20.0),
+         EpisodeRecord("k1", "kitchen", "Pending", str(media / "k.mp4"), dt.date(2023, 1, 1))])
+    store.register_label_sets([OBJ, SCN])
+    store.write_episode(_tags("bd1", [
+        _seg(0, [[0.9, 0.9, 0.0, 0.0, 0.0], [0.7, 0.7, 0.0, 0.0, 0.0]], [[0.8, 0.1, 0.05, 0.05]] * 2,
+             0.0),
+        _seg(1, [[0.9, 0.3, 0.6, 0.0, 0.0]], [[0.6, 0.3, 0.05, 0.05]], 5.0)], 10.0))
+    store.write_episode(_tags("bd2", [
+        _seg(0, [[0.2, 0.95, 0.0, 0.0, 0.0]], [[0.9, 0.05, 0.0, 0.05]], 0.0)], 5.0))
+    store.write_episode(_tags("dd1", [
+        _seg(0, [[0.3, 0.8, 0.0, 0.0, 0.0]], [[0.7, 0.1, 0.0, 0.2]], 0.0),
+        _seg(1, [[0.1, 0.9, 0.0, 0.0, 0.0]], [[0.2, 0.1, 0.0, 0.7]], 5.0)], 10.0))
+    store.write_episode(_tags("c1", [
+        _seg(0, [[0.99, 0.0, 0.9, 0.8, 0.6]], [[0.0, 0.9, 0.1, 0.0]], 10.0),
+        _seg(1, [[0.95, 0.6, 0.9, 0.0, 0.7]], [[0.1, 0.8, 0.1, 0.0]], 15.0)], 10.0))
+    return store
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> SqliteStore:
+    return build_catalogue(tmp_path)
+
+
+def test_request_reindex_keeps_tags_until_the_next_run(store: SqliteStore):
+    before = store.episode("bd1")
+    assert before["reindex_requested"] is False
+    store.request_reindex("bd1")
+    after = store.episode("bd1")
+    assert after["reindex_requested"] is True
+    assert after["status"] == "indexed" and after["top_labels"] == before["top_labels"]
+    state = {s.id: s for s in store.episode_states()}["bd1"]
+    # The indexer skips an episode only when the stored fingerprint equals the media's.
+    assert state.fingerprint is None and state.status == "indexed"
+    # Writing the episode again (what the next run does) clears the request.
+    store.write_episode(_tags("bd1", [
+        _seg(0, [[0.9, 0.9, 0.0, 0.0, 0.0]], [[0.8, 0.1, 0.05, 0.05]], 0.0)], 5.0))
+    assert store.episode("bd1")["reindex_requested"] is False
+
+
+def test_request_reindex_of_a_pending_episode_is_not_reported(store: SqliteStore):
+    store.request_reindex("k1")
+    assert store.episode("k1")["reindex_requested"] is False  # pending: indexed anyway
+
+
+def test_request_reindex_unknown_episode(store: SqliteStore):
+    with pytest.raises(NotFound, match="nope"):
+        store.request_reindex("nope")
