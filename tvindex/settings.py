@@ -86,6 +86,11 @@ class TimmClassifierSettings(_Section):
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
+class StudentSettings(_Section):
+    checkpoint: str = "var/models/student.pt"
+    image_size: int | None = Field(None, ge=32)
+
+
 class TaggersSettings(_Section):
     active: list[str] = Field(default_factory=lambda: ["tflite-detector", "timm-classifier"])
     batch_size: int = Field(16, ge=1, le=4096)
@@ -99,6 +104,7 @@ class TaggersSettings(_Section):
     timm_classifier: TimmClassifierSettings = Field(
         default_factory=TimmClassifierSettings, alias="timm-classifier"
     )
+    student: StudentSettings = Field(default_factory=StudentSettings)
 
     @field_validator("device")
     @classmethod
