@@ -37,6 +37,12 @@ class NotFound(StoreError):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached (or kept refusing) after its bounded retries. Transient:
+    the same call may succeed later. The indexer marks the episode failed with this reason (or,
+    when even that cannot reach the store, leaves it pending) and goes on."""
+
+
 def keep_mask(stats: LabelStats, min_score: float, top_k: int) -> np.ndarray:
     """Which labels a store keeps for ranking: score >= min_score, or among the top_k."""
     keep = stats.score >= min_score
@@ -150,4 +156,8 @@ def open_store(settings: Any) -> CatalogueStore:
         from search.sqlite_store import SqliteStore
 
         return SqliteStore.from_settings(settings)
+    if backend == "elasticsearch":
+        from search.es_store import EsStore
+
+        return EsStore.from_settings(settings)
     raise StoreError(f"catalogue.backend {backend!r} is not available")
