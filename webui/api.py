@@ -1,0 +1,211 @@
+"""The JSON API, version 1 (``/api/v1``), documented by ``/api/v1/openapi.json``.
+
+Read-only except ``POST /episodes/{id}/reindex``, which needs the configured API key in the
+``X-API-Key`` header (403 while no key is configured, 401 without the right one). Lists are
+paginated with ``limit``/``offset`` and answer ``total`` and ``next`` (the URL of the next
+page, null on the last) plus ``next_offset``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+from search.engine import run_search
+from search.records import Hit, parse_shot_id
+from search.store import NotFound
+from tvindex import __version__
+from webui import openapi
+from webui.context import ctx
+from webui.errors import BadParameter
+from webui.media import is_playable
+from webui.params import int_arg, level_arg, limit_arg, offset_arg, text_arg
+from webui.similar import similar_programmes
+from webui.timeline import episode_timeline
+
+bp = Blueprint("api", __name__)
+VERSION = "v1"
+
+
+def _page_links(total: int, offset: int, limit: int) -> dict[str, Any]:
+    nxt = offset + limit if offset + limit < total else None
+    url = None
+    if nxt is not None:
+        args = {**request.args.to_dict(), **(request.view_args or {}),
+                "offset": str(nxt), "limit": str(limit)}
+        url = url_for(request.endpoint or "", **args)
+    return {"next_offset": nxt, "next": url}
+
+
+def _paged(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {"total": len(items), "offset": offset, "limit": limit,
+            **_page_links(len(items), offset, limit), "items": items[offset:offset + limit]}
+
+
+def hit_links(hit: Hit) -> dict[str, str]:
+    if hit.level == "programme":
+        return {"self": url_for("api.programme", programme_id=hit.id),
+                "page": url_for("pages.programme", programme_id=hit.id),
+                "thumbnail": url_for("media.programme_poster", programme_id=hit.id)}
+    assert hit.episode_id is not None
+    if hit.level == "episode":
+        return {"self": url_for("api.episode", episode_id=hit.id),
+                "page": url_for("pages.player", episode_id=hit.episode_id),
+                "thumbnail": url_for("media.episode_poster", episode_id=hit.episode_id)}
+    _, index = parse_shot_id(hit.id)
+    return {"self": url_for("api.shot", shot_id=hit.id),
+            "page": url_for("pages.player", episode_id=hit.episode_id, shot=index),
+            "thumbnail": url_for("media.thumbnail", episode_id=hit.episode_id, index=index)}
+
+
+@bp.get("/health")
+def health() -> Response:
+    states = ctx().store.episode_states()
+    counts = {s: sum(1 for e in states if e.status == s) for s in ("indexed", "pending",
+                                                                    "failed")}
+    return jsonify({"status": "ok", "version": __version__, "api": VERSION,
+                    "backend": ctx().store.backend, "programmes": len(ctx().store.programmes()),
+                    "episodes": {"total": len(states), **counts}})
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(openapi.document(__version__))
+
+
+@bp.get("/search")
+def search() -> Response:
+    q = text_arg("q")
+    if not q.strip():
+        raise BadParameter("q is required: the query text, e.g. q=object:dog scene:beach")
+    level, limit, offset = level_arg(), limit_arg(), offset_arg()
+    page = run_search(ctx().store, q, level, limit, offset)
+    body = page.to_dict()
+    for hit, out in zip(page.hits, body["hits"], strict=True):
+        out["links"] = hit_links(hit)
+    body.update(q=q, **_page_links(page.total, offset, limit))
+    return jsonify(body)
+
+
+@bp.get("/suggest")
+def suggest() -> Response:
+    token = text_arg("q", max_length=200)
+    items = ctx().suggester.suggest(token, int_arg("limit", 10, 1, 50))
+    return jsonify({"q": token, "items": items})
+
+
+@bp.get("/labels")
+def labels() -> Response:
+    label_set = text_arg("set", max_length=100) or None
+    match = text_arg("match", max_length=100) or None
+    store = ctx().store
+    if label_set and label_set not in {ls.name for ls in store.label_sets()}:
+        raise NotFound(f"unknown label set {label_set!r}; available: "
+                       + ", ".join(ls.name for ls in store.label_sets()))
+    items = [{"label_set": i.label_set, "label_id": i.label_id, "name": i.name,
+              "activation": i.activation, "shots": i.shots, "episodes": i.episodes}
+             for i in store.labels(label_set, match)]
+    return jsonify(_paged(items, offset_arg(), limit_arg(100)))
+
+
+@bp.get("/programmes")
+def programmes() -> Response:
+    items = ctx().store.programmes()
+    for p in items:
+        p["links"] = {"self": url_for("api.programme", programme_id=p["id"]),
+                      "page": url_for("pages.programme", programme_id=p["id"])}
+    return jsonify(_paged(items, offset_arg(), limit_arg()))
+
+
+@bp.get("/programmes/<programme_id>")
+def programme(programme_id: str) -> Response:
+    body = ctx().store.programme(programme_id)
+    for ep in body["episodes"]:
+        ep["links"] = {"self": url_for("api.episode", episode_id=ep["id"])}
+    body["links"] = {"page": url_for("pages.programme", programme_id=programme_id),
+                     "similar": url_for("api.similar", programme_id=programme_id)}
+    return jsonify(body)
+
+
+@bp.get("/programmes/<programme_id>/similar")
+def similar(programme_id: str) -> Response:
+    limit = int_arg("limit", 5, 1, 100)
+    items = similar_programmes(ctx().store, programme_id, limit)
+    return jsonify({"programme_id": programme_id, "method": "cosine-label-scores",
+                    "items": items})
+
+
+def _episode_body(episode_id: str) -> dict[str, Any]:
+    body = ctx().store.episode(episode_id)
+    # The server's file path is not the client's business: it gets a URL instead.
+    playable = is_playable(body.pop("media_path"))
+    body["playable"] = playable
+    body["links"] = {"media": url_for("media.media", episode_id=episode_id),
+                     "page": url_for("pages.player", episode_id=episode_id),
+                     "timeline": url_for("api.timeline", episode_id=episode_id),
+                     "programme": url_for("api.programme", programme_id=body["programme_id"])}
+    return body
+
+
+@bp.get("/episodes/<episode_id>")
+def episode(episode_id: str) -> Response:
+    return jsonify(_episode_body(episode_id))
+
+
+@bp.get("/episodes/<episode_id>/timeline")
+def timeline(episode_id: str) -> Response:
+    body = episode_timeline(ctx().store, episode_id)
+    for seg in body["segments"]:
+        seg["thumbnail"] = url_for("media.thumbnail", episode_id=episode_id,
+                                   index=seg["index"])
+    return jsonify(body)
+
+
+@bp.get("/shots/<shot_id>")
+def shot(shot_id: str) -> Response:
+    try:
+        episode_id, index = parse_shot_id(shot_id)
+    except ValueError as exc:
+        raise NotFound(str(exc)) from None
+    store = ctx().store
+    segment = next((s for s in store.segments(episode_id) if s["index"] == index), None)
+    if segment is None:
+        raise NotFound(f"episode {episode_id!r} has no shot {index}")
+    ep = store.episode(episode_id)
+    segment.update(episode_id=episode_id, episode_title=ep["title"],
+                   programme_id=ep["programme_id"], programme_title=ep["programme_title"],
+                   air_date=ep["air_date"])
+    segment["links"] = {
+        "page": url_for("pages.player", episode_id=episode_id, shot=index),
+        "thumbnail": url_for("media.thumbnail", episode_id=episode_id, index=index),
+        "media": url_for("media.media", episode_id=episode_id),
+        "episode": url_for("api.episode", episode_id=episode_id)}
+    return jsonify(segment)
+
+
+@bp.post("/episodes/<episode_id>/reindex")
+def reindex(episode_id: str) -> tuple[Response, int]:
+    require_api_key()
+    store = ctx().store
+    store.request_reindex(episode_id)  # NotFound -> 404
+    body = _episode_body(episode_id)
+    return jsonify({"episode_id": episode_id, "reindex_requested": True,
+                    "status": body["status"],
+                    "message": "the next `tvindex index` run re-indexes this episode; its "
+                               "current tags stay searchable until then",
+                    "links": {"episode": url_for("api.episode", episode_id=episode_id)}}), 202
+
+
+def require_api_key() -> None:
+    key = ctx().api_key
+    if not key:
+        raise Forbidden("state-changing endpoints are disabled: no server.api_key is "
+                        "configured (set TVINDEX__SERVER__API_KEY)")
+    given = request.headers.get("X-API-Key", "")
+    if not given:
+        raise Unauthorized("this endpoint needs the API key in the X-API-Key header")
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise Unauthorized("wrong API key (X-API-Key header)")

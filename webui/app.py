@@ -1,0 +1,98 @@
+"""The application factory: ``create_app(settings, store=None)``.
+
+The same application object serves tests (``app.test_client()``) and production
+(``tvindex serve``, waitress). Nothing happens at import: the store is opened here, per app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+
+from search.query import Term
+from search.store import CatalogueStore, open_store
+from webui.context import WebContext
+from webui.errors import register_error_handlers
+from webui.suggest import field_for_set
+from webui.timeline import format_time
+
+# Scripts, styles, images and media only from this server; no inline script or style; no
+# framing. Inline SVG in the pages needs no exception (it carries no script or style).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+LABEL_SET_TITLES = {"coco80": "Objects", "places365": "Scenes", "imagenet1k": "Scenes"}
+
+
+AXIS_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
+
+
+def axis_max(values: Any) -> float:
+    """The smallest round axis end (<= 1) that holds every value: small softmax scores
+    still get readable bars."""
+    top = max((float(v) for v in values), default=0.0)
+    return next((step for step in AXIS_STEPS if top <= step), 1.0)
+
+
+def label_query(label_set: str, name: str) -> str:
+    """Query text that finds one label, e.g. ``object:"traffic light"``."""
+    return Term(field_for_set(label_set), name).to_query()
+
+
+def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
+    """Build the web application over ``store`` (opened from ``settings`` when None, and
+    closed with the app). ``settings`` is a ``tvindex.settings.Settings``."""
+    from webui import api, media, pages
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.server.max_request_bytes,
+        # Form data is parsed with the same bound.
+        MAX_FORM_MEMORY_SIZE=settings.server.max_request_bytes,
+        SEND_FILE_MAX_AGE_DEFAULT=300,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.debug = False
+    context = WebContext(settings, store or open_store(settings), owns_store=store is None)
+    app.extensions["tvindex"] = context
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(media.bp)
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+    register_error_handlers(app)
+
+    app.jinja_env.filters["clock"] = format_time
+    app.jinja_env.globals["set_title"] = lambda name: LABEL_SET_TITLES.get(name, name)
+    app.jinja_env.globals["label_query"] = label_query
+    app.jinja_env.globals["axis_max"] = axis_max
+
+    @app.context_processor
+    def _limits() -> dict[str, Any]:
+        return {"max_query_length": context.max_query_length}
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+        if request.path.startswith("/api/"):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Close the store if the app opened it."""
+    context: WebContext = app.extensions["tvindex"]
+    if context.owns_store:
+        context.store.close()

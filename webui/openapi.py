@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, written by hand (``/api/v1/openapi.json``).
+
+Schemas are closed (``additionalProperties: false``) so that the tests, which validate every
+response against them, notice any field the code adds or drops without documenting it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+OPT_STR = {"type": ["string", "null"]}
+OPT_INT = {"type": ["integer", "null"]}
+OPT_NUM = {"type": ["number", "null"]}
+DATE = {"type": ["string", "null"], "format": "date"}
+LEVEL = {"type": "string", "enum": ["shot", "episode", "programme"]}
+STATUS = {"type": "string", "enum": ["pending", "indexed", "failed"]}
+LINKS = {"type": "object", "additionalProperties": {"type": "string"},
+         "description": "Related URLs (this server): page, thumbnail, media, API resources."}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Any], optional: tuple[str, ...] = (),
+        description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties,
+                           "required": [k for k in properties if k not in optional],
+                           "additionalProperties": False}
+    if description:
+        out["description"] = description
+    return out
+
+
+def array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def page_of(item: str) -> dict[str, Any]:
+    return obj({"total": INT, "offset": INT, "limit": INT,
+                "next_offset": {"type": ["integer", "null"],
+                                "description": "offset of the next page; null on the last"},
+                "next": {"type": ["string", "null"],
+                         "description": "URL of the next page; null on the last"},
+                "items": array(ref(item))})
+
+
+_SEGMENT = {
+    "id": {"type": "string", "description": "shot id, EPISODE@INDEX"},
+    "index": INT,
+    "start_s": {"type": "number", "description": "seconds of the media file"},
+    "end_s": NUM,
+    "time_s": {"type": "number", "description": "the representative frame's time"},
+    "n_frames": INT,
+    "top_labels": {"type": "object", "additionalProperties": array(ref("SegmentLabel")),
+                   "description": "label set -> the shot's best labels (five per set)"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj({"error": obj({"status": INT, "message": STR, "column": INT},
+                               optional=("column",))},
+                 description="column: 1-based position in the query where it went wrong"),
+    "Health": obj({"status": {"type": "string", "enum": ["ok"]}, "version": STR, "api": STR,
+                   "backend": STR, "programmes": INT,
+                   "episodes": obj({"total": INT, "indexed": INT, "pending": INT,
+                                    "failed": INT})}),
+    "Evidence": obj({"label_set": STR, "label": STR, "score": NUM, "coverage": OPT_NUM,
+                     "excluded": BOOL}),
+    "Hit": obj({"level": LEVEL, "id": STR, "score": NUM, "programme_id": STR,
+                "programme_title": STR, "episode_id": OPT_STR, "episode_title": OPT_STR,
+                "air_date": DATE, "start_s": OPT_NUM, "end_s": OPT_NUM, "time_s": OPT_NUM,
+                "evidence": array(ref("Evidence")), "links": LINKS}),
+    "LabelRef": obj({"label_id": INT, "label_set": STR, "name": STR}),
+    "ResolvedQuery": obj({"groups": array(array(ref("LabelRef"))),
+                          "excluded": array(ref("LabelRef")),
+                          "programme_ids": array(STR), "genres": array(STR),
+                          "after": DATE, "before": DATE}),
+    "SearchPage": obj({"level": LEVEL, "total": INT, "offset": INT, "limit": INT,
+                       "query": ref("ResolvedQuery"), "hits": array(ref("Hit")),
+                       "q": STR, "next_offset": OPT_INT, "next": OPT_STR}),
+    "Suggestion": obj({"text": {"type": "string", "description": "query text to insert"},
+                       "name": STR,
+                       "kind": {"type": "string", "enum": ["label", "programme", "genre"]},
+                       "label_set": OPT_STR, "episodes": INT}),
+    "Suggestions": obj({"q": STR, "items": array(ref("Suggestion"))}),
+    "Label": obj({"label_set": STR, "label_id": INT, "name": STR,
+                  "activation": {"type": "string", "enum": ["sigmoid", "softmax"]},
+                  "shots": {"type": "integer", "description": "shots carrying the label"},
+                  "episodes": {"type": "integer",
+                               "description": "episodes carrying the label"}}),
+    "LabelPage": page_of("Label"),
+    "ProgrammeSummary": obj({"id": STR, "title": STR, "description": STR, "genre": STR,
+                             "episodes": INT, "indexed_episodes": INT,
+                             "first_air_date": DATE, "last_air_date": DATE,
+                             "links": LINKS}),
+    "ProgrammePage": page_of("ProgrammeSummary"),
+    "TopLabel": obj({"label": STR, "score": {"type": "number", "description": "mean score"},
+                     "coverage": {"type": "number",
+                                  "description": "share of frames reaching the threshold"}}),
+    "TopLabels": {"type": "object", "additionalProperties": array(ref("TopLabel")),
+                  "description": "label set -> best labels, best first"},
+    "ProgrammeEpisode": obj({"id": STR, "title": STR, "air_date": DATE, "status": STATUS,
+                             "segments": OPT_INT, "duration_s": OPT_NUM, "links": LINKS}),
+    "Programme": obj({"id": STR, "title": STR, "description": STR, "genre": STR,
+                      "episodes": array(ref("ProgrammeEpisode")),
+                      "top_labels": ref("TopLabels"), "links": LINKS}),
+    "SimilarProgramme": obj({"id": STR, "title": STR, "genre": STR,
+                             "similarity": {"type": "number", "minimum": 0, "maximum": 1}}),
+    "Similar": obj({"programme_id": STR,
+                    "method": {"type": "string", "enum": ["cosine-label-scores"]},
+                    "items": array(ref("SimilarProgramme"))}),
+    "Episode": obj({"id": STR, "title": STR, "air_date": DATE, "description": STR,
+                    "start_s": OPT_NUM, "end_s": OPT_NUM, "status": STATUS,
+                    "error": OPT_STR, "duration_s": OPT_NUM, "n_frames": OPT_INT,
+                    "n_segments": OPT_INT, "sampling": OPT_STR, "programme_id": STR,
+                    "programme_title": STR,
+                    "reindex_requested": {"type": "boolean",
+                                          "description": "the next index run re-indexes it"},
+                    "top_labels": ref("TopLabels"),
+                    "playable": {"type": "boolean",
+                                 "description": "browsers can play the media format"},
+                    "links": LINKS}),
+    "SegmentLabel": obj({"label": STR, "score": NUM}),
+    "Segment": obj(dict(_SEGMENT)),
+    "TimelineSegment": obj({**_SEGMENT, "thumbnail": STR}),
+    "Track": obj({"label_set": STR, "label": STR, "episode_score": NUM,
+                  "scores": {"type": "array", "items": NUM,
+                             "description": "one score per segment, 0 when outside the "
+                                            "shot's five best labels"}}),
+    "Timeline": obj({"episode_id": STR,
+                     "start_s": {"type": "number", "description": "episode start in the file"},
+                     "end_s": NUM, "duration_s": NUM,
+                     "segments": array(ref("TimelineSegment")),
+                     "tracks": array(ref("Track"))}),
+    "Shot": obj({**_SEGMENT, "episode_id": STR, "episode_title": STR, "programme_id": STR,
+                 "programme_title": STR, "air_date": DATE, "links": LINKS}),
+    "ReindexAccepted": obj({"episode_id": STR, "reindex_requested": BOOL, "status": STATUS,
+                            "message": STR, "links": LINKS}),
+}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str,
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema, "description": description}
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": ref(schema)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "invalid parameter or query (the message says which)", 401: "no or wrong API key",
+            403: "state-changing endpoints are disabled (no API key configured)",
+            404: "unknown id", 413: "request body too large"}
+    return {str(c): _json("Error", text[c]) for c in codes}
+
+
+LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500},
+               "page size")
+OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "items to skip")
+
+
+def _get(summary: str, schema: str, params: list[dict[str, Any]], *errors: int,
+         op: str) -> dict[str, Any]:
+    return {"get": {"operationId": op, "summary": summary, "parameters": params,
+                    "responses": {"200": _json(schema, summary), **_errors(*errors)}}}
+
+
+def document(version: str) -> dict[str, Any]:
+    pid = _param("programme_id", "path", STR, "programme id")
+    eid = _param("episode_id", "path", STR, "episode id")
+    paths = {
+        "/health": _get("Service and catalogue status", "Health", [], op="health"),
+        "/search": _get(
+            "Ranked search with evidence", "SearchPage",
+            [_param("q", "query", {"type": "string", "minLength": 1},
+                    "query text in the editors' query language, e.g. "
+                    "'object:dog scene:beach -object:car after:2020-01-01'", required=True),
+             _param("level", "query", {**LEVEL, "default": "shot"}, "what to rank"),
+             {**LIMIT, "schema": {**LIMIT["schema"], "default": 20}}, OFFSET],
+            400, op="search"),
+        "/suggest": _get(
+            "Completions of the query token being typed", "Suggestions",
+            [_param("q", "query", {"type": "string", "maxLength": 200},
+                    "the token, e.g. 'object:bic' or '-traf'"),
+             _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 50,
+                                       "default": 10}, "how many")],
+            400, op="suggest"),
+        "/labels": _get(
+            "Label vocabularies with how many shots and episodes carry each label",
+            "LabelPage",
+            [_param("set", "query", STR, "only this label set"),
+             _param("match", "query", STR, "only names containing this text"),
+             {**LIMIT, "schema": {**LIMIT["schema"], "default": 100}}, OFFSET],
+            400, 404, op="labels"),
+        "/programmes": _get("Programmes, by title", "ProgrammePage",
+                            [{**LIMIT, "schema": {**LIMIT["schema"], "default": 20}}, OFFSET],
+                            400, op="programmes"),
+        "/programmes/{programme_id}": _get(
+            "A programme: episodes and top labels per label set", "Programme", [pid], 404,
+            op="programme"),
+        "/programmes/{programme_id}/similar": _get(
+            "Programmes with similar content (cosine similarity of label scores, each label "
+            "set weighted equally), the programme itself excluded", "Similar",
+            [pid, _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100,
+                                            "default": 5}, "how many")],
+            400, 404, op="similarProgrammes"),
+        "/episodes/{episode_id}": _get("An episode with its top labels", "Episode", [eid],
+                                       404, op="episode"),
+        "/episodes/{episode_id}/timeline": _get(
+            "The episode's shots in time order and its top labels over time", "Timeline",
+            [eid], 404, op="timeline"),
+        "/episodes/{episode_id}/reindex": {"post": {
+            "operationId": "reindex",
+            "summary": "Ask the next `tvindex index` run to re-index the episode",
+            "description": "Its current tags stay searchable until then. Needs the API key "
+                           "configured as server.api_key.",
+            "parameters": [eid], "security": [{"ApiKey": []}],
+            "responses": {"202": _json("ReindexAccepted", "request recorded"),
+                          **_errors(401, 403, 404, 413)}}},
+        "/shots/{shot_id}": _get(
+            "One shot: times, best labels, its episode and programme", "Shot",
+            [_param("shot_id", "path", STR, "EPISODE@INDEX")], 404, op="shot"),
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tvindex catalogue API", "version": version,
+                 "description": "Content-based search of the video catalogue. Read-only "
+                                "except where an API key is required. Errors are "
+                                '{"error": {"status", "message"}}. Times are seconds of the '
+                                "media file."},
+        "servers": [{"url": "/api/v1"}],
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header",
+                                                      "name": "X-API-Key"}}},
+    }

@@ -1,0 +1,63 @@
+"""Request parameters, checked once for pages and API alike; a bad one is a 400 that names it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import request
+
+from search.engine import MAX_LIMIT
+from search.records import LEVELS, Level
+from webui.context import ctx
+from webui.errors import BadParameter
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise BadParameter(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def limit_arg(default: int = 20) -> int:
+    return int_arg("limit", default, 1, MAX_LIMIT)
+
+
+def offset_arg() -> int:
+    return int_arg("offset", 0, 0, 10**9)
+
+
+def level_arg(default: Level = "shot") -> Level:
+    raw = request.args.get("level") or default
+    if raw not in LEVELS:
+        raise BadParameter(f"level must be one of {', '.join(LEVELS)}, got {raw[:40]!r}")
+    return raw  # type: ignore[return-value]
+
+
+def text_arg(name: str, default: str = "", max_length: int | None = None) -> str:
+    """A free-text parameter, bounded (the query limit from configuration by default)."""
+    raw = request.args.get(name, default)
+    limit = ctx().max_query_length if max_length is None else max_length
+    if len(raw) > limit:
+        raise BadParameter(f"{name} is too long: {len(raw)} characters (limit {limit})")
+    return raw
+
+
+def date_arg(name: str) -> dt.date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a date YYYY-MM-DD, got {raw[:40]!r}") from None
+
+
+def flag_arg(name: str) -> bool:
+    return request.args.get(name, "") in ("1", "true", "on", "yes")

@@ -1,0 +1,195 @@
+// tvindex web UI: query autocompletion, form niceties, and the player's seeking and timeline.
+// Plain JavaScript, no build step, no inline scripts (the CSP forbids them): pages pass data
+// in data-* attributes.
+"use strict";
+
+(function () {
+  // ---- search form ------------------------------------------------------------------------
+  const form = document.getElementById("search-form");
+  if (form) {
+    // Empty filters stay out of the URL, so a result page's address reads like the query.
+    form.addEventListener("submit", function () {
+      for (const el of form.querySelectorAll("select, input[type=date]")) {
+        if (!el.value) el.disabled = true;
+      }
+      window.setTimeout(function () {
+        for (const el of form.querySelectorAll(":disabled")) el.disabled = false;
+      }, 0);
+    });
+    for (const el of form.querySelectorAll("input[name=level], select[name=programme]")) {
+      el.addEventListener("change", function () {
+        if (form.q.value.trim() || form.programme.value) form.requestSubmit();
+      });
+    }
+  }
+
+  // ---- autocompletion ---------------------------------------------------------------------
+  const input = document.getElementById("q");
+  const list = document.getElementById("suggestions");
+  if (input && list) {
+    let items = [];
+    let active = -1;
+    let timer = 0;
+    let seq = 0;
+
+    function tokenBounds() {
+      const caret = input.selectionStart ?? input.value.length;
+      const before = input.value.slice(0, caret);
+      let start = before.search(/\S*$/);
+      // Inside an open quote the token starts at the field before it: object:"traffic li
+      const quotes = (before.match(/"/g) || []).length;
+      if (quotes % 2 === 1) {
+        const q = before.lastIndexOf('"');
+        start = before.slice(0, q).search(/\S*$/);
+      }
+      let end = caret;
+      while (end < input.value.length && !/\s/.test(input.value[end])) end++;
+      return [start, end];
+    }
+
+    function close() {
+      list.hidden = true;
+      list.replaceChildren();
+      input.setAttribute("aria-expanded", "false");
+      items = [];
+      active = -1;
+    }
+
+    function choose(i) {
+      const item = items[i];
+      if (!item) return;
+      const [start, end] = tokenBounds();
+      const rest = input.value.slice(end).replace(/^\s*/, "");
+      input.value = input.value.slice(0, start) + item.text + " " + rest;
+      const caret = start + item.text.length + 1;
+      input.setSelectionRange(caret, caret);
+      close();
+      input.focus();
+    }
+
+    function highlight(i) {
+      active = i;
+      list.querySelectorAll("li").forEach(function (li, j) {
+        li.setAttribute("aria-selected", j === i ? "true" : "false");
+        if (j === i) li.scrollIntoView({ block: "nearest" });
+      });
+    }
+
+    function render(data) {
+      items = data.items || [];
+      list.replaceChildren();
+      if (!items.length) return close();
+      items.forEach(function (item, i) {
+        const li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.id = "suggestion-" + i;
+        const text = document.createElement("span");
+        text.className = "s-text";
+        text.textContent = item.text;
+        const meta = document.createElement("span");
+        meta.className = "s-meta";
+        meta.textContent = item.kind === "label"
+          ? item.label_set + (item.episodes ? " · " + item.episodes + " ep." : "")
+          : item.kind;
+        li.append(text, meta);
+        li.addEventListener("mousedown", function (ev) { ev.preventDefault(); choose(i); });
+        list.append(li);
+      });
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+      highlight(-1);
+    }
+
+    function fetchSuggestions() {
+      const [start, end] = tokenBounds();
+      const token = input.value.slice(start, end);
+      if (!token || token === "-" || /^or$/i.test(token)) return close();
+      const mine = ++seq;
+      const url = input.dataset.suggestUrl + "?limit=8&q=" + encodeURIComponent(token);
+      fetch(url, { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { items: [] }; })
+        .then(function (data) { if (mine === seq) render(data); })
+        .catch(close);
+    }
+
+    input.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(fetchSuggestions, 90);
+    });
+    input.addEventListener("keydown", function (ev) {
+      if (list.hidden) return;
+      if (ev.key === "ArrowDown") { ev.preventDefault(); highlight((active + 1) % items.length); }
+      else if (ev.key === "ArrowUp") { ev.preventDefault(); highlight((active - 1 + items.length) % items.length); }
+      else if ((ev.key === "Enter" || ev.key === "Tab") && active >= 0) { ev.preventDefault(); choose(active); }
+      else if (ev.key === "Escape") { close(); }
+    });
+    input.addEventListener("blur", function () { window.setTimeout(close, 120); });
+  }
+
+  // ---- player -----------------------------------------------------------------------------
+  const video = document.getElementById("player");
+  const timeline = document.getElementById("timeline");
+  const playhead = document.getElementById("playhead");
+
+  function markCurrentShot(t) {
+    let current = null;
+    document.querySelectorAll(".shot-card[data-seek]").forEach(function (el) {
+      if (parseFloat(el.dataset.seek) <= t + 0.01) current = el.dataset.index;
+    });
+    document.querySelectorAll("[data-index]").forEach(function (el) {
+      el.classList.toggle("is-current", el.dataset.index === current);
+    });
+  }
+
+  if (video) {
+    const start = parseFloat(video.dataset.start || "0");
+    const epStart = parseFloat(video.dataset.episodeStart || "0");
+    const epEnd = parseFloat(video.dataset.episodeEnd || "0");
+    let positioned = false;
+
+    function seekToStart() {
+      if (positioned) return;
+      positioned = true;
+      if (Math.abs(video.currentTime - start) < 0.01) {
+        video.dataset.ready = "1";
+        return;
+      }
+      video.addEventListener("seeked", function once() {
+        video.removeEventListener("seeked", once);
+        video.dataset.ready = "1";
+      });
+      video.currentTime = start;
+    }
+
+    if (video.readyState >= 1) seekToStart();
+    else video.addEventListener("loadedmetadata", seekToStart);
+
+    video.addEventListener("timeupdate", function () {
+      const t = video.currentTime;
+      // An episode may be a time range of its file: stop at the episode's end.
+      if (epEnd > epStart && t >= epEnd && !video.paused) video.pause();
+      if (playhead && timeline) {
+        const span = parseFloat(timeline.dataset.span || "1");
+        const frac = Math.min(1, Math.max(0, (t - parseFloat(timeline.dataset.start)) / span));
+        playhead.hidden = false;
+        playhead.style.left = "calc(var(--label-width) + (100% - var(--label-width)) * " + frac.toFixed(4) + ")";
+      }
+      markCurrentShot(t);
+    });
+    video.addEventListener("error", function () {
+      const note = document.getElementById("player-error");
+      if (note) note.hidden = false;
+    });
+
+    document.addEventListener("click", function (ev) {
+      const target = ev.target.closest("[data-seek]");
+      if (!target || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
+      ev.preventDefault();
+      video.currentTime = parseFloat(target.dataset.seek);
+      if (target.dataset.index !== undefined) {
+        history.replaceState(null, "", "?shot=" + encodeURIComponent(target.dataset.index));
+      }
+      video.play().catch(function () { /* autoplay refused: the frame is shown anyway */ });
+    });
+  }
+})();
