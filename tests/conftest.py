@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["es_server"]  # Elasticsearch (emulator or ELASTICSEARCH_URL) fixtures
+
 REPO = Path(__file__).resolve().parent.parent
 
 

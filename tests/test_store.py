@@ -1,10 +1,16 @@
-"""The catalogue store on a hand-built catalogue: round trip, ranking, filters, hostile input."""
+"""The catalogue store on a hand-built catalogue: round trip, ranking, filters, hostile input.
+
+Every test runs against every backend (``backend`` fixture: sqlite, elasticsearch); only the
+fixtures below know which one it is.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +21,9 @@ from search.engine import run_search
 from search.query import QueryError
 from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.sqlite_store import SCHEMA_VERSION, SqliteStore
-from search.store import NotFound, StoreError
+from search.store import CatalogueStore, NotFound, StoreError
+
+BACKENDS = ("sqlite", "elasticsearch")
 
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle"))
 SCN = LabelSet("places365", "softmax", ("beach", "street", "kitchen"))
@@ -32,17 +40,57 @@ def seg(index: int, obj: list[list[float]], scn: list[list[float]], t0: float) -
 def episode_tags(eid: str, segments: list[SegmentTags]) -> EpisodeTags:
     n = {"coco80": [], "places365": []}
     for s in segments:
-        for k in n:
-            n[k].append((s.stats[k].score, s.stats[k].n_frames))
+        for k, rows in n.items():
+            rows.append((s.stats[k].score, s.stats[k].n_frames))
     stats = {k: aggregate(np.repeat(np.stack([v for v, _ in rows]),
                                     [c for _, c in rows], axis=0), 0.5 if k == "coco80" else 0.2)
              for k, rows in n.items()}
     return EpisodeTags(eid, f"fp-{eid}", "v1", 10.0, segments, stats, "shots")
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "cat.sqlite", min_score=0.05, top_k=0)
+def empty_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
+                ) -> Iterator[CatalogueStore]:
+    if backend == "sqlite":
+        s: CatalogueStore = SqliteStore(tmp_path / "cat.sqlite", min_score=0.05, top_k=0)
+    else:
+        from search.es_store import EsStore
+
+        s = EsStore(request.getfixturevalue("es_config"), min_score=0.05, top_k=0)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def raw_dump(backend: str) -> Callable[[CatalogueStore], Any]:
+    """Everything a backend stored, minus wall-clock timestamps, to compare two states."""
+    def sqlite_dump(store: CatalogueStore) -> dict[str, list]:
+        db = sqlite3.connect(store.path)
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("segments", "segment_postings", "episode_labels", "programme_labels",
+                          "episode_vectors", "programme_vectors")}
+
+    def es_dump(store: Any) -> dict[str, list]:
+        out = {}
+        for kind, index in store._idx.items():
+            hits = store.es.search(index=index, size=10_000, query={"match_all": {}})
+            docs = sorted((h["_id"], h["_source"]) for h in hits["hits"]["hits"])
+            for _, src in docs:
+                src.pop("indexed_at", None)
+            out[kind] = docs
+        return out
+
+    return sqlite_dump if backend == "sqlite" else es_dump
+
+
+@pytest.fixture()
+def store(empty_store: CatalogueStore) -> CatalogueStore:
+    s = empty_store
     s.upsert_catalogue(
         [ProgrammeRecord("beach-dogs", "Beach Dogs", genre="nature"),
          ProgrammeRecord("city", "<script>alert(1)</script> City", genre="news")],
@@ -65,14 +113,17 @@ def ids(page) -> list[str]:
     return [h.id for h in page.hits]
 
 
-def test_round_trip(store: SqliteStore):
-    assert store.schema_version() == SCHEMA_VERSION
+def test_round_trip(store: CatalogueStore):
+    from search.es_mappings import MAPPING_VERSION
+
+    expected = {"sqlite": SCHEMA_VERSION, "elasticsearch": MAPPING_VERSION}[store.backend]
+    assert store.schema_version() == expected
     assert [ls.name for ls in store.label_sets()] == ["coco80", "places365"]
     assert store.label_sets()[0] == OBJ
     ep = store.episode("bd1")
     assert ep["programme_id"] == "beach-dogs" and ep["n_segments"] == 2 and ep["n_frames"] == 3
     # episode score = mean over its 3 frames: dog (0.9 + 0.7 + 0.3) / 3
-    dog = [x for x in ep["top_labels"]["coco80"] if x["label"] == "dog"][0]
+    dog = next(x for x in ep["top_labels"]["coco80"] if x["label"] == "dog")
     assert dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
     assert dog["coverage"] == pytest.approx(2 / 3, abs=1e-4)
     segs = store.segments("bd1")
@@ -81,7 +132,7 @@ def test_round_trip(store: SqliteStore):
     assert store.thumbnail("bd1", 1) == b"\xff\xd8jpeg\x01"
     # programme = frame-weighted mean over its episodes (3 + 1 frames)
     prog = store.programme("beach-dogs")
-    dog = [x for x in prog["top_labels"]["coco80"] if x["label"] == "dog"][0]
+    dog = next(x for x in prog["top_labels"]["coco80"] if x["label"] == "dog")
     assert dog["score"] == pytest.approx((1.9 + 0.95) / 4, abs=1e-4)
     names, vecs = store.vectors("programme", "coco80")
     assert names == ["beach-dogs", "city"] and vecs.shape == (2, 4)
@@ -89,7 +140,7 @@ def test_round_trip(store: SqliteStore):
         store.episode("nope")
 
 
-def test_ranking_order_and_evidence(store: SqliteStore):
+def test_ranking_order_and_evidence(store: CatalogueStore):
     page = run_search(store, "object:dog", "shot")
     # dog per shot: bd2@0 0.95, bd1@0 0.8, c1@1 0.6, bd1@1 0.3 (c1@0 has none)
     assert ids(page) == ["bd2@0", "bd1@0", "c1@1", "bd1@1"]
@@ -108,7 +159,7 @@ def test_ranking_order_and_evidence(store: SqliteStore):
     assert scores["bd1@1"] == pytest.approx(np.sqrt(0.3 * 0.4), rel=1e-3)
 
 
-def test_levels_or_filters_and_pagination(store: SqliteStore):
+def test_levels_or_filters_and_pagination(store: CatalogueStore):
     assert ids(run_search(store, "object:person", "programme")) == ["city", "beach-dogs"]
     assert ids(run_search(store, "object:person", "episode"))[0] == "c1"
     assert set(ids(run_search(store, "object:bicycle OR scene:beach", "episode"))) == {
@@ -125,53 +176,47 @@ def test_levels_or_filters_and_pagination(store: SqliteStore):
 @pytest.mark.parametrize("text", [
     "'; DROP TABLE segments; --", 'object:"dog', "x" * 10_000, "object:dog OR", "\x00",
     "programme:\"'; DELETE FROM episodes; --\"", "-", "::::", "object:%", "object:dog_"])
-def test_hostile_queries_error_cleanly_and_leave_data_intact(store: SqliteStore, text: str):
+def test_hostile_queries_error_cleanly_and_leave_data_intact(store: CatalogueStore, text: str):
     try:
         page = run_search(store, text, "shot")
         assert page.hits == [] or all(h.score >= 0 for h in page.hits)
     except QueryError as err:
         assert str(err)
     assert len(run_search(store, "object:dog", "shot").hits) == 4
-    n = sqlite3.connect(store.path).execute("SELECT count(*) FROM segments").fetchone()[0]
-    assert n == 5
+    assert sum(len(store.segments(e)) for e in ("bd1", "bd2", "c1")) == 5
 
 
-def test_unknown_label_suggests(store: SqliteStore):
+def test_unknown_label_suggests(store: CatalogueStore):
     with pytest.raises(QueryError, match="did you mean: dog"):
         run_search(store, "object:dgo")
 
 
-def test_bad_paging_and_level(store: SqliteStore):
+def test_bad_paging_and_level(store: CatalogueStore):
     for kwargs in ({"level": "scene"}, {"limit": 0}, {"limit": -1}, {"offset": -5}):
         with pytest.raises(StoreError):
             run_search(store, "object:dog", **kwargs)
 
 
-def test_rewrite_is_idempotent_and_failure_drops_tags(store: SqliteStore):
-    def dump():
-        db = sqlite3.connect(store.path)
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                for t in ("segments", "segment_postings", "episode_labels", "programme_labels",
-                          "episode_vectors", "programme_vectors")}
-    before = dump()
+def test_rewrite_is_idempotent_and_failure_drops_tags(store: CatalogueStore, raw_dump):
+    before = raw_dump(store)
     segs = [seg(0, [[0.2, 0.95, 0.0, 0.0]], [[0.9, 0.05, 0.05]], 0.0)]
     store.write_episode(episode_tags("bd2", segs))
-    assert dump() == before
+    assert raw_dump(store) == before
     store.mark_failed("bd2", "corrupt file")
     state = {s.id: s for s in store.episode_states()}["bd2"]
     assert state.status == "failed" and state.error == "corrupt file"
     assert "bd2@0" not in ids(run_search(store, "object:dog", "shot"))
     # the programme's aggregate now comes from bd1 alone
-    prog_dog = [x for x in store.programme("beach-dogs")["top_labels"]["coco80"]
-                if x["label"] == "dog"][0]
+    prog_dog = next(x for x in store.programme("beach-dogs")["top_labels"]["coco80"]
+                if x["label"] == "dog")
     assert prog_dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
 
 
-def test_label_set_change_is_refused(store: SqliteStore):
+def test_label_set_change_is_refused(store: CatalogueStore):
     with pytest.raises(StoreError, match="different labels"):
         store.register_label_sets([LabelSet("coco80", "sigmoid", ("person", "dog"))])
 
 
-def test_title_is_data_not_markup(store: SqliteStore):
+def test_title_is_data_not_markup(store: CatalogueStore):
     titles = dict(store.programme_titles())
     assert titles["city"] == "<script>alert(1)</script> City"

@@ -1,0 +1,100 @@
+"""A backend-neutral ``ResolvedQuery`` as Elasticsearch query clauses.
+
+The documented score (``search/ranking.py``) is a geometric mean, exp(mean(log p)), which no
+built-in relevance function computes. Its logarithm is a *sum*, and a ``bool`` query sums the
+scores of its ``must`` clauses, so the ranking query scores every hit with
+
+    sum over groups    max over alternatives  ln(C * max(p, EPS))      (dis_max of function_score)
+  + sum over excluded  ln(C * max(1 - p, EPS)), or ln(C) when the label is absent
+
+= n * ln(C) + log-sum of the documented score: the same order, computed by the cluster on exact
+float32 values (``field_value_factor`` over the ``p.<id>``/``q.<id>`` fields; C = 1e6 keeps every
+term >= 0 as Lucene requires). Required groups are also ``terms`` filters on ``labels`` (a hit
+must carry every group); query filters are ``terms``/``range`` filters. The store then re-scores
+the fetched hits exactly with :func:`search.ranking.rank`; the float32 score only decides which
+hits to fetch (see ``EsStore.search``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.ranking import EPS
+
+C = 1e6
+LN_C = math.log(C)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only, like SQLite's lower() (the reference backend)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def has_filters(query: Any) -> bool:
+    return bool(query.programme_ids or query.genres or query.after or query.before)
+
+
+def filters(query: Any, level: str) -> list[dict[str, Any]]:
+    """Filter clauses. Programme-level dates match when any indexed episode of the programme
+    aired in the range (``air_dates`` holds them; one range clause, so one date must satisfy
+    both bounds), as in the SQLite backend."""
+    out: list[dict[str, Any]] = []
+    if query.programme_ids:
+        field = "id" if level == "programme" else "programme_id"
+        out.append({"terms": {field: list(query.programme_ids)}})
+    if query.genres:
+        out.append({"terms": {"genre_lc": [ascii_lower(g) for g in query.genres]}})
+    if query.after or query.before:
+        bounds = {}
+        if query.after:
+            bounds["gte"] = query.after.isoformat()
+        if query.before:
+            bounds["lte"] = query.before.isoformat()
+        out.append({"range": {"air_dates" if level == "programme" else "air_date": bounds}})
+    return out
+
+
+def group_filters(query: Any) -> list[dict[str, Any]]:
+    """Every required group (an OR of labels) as a ``terms`` filter on the kept labels."""
+    return [{"terms": {"labels": [str(ref.label_id) for ref in group]}}
+            for group in query.groups]
+
+
+def _ln(field: str, label_id: int) -> dict[str, Any]:
+    return {"function_score": {
+        "query": {"term": {"labels": str(label_id)}},
+        "functions": [{"field_value_factor": {"field": f"{field}.{label_id}", "factor": C,
+                                              "modifier": "ln", "missing": 1.0}}],
+        "boost_mode": "replace"}}
+
+
+def scoring(query: Any) -> list[dict[str, Any]]:
+    """``must`` clauses whose summed score is n * ln(C) + the log-sum of the documented score."""
+    must: list[dict[str, Any]] = []
+    for group in query.groups:
+        alternatives = [_ln("p", ref.label_id) for ref in group]
+        must.append(alternatives[0] if len(alternatives) == 1
+                    else {"dis_max": {"queries": alternatives, "tie_breaker": 0.0}})
+    for ref in query.excluded:
+        absent = {"constant_score": {"filter": {"bool": {"must_not": [
+            {"term": {"labels": str(ref.label_id)}}]}}, "boost": LN_C}}
+        must.append({"dis_max": {"queries": [_ln("q", ref.label_id), absent],
+                                 "tie_breaker": 0.0}})
+    return must
+
+
+def n_terms(query: Any) -> int:
+    return len(query.groups) + len(query.excluded)
+
+
+def label_ids(query: Any) -> list[int]:
+    ids = [ref.label_id for group in query.groups for ref in group]
+    ids += [ref.label_id for ref in query.excluded]
+    return sorted(set(ids))
+
+
+def clamp(p: float) -> float:
+    """The value stored in ``p.<id>`` (and, for 1 - p, ``q.<id>``): ln never sees 0."""
+    return max(p, EPS)
