@@ -22,6 +22,7 @@ ENV_ALIASES = {
     "TVINDEX_MODEL_DIR": ("paths", "model_dir"),
     "TVINDEX_DATA_DIR": ("paths", "data_dir"),
     "TVINDEX_SHARED_DIR": ("paths", "shared_dir"),
+    "ELASTICSEARCH_URL": ("elasticsearch", "url"),
 }
 
 
@@ -139,8 +140,30 @@ class AggregationSettings(_Section):
 
 
 class CatalogueSettings(_Section):
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "elasticsearch"] = "sqlite"
     sqlite_path: Path | None = None
+
+
+class ElasticsearchSettings(_Section):
+    url: str = "http://127.0.0.1:9200"
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    index_prefix: str = Field("tvindex-", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    shards: int = Field(1, ge=1, le=1024)
+    replicas: int = Field(1, ge=0, le=16)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
 
 
 class ServerSettings(_Section):
@@ -159,6 +182,7 @@ class Settings(_Section):
     taggers: TaggersSettings = Field(default_factory=TaggersSettings)
     aggregation: AggregationSettings = Field(default_factory=AggregationSettings)
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
 
