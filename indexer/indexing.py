@@ -27,7 +27,7 @@ from indexer.media import Frame, MediaError, probe, sample_frames
 from indexer.pipeline import TaggedFrame, label_sets_of, tag_frames
 from indexer.taggers.base import LabelSet, Tagger
 from search.records import EpisodeRecord, EpisodeTags, SegmentTags
-from search.store import CatalogueStore
+from search.store import CatalogueStore, StoreUnavailable
 from tvindex.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def run_index(catalogue: Catalogue, store: CatalogueStore, taggers: Sequence[Tag
         try:
             fp = content_fingerprint(ep)
         except OSError as exc:
-            store.mark_failed(ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
+            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
             report.failed[ep.id] = str(exc)
             continue
         st = states.get(ep.id)
@@ -224,13 +224,32 @@ def run_index(catalogue: Catalogue, store: CatalogueStore, taggers: Sequence[Tag
             try:
                 tags = engine.tag(ep, fp, version, on_frame=on_frame)
             except MediaError as exc:
-                store.mark_failed(ep.id, exc.reason if hasattr(exc, "reason") else str(exc))
+                _mark_failed(store, ep.id, exc.reason if hasattr(exc, "reason") else str(exc))
                 report.failed[ep.id] = str(exc)
                 log.warning("failed: %s", exc)
                 bar.update(1)
                 continue
-            store.write_episode(tags)
+            try:
+                store.write_episode(tags)
+            except StoreUnavailable as exc:
+                # The store's own bounded retries are spent and the write left nothing
+                # half-done: record why and go on; the next run redoes the episode.
+                reason = f"store unavailable: {exc}"
+                _mark_failed(store, ep.id, reason)
+                report.failed[ep.id] = reason
+                log.warning("failed: %s: %s", ep.id, reason)
+                bar.update(1)
+                continue
             report.indexed.append(ep.id)
             bar.update(1)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _mark_failed(store: CatalogueStore, episode_id: str, reason: str) -> None:
+    """Record a failure; when the store itself cannot be reached, the episode simply stays
+    as it was (pending, or indexed with its older tags) and the next run retries it."""
+    try:
+        store.mark_failed(episode_id, reason)
+    except StoreUnavailable as exc:
+        log.warning("could not mark %s failed (%s); it stays pending", episode_id, exc)
