@@ -1,6 +1,6 @@
-"""A small hand-built catalogue for the web tests (no media decoding, no models), plus the
-store methods the web layer added (request_reindex). Other test_webui_* files import
-``build_catalogue`` from here."""
+"""A small hand-built catalogue for the web tests (no media decoding, no models), helpers the
+other test_webui_* files import (``build_catalogue``, ``web_settings``, ``ApiSchemas``), and
+tests of the store method the web layer added (request_reindex)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,50 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jsonschema import Draft202012Validator
 from PIL import Image
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from indexer.aggregate import aggregate
 from indexer.taggers.base import LabelSet
 from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.sqlite_store import SqliteStore
 from search.store import NotFound
+from tvindex.settings import Settings, load_settings
 
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle", "traffic light"))
 SCN = LabelSet("places365", "softmax", ("beach", "street", "kitchen", "forest path"))
 XSS_TITLE = "<script>alert(1)</script>"
 XSS_DESCRIPTION = '<img src=x onerror="alert(2)"> & friends'
+API_KEY = "test-key-0123456789abcdef"
+
+
+def web_settings(data_dir: Path, **server: object) -> Settings:
+    """Settings for a web app over ``data_dir`` (environment ignored); ``server`` overrides
+    server.* keys."""
+    overrides: dict[str, object] = {"paths.data_dir": str(data_dir)}
+    overrides.update({f"server.{k}": v for k, v in server.items()})
+    return load_settings(None, overrides, environ={})
+
+
+class ApiSchemas:
+    """Validates JSON bodies against the component schemas of the served OpenAPI document,
+    resolving its $refs."""
+
+    URI = "urn:tvindex:openapi"
+
+    def __init__(self, document: dict) -> None:
+        self.document = document
+        self.registry = Registry().with_resource(
+            self.URI, Resource.from_contents(document, default_specification=DRAFT202012))
+
+    def validate(self, body: object, schema: str) -> None:
+        assert schema in self.document["components"]["schemas"], schema
+        validator = Draft202012Validator(
+            {"$ref": f"{self.URI}#/components/schemas/{schema}"}, registry=self.registry)
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+        assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
 
 
 def jpeg(colour: tuple[int, int, int]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from search.query import Term
 from search.store import CatalogueStore, open_store
@@ -75,6 +76,16 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     app.jinja_env.globals["set_title"] = lambda name: LABEL_SET_TITLES.get(name, name)
     app.jinja_env.globals["label_query"] = label_query
     app.jinja_env.globals["axis_max"] = axis_max
+
+    @app.before_request
+    def _bounded_body() -> None:
+        # Flask only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse early so
+        # that no endpoint depends on reading it.
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge(
+                f"request body of {request.content_length} bytes is over the limit of "
+                f"{limit} bytes (server.max_request_bytes)")
 
     @app.context_processor
     def _limits() -> dict[str, Any]:
