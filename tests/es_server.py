@@ -212,3 +212,97 @@ def emulator_gap(server: EsServer, gap: str) -> None:
     """Mark the running test xfail when talking to the emulator, naming its gap."""
     if server.emulated:
         pytest.xfail(f"noida-db gap: {gap}")
+
+
+class FaultProxy:
+    """A fault-injecting HTTP proxy in front of a cluster (the network between tvindex and
+    Elasticsearch, the one true external boundary): forwards every request, except that while
+    ``fail_bulk`` is set, ``_bulk`` requests whose body contains it are answered 503, as an
+    overloaded cluster does."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        self.upstream = upstream.rstrip("/")
+        self.fail_bulk: bytes | None = None
+        self.rejected = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if proxy.fail_bulk and "/_bulk" in self.path and proxy.fail_bulk in (body or b""):
+                    proxy.rejected += 1
+                    payload = (b'{"error":{"type":"es_rejected_execution_exception",'
+                               b'"reason":"injected by the test proxy"},"status":503}')
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("X-Elastic-Product", "Elasticsearch")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                req = urllib.request.Request(proxy.upstream + self.path, data=body,
+                                             method=self.command)
+                for k, v in self.headers.items():
+                    if k.lower() not in ("host", "content-length", "connection"):
+                        req.add_header(k, v)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as resp:
+                        status, headers, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as err:
+                    status, headers, data = err.code, err.headers, err.read()
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def snapshot(store) -> dict:
+    """What a store answers through the public interface, minus wall-clock timestamps: two
+    stores holding the same catalogue give equal snapshots, whatever the backend."""
+    from search.engine import run_search
+
+    states = [s.__dict__ | {"indexed_at": None} for s in store.episode_states()]
+    out: dict = {"states": states, "programmes": store.programmes(),
+                 "labels": [x.__dict__ for x in store.labels()]}
+    for s in states:
+        ep = store.episode(s["id"])
+        ep.pop("indexed_at", None)
+        out[f"episode {s['id']}"] = ep
+        out[f"segments {s['id']}"] = store.segments(s["id"])
+    for p in store.programmes():
+        out[f"programme {p['id']}"] = store.programme(p["id"])
+    for ls in store.label_sets():
+        for level in ("episode", "programme"):
+            ids, vecs = store.vectors(level, ls.name)
+            out[f"vectors {level} {ls.name}"] = (ids, vecs.tolist())
+    for level in ("shot", "episode", "programme"):
+        for q in ("object:person", "object:car OR object:bicycle", "object:person -object:car"):
+            try:
+                out[f"search {level} {q}"] = run_search(store, q, level, limit=50).to_dict()
+            except Exception as exc:  # noqa: BLE001 (an unknown label is part of the answer)
+                out[f"search {level} {q}"] = str(exc)
+    return out
