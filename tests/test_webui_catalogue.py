@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+import waitress
 from jsonschema import Draft202012Validator
 from PIL import Image
 from referencing import Registry, Resource
@@ -35,6 +39,26 @@ def web_settings(data_dir: Path, **server: object) -> Settings:
     overrides: dict[str, object] = {"paths.data_dir": str(data_dir)}
     overrides.update({f"server.{k}": v for k, v in server.items()})
     return load_settings(None, overrides, environ={})
+
+
+@contextmanager
+def serve_in_thread(app: object, threads: int = 4) -> Iterator[str]:
+    """The app behind a real waitress server on a free loopback port; yields its base URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        # waitress has no stop(): close every channel from inside its own loop (the
+        # trigger runs the thunk there), so that the loop ends without a select() race.
+        def close_all() -> None:
+            for channel in list(server._map.values()):
+                channel.handle_close()
+
+        server.trigger.pull_trigger(close_all)
+        thread.join(10)
+        server.task_dispatcher.shutdown()
 
 
 class ApiSchemas:

@@ -63,6 +63,7 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.merge_slashes = False  # odd paths are 404s, not redirects to other paths
     app.debug = False
     context = WebContext(settings, store or open_store(settings), owns_store=store is None)
     app.extensions["tvindex"] = context
