@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +38,67 @@ SCN = LabelSet("places365", "softmax", ("beach", "street", "kitchen", "forest pa
 XSS_TITLE = "<script>alert(1)</script>"
 XSS_DESCRIPTION = '<img src=x onerror="alert(2)"> & friends'
 API_KEY = "test-key-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
+_DEMO: dict[str, Path] = {}
+
+
+def index_demo(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    """The demo catalogue indexed into a temporary data directory with the CLI, once per
+    session whichever test file asks first; returns the data directory."""
+    if "data" not in _DEMO:
+        data = tmp_path_factory.mktemp("webdemo")
+        proc = subprocess.run(
+            [sys.executable, "-m", "tvindex.cli", "--config", str(REPO / "demo" / "config.yaml"),
+             "index", str(REPO / "demo" / "catalogue.csv"), "--data-dir", str(data),
+             "--no-progress"], env=demo_env(shared_dir), capture_output=True, text=True,
+            timeout=600, cwd=REPO, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "indexed 11, unchanged 0, failed 0" in proc.stdout, proc.stdout
+        _DEMO["data"] = data
+    return _DEMO["data"]
+
+
+def demo_env(shared_dir: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, TVINDEX_SHARED_DIR=str(shared_dir),
+                TVINDEX_MODEL_DIR=str(shared_dir / "models"), **extra)
+
+
+@contextmanager
+def run_serve(data_dir: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """``tvindex serve`` as a subprocess on a free loopback port; yields its base URL once
+    /api/v1/health answers, and stops it afterwards."""
+    # The log goes to a file, not a pipe, so that it can never block the server.
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tvindex.cli", "--config",
+             str(REPO / "demo" / "config.yaml"), "serve", "--port", "0", "--data-dir",
+             str(data_dir), *args],
+            env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO)
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line.startswith("tvindex: serving http://127.0.0.1:"):
+                proc.wait(10)
+                log.seek(0)
+                raise AssertionError(f"tvindex serve did not start: {line!r} {log.read()}")
+            url = line.split()[2].rstrip("/")
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/api/v1/health", timeout=5) as resp:
+                        assert json.load(resp)["status"] == "ok"
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def web_settings(data_dir: Path, **server: object) -> Settings:

@@ -1,0 +1,137 @@
+"""The web UI in a real headless Chromium (Debian's ``chromium``, driven by Playwright; no
+browser is downloaded): type a query with autocompletion, open a shot, and the video starts at
+the shot; the programme page draws its charts; hostile titles stay text.
+
+A screenshot of the search results is saved under ``artifacts/`` (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_webui_catalogue import (
+    REPO,
+    XSS_TITLE,
+    build_catalogue,
+    demo_env,
+    index_demo,
+    run_serve,
+    serve_in_thread,
+    web_settings,
+)
+
+from webui import create_app
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.problems = problems  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Iterator[str]:
+    data = index_demo(tmp_path_factory, shared_dir)
+    with run_serve(data, demo_env(shared_dir)) as url:
+        yield url
+
+
+@pytest.mark.media
+def test_search_bicycle_then_play_the_shot(page, demo):
+    page.goto(demo + "/")
+    box = page.locator("#q")
+    box.press_sequentially("object:bic", delay=40)
+    suggestion = page.locator("#suggestions li", has_text="object:bicycle").first
+    suggestion.wait_for(state="visible")
+    suggestion.click()  # autocompletion fills in the label
+    assert box.input_value().strip() == "object:bicycle"
+    box.press("Enter")
+    page.wait_for_url("**/?q=object*bicycle*")
+    cards = page.locator("article.hit")
+    cards.first.wait_for()
+    ids = [cards.nth(i).get_attribute("data-hit-id") for i in range(cards.count())]
+    bikes = [i for i in ids if i.split("@")[0] in ("bici-01", "bici-02")]
+    assert bikes, ids
+    page.wait_for_load_state("networkidle")  # thumbnails in, for the screenshot
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot_path = ARTIFACTS / "webui-search.png"
+    page.screenshot(path=str(shot_path), full_page=True)
+    print(f"search results screenshot: {shot_path}")
+
+    with urllib.request.urlopen(f"{demo}/api/v1/shots/{bikes[0]}", timeout=10) as resp:
+        start = json.load(resp)["start_s"]
+    page.locator(f'article.hit[data-hit-id="{bikes[0]}"] a.card-link').click()
+    page.wait_for_url(f"**/episodes/{bikes[0].split('@')[0]}?shot=*")
+    page.locator('video#player[data-ready="1"]').wait_for(state="attached")
+    at = page.evaluate("document.getElementById('player').currentTime")
+    assert abs(at - start) < 0.5, (at, start)
+    assert page.evaluate("document.getElementById('player').error") is None
+
+    # The shot list seeks the same video without leaving the page.
+    other = page.locator(".shot-card").first
+    target = float(other.get_attribute("data-seek"))
+    other.click()
+    page.wait_for_function(
+        f"Math.abs(document.getElementById('player').currentTime - {target}) < 0.5")
+    assert not page.problems, page.problems
+
+
+@pytest.mark.media
+def test_programme_page_draws_its_charts(page, demo):
+    page.goto(demo + "/programmes/ciutat-en-bici")
+    charts = page.locator("#charts figure.chart")
+    assert charts.count() == 2
+    for i in range(2):
+        bars = charts.nth(i).locator("rect.bar-score")
+        assert bars.count() >= 5
+        widths = [bars.nth(j).bounding_box()["width"] for j in range(bars.count())]
+        assert widths[0] > 20 and widths == sorted(widths, reverse=True)
+    assert page.locator("#similar a.card-link").count() == 4
+    assert page.locator("#similar a.card-link h3").first.inner_text() in {
+        "La plaça", "Al volant", "L'arbre", "Conill gran"}
+    assert not page.problems, page.problems
+
+
+def test_hostile_title_is_text_in_the_browser(page, tmp_path):
+    store = build_catalogue(tmp_path)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with serve_in_thread(create_app(web_settings(tmp_path), store)) as url:
+        page.goto(url + "/?q=object:car")
+        titles = page.locator("article.hit h3.card-title").all_inner_texts()
+        assert f"{XSS_TITLE} City" in titles
+        page.goto(url + "/programmes/city")
+        assert page.locator("#programme-title").inner_text() == f"{XSS_TITLE} City"
+        assert page.locator("img[src=x]").count() == 0
+    assert dialogs == []
+    assert not [p for p in page.problems if "Content Security Policy" in p], page.problems
