@@ -42,10 +42,25 @@ def lookup(postings: Postings, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return found, np.where(found, p_scores[pos_c], 0.0).astype(np.float32)
 
 
+def _contains(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which ``ids`` occur in ``sorted_ids`` (sorted, unique): a binary search per id, much
+    cheaper than ``np.isin``'s sort of both arrays when the lists are long."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[pos] == ids
+
+
 def _union(group: list[Postings]) -> np.ndarray:
     if len(group) == 1:
         return group[0][0]  # already sorted and unique
-    return np.unique(np.concatenate([p[0] for p in group])) if group else np.empty(0, np.int64)
+    if not group:
+        return np.empty(0, np.int64)
+    # A stable sort (timsort) of sorted runs is a merge, O(n); np.unique would re-sort.
+    ids = np.sort(np.concatenate([p[0] for p in group]), kind="stable")
+    keep = np.ones(len(ids), bool)
+    np.not_equal(ids[1:], ids[:-1], out=keep[1:])
+    return ids[keep]
 
 
 def rank(groups: list[list[Postings]], excluded: list[Postings],
@@ -62,18 +77,21 @@ def rank(groups: list[list[Postings]], excluded: list[Postings],
         order = np.argsort([len(u) for u in unions])
         cand = unions[order[0]]
         for i in order[1:]:
-            cand = cand[np.isin(cand, unions[i], assume_unique=True)]
+            cand = cand[_contains(unions[i], cand)]
     else:
         cand = np.empty(0, np.int64) if universe is None else universe
     if universe is not None and groups:
-        cand = cand[np.isin(cand, universe, assume_unique=True)]
+        cand = cand[_contains(universe, cand)]
 
     log_sum = np.zeros(len(cand), np.float64)
     group_scores, group_choice = [], []
     for g in groups:
-        table = np.stack([lookup(p, cand)[1] for p in g])  # [alternatives, M]
-        choice = table.argmax(axis=0)
-        best = table[choice, np.arange(len(cand))]
+        if len(g) == 1:  # no alternatives to choose from
+            best, choice = lookup(g[0], cand)[1], np.zeros(len(cand), np.intp)
+        else:
+            table = np.stack([lookup(p, cand)[1] for p in g])  # [alternatives, M]
+            choice = table.argmax(axis=0)
+            best = table[choice, np.arange(len(cand))]
         group_scores.append(best)
         group_choice.append(choice)
         log_sum += np.log(np.maximum(best, EPS))

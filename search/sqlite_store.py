@@ -390,6 +390,18 @@ class SqliteStore(CatalogueStore):
                 stats[lid] = (int(shots or 0), int(eps or 0))
         return [LabelInfo(r[0], r[1], r[2], r[3], *stats.get(r[0], (0, 0))) for r in rows]
 
+    def vocabulary_label_sets(self) -> dict[str, list[tuple[int, str]]]:
+        """The resolver's vocabulary from the cached label table: no query per search."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for lid, (ls, _idx, name) in sorted(self._labels_by_id().items()):
+            out.setdefault(ls, []).append((lid, name))
+        return out
+
+    def programme_titles(self) -> list[tuple[str, str]]:
+        """Ids and titles only: the resolver needs no episode counts (``programmes()`` joins
+        every episode, on every search)."""
+        return self.db.execute("SELECT id, title FROM programmes ORDER BY title").fetchall()
+
     def programmes(self) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT p.id, p.title, p.description, p.genre, count(e.key), "
@@ -509,16 +521,21 @@ class SqliteStore(CatalogueStore):
     def _postings(self, level: Level, label_id: int, allowed: np.ndarray | None) -> Postings:
         if level == "shot":
             rows = self.db.execute("SELECT episode_key, idx, score FROM segment_postings "
-                                   "WHERE label_id=?", (label_id,)).fetchall()
+                                   "WHERE label_id=? ORDER BY episode_key",
+                                   (label_id,)).fetchall()
             if allowed is not None:
                 ok = set(allowed.tolist())
                 rows = [r for r in rows if r[0] in ok]
             if not rows:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
-            ids = np.concatenate([(np.int64(k) << SHOT_BITS)
-                                  | np.frombuffer(i, np.uint32).astype(np.int64)
-                                  for k, i, _ in rows])
-            scores = np.concatenate([_f32(s) for _, _, s in rows])
+            # Decode all rows at once (one join per column), not one small array per row.
+            keys, idx_blobs, score_blobs = zip(*rows)
+            counts = np.fromiter(map(len, idx_blobs), np.int64, len(rows)) // 4
+            ids = ((np.repeat(np.asarray(keys, np.int64), counts) << SHOT_BITS)
+                   | np.frombuffer(b"".join(idx_blobs), np.uint32))
+            scores = _f32(b"".join(score_blobs))
+            if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+                return ids, scores  # rows by episode, segments in order: already sorted
         else:
             table, col = (("episode_labels", "episode_key") if level == "episode"
                           else ("programme_labels", "programme_key"))
