@@ -84,6 +84,9 @@ def make_client(cfg: EsConfig):
             kwargs["ca_certs"] = cfg.ca_certs
         if not cfg.verify_certs:
             kwargs["ssl_show_warn"] = False
+    # Our own retries log what matters; the transport's per-node "putting on timeout" warnings
+    # would only repeat it.
+    logging.getLogger("elastic_transport.node_pool").setLevel(logging.ERROR)
     return Elasticsearch(cfg.url, **kwargs)
 
 
@@ -227,4 +230,5 @@ def _reason(exc: BaseException | None) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
         return f"{err.get('type', '')}: {err.get('reason', '')}".strip(": ")
-    return f"{type(exc).__name__}: {exc}"
+    detail = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {detail}"
