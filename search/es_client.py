@@ -150,19 +150,21 @@ class EsClient:
 
     # --- bulk ----------------------------------------------------------------------------
     def bulk(self, actions: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
-             what: str = "bulk", refresh: bool | str = False) -> int:
+             what: str = "bulk", refresh: bool | str = False,
+             conflicts: list[str] | None = None) -> int:
         """Send ``(action, source)`` pairs in chunks (``source`` None for deletes). Items that
         fail with a retryable status are re-sent with backoff; anything still failing raises
         :class:`StoreError` naming the documents (``StoreUnavailable`` when every remaining
-        failure was transient). A delete of a missing document is not a failure. Returns how
-        many items succeeded."""
+        failure was transient). A delete of a missing document is not a failure; with
+        ``conflicts`` given, neither is a 409 (a ``create`` of an existing document): its id
+        is appended there. Returns how many items succeeded."""
         done = 0
         for chunk in _chunks(actions):
-            done += self._bulk_chunk(chunk, what, refresh)
+            done += self._bulk_chunk(chunk, what, refresh, conflicts)
         return done
 
     def _bulk_chunk(self, chunk: list[tuple[dict[str, Any], dict[str, Any] | None]],
-                    what: str, refresh: bool | str) -> int:
+                    what: str, refresh: bool | str, conflicts: list[str] | None) -> int:
         pending = chunk
         done = 0
         failures: list[tuple[str, int, str]] = []
@@ -180,6 +182,9 @@ class EsClient:
                 status = int(result.get("status", 500))
                 if status < 300 or (op == "delete" and status == 404):
                     done += 1
+                    continue
+                if status == 409 and conflicts is not None:
+                    conflicts.append(str(result.get("_id")))
                     continue
                 doc = result.get("_id") or next(iter(action.values())).get("_id")
                 reason = _item_reason(result)

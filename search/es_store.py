@@ -148,6 +148,7 @@ _EMPTY_LABELS = {"labels": [], "present": [], "p": {}, "q": {}, "s": {}, "rf": {
 
 class EsStore(CatalogueStore):
     backend = "elasticsearch"
+    supports_facets = True
 
     def __init__(self, cfg: EsConfig, *, min_score: float = 0.05, top_k: int = 10,
                  es: Any | None = None) -> None:
@@ -398,11 +399,10 @@ class EsStore(CatalogueStore):
                 doc = {"id": p.id, "seq": seq, **meta, "air_dates": [], "indexed_episodes": 0,
                        "stale": False, "n_frames": 0, **_EMPTY_LABELS}
                 seq += 1
-                actions.append(({"index": {"_index": self._idx["programmes"], "_id": p.id}},
+                actions.append(({"create": {"_index": self._idx["programmes"], "_id": p.id}},
                                 doc))
             genres[p.id] = meta["genre_lc"]
-        if actions:
-            self.client.bulk(actions, "write programmes", refresh=True)
+        self._create_or_update("programmes", actions, "write programmes")
 
         old_e = self._mget("episodes", [e.id for e in episodes], source=list(EPISODE_META) +
                            ["status", "gen"])
@@ -435,10 +435,9 @@ class EsStore(CatalogueStore):
                        "sampling": None, "gen": None, "pending_gen": None, "dirty": False,
                        **_EMPTY_LABELS}
                 seq += 1
-                actions.append(({"index": {"_index": self._idx["episodes"], "_id": e.id}},
+                actions.append(({"create": {"_index": self._idx["episodes"], "_id": e.id}},
                                 doc))
-        if actions:
-            self.client.bulk(actions, "write episodes", refresh=True)
+        self._create_or_update("episodes", actions, "write episodes")
         # Denormalised copies (filters at shot level) follow the metadata.
         for pid in regenred:
             for kind in ("episodes", "shots"):
@@ -449,6 +448,28 @@ class EsStore(CatalogueStore):
         for pid in stale - {None}:
             self._refresh_programme(pid)
         self._repair()
+
+    def _create_or_update(self, kind: str, actions: list[tuple[dict, dict | None]],
+                          what: str) -> None:
+        """New documents are created (never overwritten: a concurrent indexer, e.g. another
+        ``--shard``, may have created and even indexed one meanwhile); those that turn out to
+        exist get only their metadata updated."""
+        if not actions:
+            return
+        conflicts: list[str] = []
+        self.client.bulk(actions, what, refresh=True, conflicts=conflicts)
+        if not conflicts:
+            return
+        existing = set(conflicts)
+        meta_keys = ("title", "description", "genre", "genre_lc", "programme_id",
+                     "media_path", "air_date", "start_s", "end_s")
+        updates = []
+        for action, src in actions:
+            doc_id = action.get("create", {}).get("_id")
+            if doc_id in existing and src is not None:
+                updates.append(({"update": {"_index": self._idx[kind], "_id": doc_id}},
+                                {"doc": {k: v for k, v in src.items() if k in meta_keys}}))
+        self.client.bulk(updates, what, refresh=True)
 
     def _update_by_query(self, kind: str, query: dict[str, Any], values: dict[str, Any]) -> None:
         source = " ".join(f"ctx._source.{k} = params.{k};" for k in values)
@@ -913,6 +934,39 @@ class EsStore(CatalogueStore):
         chosen = [by_key[int(k)] for k in ranked.ids[offset:need]]
         out, consistent = self._hits(level, chosen, ranked, offset, query)
         return SearchPage(out, total, offset, limit, level, as_dict), consistent
+
+    def facets(self, query: Any, level: Level = "shot", size: int = 10
+               ) -> dict[str, list[tuple[str, int]]]:
+        """How the hits of a query (all of them, not a page) spread over programmes, genres
+        and the labels present, by ``terms`` aggregations on the query's filter clauses.
+        Labels are "set:name". An Elasticsearch capability (``supports_facets``)."""
+        if level not in LEVELS:
+            raise StoreError(f"unknown level {level!r}")
+        clauses = es_query.filters(query, level) + es_query.group_filters(query)
+        must_not: list[dict[str, Any]] = []
+        if level == "shot":
+            kind, programme_field = "shots", "programme_id"
+            must_not = self._hidden_shots()
+        elif level == "episode":
+            kind, programme_field = "episodes", "programme_id"
+            clauses.append({"term": {"status": "indexed"}})
+        else:
+            kind, programme_field = "programmes", "id"
+            clauses.append({"range": {"indexed_episodes": {"gt": 0}}})
+        resp = self._call(f"facets of {kind}", self.es.search, index=self._idx[kind], size=0,
+                          query={"bool": {"filter": clauses, "must_not": must_not}},
+                          aggs={"programme": {"terms": {"field": programme_field,
+                                                        "size": size}},
+                                "genre": {"terms": {"field": "genre_lc", "size": size}},
+                                "label": {"terms": {"field": "present", "size": size}}})
+        aggs = resp["aggregations"]
+        by_id = self._labels_by_id()
+        out = {name: [(b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]]
+               for name in ("programme", "genre")}
+        out["label"] = [(f"{by_id[int(b['key'])][0]}:{by_id[int(b['key'])][2]}",
+                         int(b["doc_count"])) for b in aggs["label"]["buckets"]
+                        if int(b["key"]) in by_id]
+        return out
 
     @staticmethod
     def _key(level: Level, src: dict[str, Any]) -> int:

@@ -266,3 +266,27 @@ def test_date_min_max_aggregations(es_server: EsServer, store: EsStore):
         resp = store.es.search(index=store._idx["episodes"], size=0,
                                aggs={"first": {"min": {"field": "air_date"}}})
         assert resp["aggregations"]["first"]["value_as_string"].startswith("2019-05-01")
+
+
+def test_facets_count_every_hit(store: EsStore):
+    fill(store)
+    from search.engine import resolve
+
+    facets = store.facets(resolve(store, "object:dog"), "shot")
+    assert facets["programme"] == [("beach-dogs", 2)] and facets["genre"] == [("nature", 2)]
+    labels = dict(facets["label"])
+    assert labels["coco80:dog"] == 1 and labels["coco80:person"] == 2  # dog 0.3 < 0.5 in @1
+    assert store.facets(resolve(store, "object:dog"), "episode")["programme"] == [
+        ("beach-dogs", 1)]
+
+
+def test_two_shard_workers_share_a_catalogue(store: EsStore, es_config: EsConfig):
+    """Another worker (--shard) registering the same catalogue keeps what is indexed."""
+    fill(store)
+    with EsStore(es_config, min_score=0.05, top_k=0) as other:
+        other.upsert_catalogue(
+            [ProgrammeRecord("beach-dogs", "Els gossos de la platja", genre="Nature")],
+            [EpisodeRecord("bd1", "beach-dogs", "Bicicletes", "/m/a.mp4", dt.date(2021, 5, 1)),
+             EpisodeRecord("bd2", "beach-dogs", "Two", "/m/b.mp4", dt.date(2019, 5, 1))])
+    assert {s.id: s.status for s in store.episode_states()} == {"bd1": "indexed",
+                                                                "bd2": "pending"}
