@@ -307,3 +307,17 @@ def test_request_body_over_the_limit_is_413(client, schemas):
     message = get_error(client, schemas, "/api/v1/episodes/bd1/reindex", 413, method="POST",
                         data=b"x" * 70_000, headers={"X-API-Key": API_KEY})
     assert "over the limit of 65536 bytes" in message
+
+
+@pytest.mark.parametrize("episode_id", ["bd1", "a b", "x@y", "ç/ñ?#%", "..", "-1"])
+def test_fast_links_match_url_for(app: Flask, episode_id):
+    from flask import url_for
+
+    from webui.links import link
+
+    with app.test_request_context("/api/v1/search?q=dog"):
+        for endpoint, values in [("pages.player", {"episode_id": episode_id, "shot": 3}),
+                                 ("media.thumbnail", {"episode_id": episode_id, "index": 12}),
+                                 ("api.shot", {"shot_id": f"{episode_id}@4"}),
+                                 ("api.programme", {"programme_id": episode_id})]:
+            assert link(endpoint, **values) == url_for(endpoint, **values)

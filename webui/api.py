@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from search.engine import run_search
@@ -21,6 +21,7 @@ from tvindex import __version__
 from webui import openapi
 from webui.context import ctx
 from webui.errors import BadParameter
+from webui.links import link
 from webui.media import is_playable
 from webui.params import int_arg, level_arg, limit_arg, offset_arg, text_arg
 from webui.similar import similar_programmes
@@ -36,7 +37,7 @@ def _page_links(total: int, offset: int, limit: int) -> dict[str, Any]:
     if nxt is not None:
         args = {**request.args.to_dict(), **(request.view_args or {}),
                 "offset": str(nxt), "limit": str(limit)}
-        url = url_for(request.endpoint or "", **args)
+        url = link(request.endpoint or "", **args)
     return {"next_offset": nxt, "next": url}
 
 
@@ -47,18 +48,18 @@ def _paged(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
 
 def hit_links(hit: Hit) -> dict[str, str]:
     if hit.level == "programme":
-        return {"self": url_for("api.programme", programme_id=hit.id),
-                "page": url_for("pages.programme", programme_id=hit.id),
-                "thumbnail": url_for("media.programme_poster", programme_id=hit.id)}
+        return {"self": link("api.programme", programme_id=hit.id),
+                "page": link("pages.programme", programme_id=hit.id),
+                "thumbnail": link("media.programme_poster", programme_id=hit.id)}
     assert hit.episode_id is not None
     if hit.level == "episode":
-        return {"self": url_for("api.episode", episode_id=hit.id),
-                "page": url_for("pages.player", episode_id=hit.episode_id),
-                "thumbnail": url_for("media.episode_poster", episode_id=hit.episode_id)}
+        return {"self": link("api.episode", episode_id=hit.id),
+                "page": link("pages.player", episode_id=hit.episode_id),
+                "thumbnail": link("media.episode_poster", episode_id=hit.episode_id)}
     _, index = parse_shot_id(hit.id)
-    return {"self": url_for("api.shot", shot_id=hit.id),
-            "page": url_for("pages.player", episode_id=hit.episode_id, shot=index),
-            "thumbnail": url_for("media.thumbnail", episode_id=hit.episode_id, index=index)}
+    return {"self": link("api.shot", shot_id=hit.id),
+            "page": link("pages.player", episode_id=hit.episode_id, shot=index),
+            "thumbnail": link("media.thumbnail", episode_id=hit.episode_id, index=index)}
 
 
 @bp.get("/health")
@@ -115,8 +116,8 @@ def labels() -> Response:
 def programmes() -> Response:
     items = ctx().store.programmes()
     for p in items:
-        p["links"] = {"self": url_for("api.programme", programme_id=p["id"]),
-                      "page": url_for("pages.programme", programme_id=p["id"])}
+        p["links"] = {"self": link("api.programme", programme_id=p["id"]),
+                      "page": link("pages.programme", programme_id=p["id"])}
     return jsonify(_paged(items, offset_arg(), limit_arg()))
 
 
@@ -124,9 +125,9 @@ def programmes() -> Response:
 def programme(programme_id: str) -> Response:
     body = ctx().store.programme(programme_id)
     for ep in body["episodes"]:
-        ep["links"] = {"self": url_for("api.episode", episode_id=ep["id"])}
-    body["links"] = {"page": url_for("pages.programme", programme_id=programme_id),
-                     "similar": url_for("api.similar", programme_id=programme_id)}
+        ep["links"] = {"self": link("api.episode", episode_id=ep["id"])}
+    body["links"] = {"page": link("pages.programme", programme_id=programme_id),
+                     "similar": link("api.similar", programme_id=programme_id)}
     return jsonify(body)
 
 
@@ -143,10 +144,10 @@ def _episode_body(episode_id: str) -> dict[str, Any]:
     # The server's file path is not the client's business: it gets a URL instead.
     playable = is_playable(body.pop("media_path"))
     body["playable"] = playable
-    body["links"] = {"media": url_for("media.media", episode_id=episode_id),
-                     "page": url_for("pages.player", episode_id=episode_id),
-                     "timeline": url_for("api.timeline", episode_id=episode_id),
-                     "programme": url_for("api.programme", programme_id=body["programme_id"])}
+    body["links"] = {"media": link("media.media", episode_id=episode_id),
+                     "page": link("pages.player", episode_id=episode_id),
+                     "timeline": link("api.timeline", episode_id=episode_id),
+                     "programme": link("api.programme", programme_id=body["programme_id"])}
     return body
 
 
@@ -159,7 +160,7 @@ def episode(episode_id: str) -> Response:
 def timeline(episode_id: str) -> Response:
     body = episode_timeline(ctx().store, episode_id)
     for seg in body["segments"]:
-        seg["thumbnail"] = url_for("media.thumbnail", episode_id=episode_id,
+        seg["thumbnail"] = link("media.thumbnail", episode_id=episode_id,
                                    index=seg["index"])
     return jsonify(body)
 
@@ -179,10 +180,10 @@ def shot(shot_id: str) -> Response:
                    programme_id=ep["programme_id"], programme_title=ep["programme_title"],
                    air_date=ep["air_date"])
     segment["links"] = {
-        "page": url_for("pages.player", episode_id=episode_id, shot=index),
-        "thumbnail": url_for("media.thumbnail", episode_id=episode_id, index=index),
-        "media": url_for("media.media", episode_id=episode_id),
-        "episode": url_for("api.episode", episode_id=episode_id)}
+        "page": link("pages.player", episode_id=episode_id, shot=index),
+        "thumbnail": link("media.thumbnail", episode_id=episode_id, index=index),
+        "media": link("media.media", episode_id=episode_id),
+        "episode": link("api.episode", episode_id=episode_id)}
     return jsonify(segment)
 
 
@@ -196,7 +197,7 @@ def reindex(episode_id: str) -> tuple[Response, int]:
                     "status": body["status"],
                     "message": "the next `tvindex index` run re-indexes this episode; its "
                                "current tags stay searchable until then",
-                    "links": {"episode": url_for("api.episode", episode_id=episode_id)}}), 202
+                    "links": {"episode": link("api.episode", episode_id=episode_id)}}), 202
 
 
 def require_api_key() -> None:
