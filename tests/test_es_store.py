@@ -87,7 +87,8 @@ def test_layout_shards_replicas_and_aliases(es_server: EsServer, es_prefix: str)
             assert s.es.indices.get_alias(name=f"{es_prefix}{kind}").body == {
                 index: {"aliases": {f"{es_prefix}{kind}": {}}}}
             settings = s.es.indices.get_settings(index=index)[index]["settings"]["index"]
-            assert (settings["number_of_shards"], settings["number_of_replicas"]) == ("3", "0")
+            shards = "3" if kind == "shots" else "1"
+            assert (settings["number_of_shards"], settings["number_of_replicas"]) == (shards, "0")
             mapping = s.es.indices.get_mapping(index=index)[index]["mappings"]
             assert mapping["properties"]["rf"]["type"] == "rank_features"
             assert mapping["properties"]["labels"]["type"] == "keyword"
