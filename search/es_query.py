@@ -8,8 +8,8 @@ scores of its ``must`` clauses, so the ranking query scores every hit with
   + sum over excluded  ln(C * max(1 - p, EPS)), or ln(C) when the label is absent
 
 = n * ln(C) + log-sum of the documented score: the same order, computed by the cluster on exact
-float32 values (``field_value_factor`` over the ``p.<id>``/``q.<id>`` fields; C = 1e6 keeps every
-term >= 0 as Lucene requires). Required groups are also ``terms`` filters on ``labels`` (a hit
+float32 values (``field_value_factor`` over the ``p.<id>``/``q.<id>`` fields; C = 2e6 keeps every
+term > 0, as Elasticsearch requires of a field_value_factor). Required groups are also ``terms`` filters on ``labels`` (a hit
 must carry every group); query filters are ``terms``/``range`` filters. The store then re-scores
 the fetched hits exactly with :func:`search.ranking.rank`; the float32 score only decides which
 hits to fetch (see ``EsStore.search``).
@@ -22,7 +22,7 @@ from typing import Any
 
 from search.ranking import EPS
 
-C = 1e6
+C = 2e6  # ln(C * EPS) = ln 2 > 0 even after EPS is rounded to float32 in the index
 LN_C = math.log(C)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 

@@ -181,11 +181,11 @@ class EsStore(CatalogueStore):
         self.server_version = str(info["version"]["number"])
         prefix = self.cfg.index_prefix
         for kind in KINDS:
-            self._call("put index template", self.es.indices.put_index_template,
-                       name=alias(prefix, kind),
-                       **template_body(prefix, kind, self.cfg.shards, self.cfg.replicas))
             name = alias(prefix, kind)
             if not self._call("check alias", self.es.indices.exists_alias, name=name):
+                # Templates are written only when indices are built, so a reader whose key
+                # may only read and search the indices never needs template privileges.
+                self._put_template(kind)
                 try:
                     self._call("create index", self.es.indices.create,
                                index=concrete(prefix, kind), aliases={name: {}})
@@ -200,6 +200,12 @@ class EsStore(CatalogueStore):
                                  f"tvindex ({MAPPING_VERSION}); upgrade tvindex")
             if version < MAPPING_VERSION:
                 self._migrate(kind)
+
+    def _put_template(self, kind: str) -> None:
+        prefix = self.cfg.index_prefix
+        self._call("put index template", self.es.indices.put_index_template,
+                   name=alias(prefix, kind),
+                   **template_body(prefix, kind, self.cfg.shards, self.cfg.replicas))
 
     def _mapping_version(self, index: str) -> int:
         resp = self._call("get mapping", self.es.indices.get_mapping, index=index)
@@ -225,6 +231,7 @@ class EsStore(CatalogueStore):
         old = self._concrete_of(name)
         new = concrete(self.cfg.index_prefix, kind, f"{time.time_ns():x}")
         log.warning("migrating %s (%s) to mapping version %d: %s", name, old, MAPPING_VERSION, new)
+        self._put_template(kind)
         self._call("create index", self.es.indices.create, index=new)
         resp = self._call("reindex", self.es.reindex, source={"index": name},
                           dest={"index": new}, refresh=True, wait_for_completion=True)
@@ -250,7 +257,8 @@ class EsStore(CatalogueStore):
         prefix = self.cfg.index_prefix
         build = f"{time.time_ns():x}"
         new = {kind: concrete(prefix, kind, build) for kind in KINDS}
-        for index in new.values():
+        for kind, index in new.items():
+            self._put_template(kind)  # the current shards/replicas settings apply
             self._call("create index", self.es.indices.create, index=index)
         saved, saved_slots = self._idx, self._slots_cache
         self._idx, self._slots_cache = new, []

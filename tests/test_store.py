@@ -54,16 +54,30 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture()
-def empty_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
-                ) -> Iterator[CatalogueStore]:
-    if backend == "sqlite":
-        s: CatalogueStore = SqliteStore(tmp_path / "cat.sqlite", min_score=0.05, top_k=0)
-    else:
-        from search.es_store import EsStore
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
+               ) -> Iterator[Callable[..., CatalogueStore]]:
+    """Opens a store of the backend under test (the same one on every call)."""
+    opened: list[CatalogueStore] = []
 
-        s = EsStore(request.getfixturevalue("es_config"), min_score=0.05, top_k=0)
-    yield s
-    s.close()
+    def make(min_score: float = 0.05, top_k: int = 0) -> CatalogueStore:
+        if backend == "sqlite":
+            s: CatalogueStore = SqliteStore(tmp_path / "cat.sqlite", min_score=min_score,
+                                            top_k=top_k)
+        else:
+            from search.es_store import EsStore
+
+            s = EsStore(request.getfixturevalue("es_config"), min_score=min_score, top_k=top_k)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture()
+def empty_store(make_store: Callable[..., CatalogueStore]) -> CatalogueStore:
+    return make_store()
 
 
 @pytest.fixture()
@@ -220,3 +234,24 @@ def test_label_set_change_is_refused(store: CatalogueStore):
 def test_title_is_data_not_markup(store: CatalogueStore):
     titles = dict(store.programme_titles())
     assert titles["city"] == "<script>alert(1)</script> City"
+
+
+def test_tiny_probabilities_kept_by_top_k_rank_like_the_documented_score(make_store):
+    """Labels kept only for being in the top k can have p ~ 0 (even exactly 0): the score
+    clamps them (log of max(p, 1e-6)) and every backend must agree."""
+    store = make_store(min_score=0.5, top_k=4)
+    store.upsert_catalogue([ProgrammeRecord("p", "P")],
+                           [EpisodeRecord("e", "p", "E", "/m/e.mp4", dt.date(2020, 1, 1))])
+    store.register_label_sets([OBJ, SCN])
+    store.write_episode(episode_tags("e", [
+        seg(0, [[1e-9, 0.0, 0.9, 0.999_999_9]], [[1.0, 0.0, 0.0]], 0.0),
+        seg(1, [[2e-7, 3e-6, 0.8, 0.0]], [[0.0, 1.0, 0.0]], 5.0),
+        seg(2, [[0.6, 1e-12, 0.9, 0.5]], [[0.5, 0.5, 0.0]], 10.0)]))
+    page = run_search(store, "object:person object:car", "shot")
+    assert ids(page) == ["e@2", "e@0", "e@1"]  # person 1e-9 and 2e-7 both count as 1e-6
+    assert page.hits[1].score == pytest.approx(np.sqrt(1e-6 * 0.9), rel=1e-3)
+    page = run_search(store, "object:car -object:bicycle -object:dog", "shot")
+    assert ids(page) == ["e@1", "e@2", "e@0"]
+    assert page.hits[2].score == pytest.approx((0.9 * 1e-6 * 1.0) ** (1 / 3), rel=1e-2)
+    assert ids(run_search(store, "scene:beach OR scene:kitchen", "shot")) == ["e@0", "e@2",
+                                                                               "e@1"]
