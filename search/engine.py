@@ -24,6 +24,11 @@ class StoreVocabulary:
     def programme_titles(self) -> list[tuple[str, str]]:
         return self.store.programme_titles()
 
+    def cache_key(self) -> object:
+        """Changes whenever labels or programme titles change (None: the store can't tell)."""
+        version = self.store.vocabulary_version()
+        return None if version is None else (id(self.store), version)
+
 
 def resolve(store: CatalogueStore, text: str) -> ResolvedQuery:
     """Parse and resolve query text; raises ``search.query.QueryError`` with a helpful message."""

@@ -719,6 +719,29 @@ class _Index:
         raise QueryError(f"unknown programme '{value}': no programme id or title matches")
 
 
+# Building the index normalises every label name (about 8 ms for 1 080 labels), which would
+# dominate a served query. A vocabulary that can tell when it changed (``cache_key()``, any
+# hashable value, None = don't cache) gets its index reused until then.
+_INDEX_CACHE: dict[tuple, _Index] = {}
+_INDEX_CACHE_SIZE = 8
+
+
+def _cached_index(vocabulary: Vocabulary, scene_sets: tuple[str, ...],
+                  object_sets: tuple[str, ...]) -> _Index:
+    cache_key = getattr(vocabulary, "cache_key", None)
+    key = cache_key() if callable(cache_key) else None
+    if key is None:
+        return _Index(vocabulary, scene_sets, object_sets)
+    full = (key, scene_sets, object_sets)
+    index = _INDEX_CACHE.get(full)
+    if index is None:
+        index = _Index(vocabulary, scene_sets, object_sets)
+        if len(_INDEX_CACHE) >= _INDEX_CACHE_SIZE:
+            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+        _INDEX_CACHE[full] = index
+    return index
+
+
 def _unknown_label(index: _Index, term: Term, sets: Sequence[str]) -> QueryError:
     where = "" if term.field is None else f" in '{term}' (searched {', '.join(sets)})"
     close = index.suggestions(term.value, sets)
@@ -751,7 +774,7 @@ def resolve_query(
     a required group whose every label is also excluded (``dog -dog``). Genres are passed
     through unchecked (the vocabulary does not list them).
     """
-    index = _Index(vocabulary, scene_sets, object_sets)
+    index = _cached_index(vocabulary, tuple(scene_sets), tuple(object_sets))
     groups: list[tuple[LabelRef, ...]] = []
     programme_ids: list[str] = []
 

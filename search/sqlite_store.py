@@ -368,6 +368,12 @@ class SqliteStore(CatalogueStore):
             self._label_cache = (n, {r[0]: (r[1], r[2], r[3]) for r in rows})
         return self._label_cache[1]
 
+    def vocabulary_version(self) -> object:
+        labels = self.db.execute("SELECT count(*), max(id) FROM labels").fetchone()
+        titles = self.db.execute("SELECT count(*), group_concat(id || '\x1f' || title, '\x1e') "
+                                 "FROM programmes").fetchone()
+        return (*labels, titles[0], hash(titles[1]))
+
     def labels(self, label_set: str | None = None, match: str | None = None,
                counts: bool = True) -> list[LabelInfo]:
         sql = ("SELECT l.id, s.name, s.activation, l.name FROM labels l "

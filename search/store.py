@@ -133,6 +133,11 @@ class CatalogueStore(ABC):
     def programme_titles(self) -> list[tuple[str, str]]:
         return [(p["id"], p["title"]) for p in self.programmes()]
 
+    def vocabulary_version(self) -> object:
+        """A cheap value that changes whenever label sets or programme titles change, so the
+        query resolver can reuse its label index; None when the backend cannot tell."""
+        return None
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         pass
 
