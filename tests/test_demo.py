@@ -3,32 +3,22 @@ acceptance queries (cyclist shot in the top three; the pedestrian programme firs
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_webui_catalogue import index_demo
 
 from search.engine import run_search
 from search.sqlite_store import SqliteStore
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.media
 
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory, shared_dir: Path) -> SqliteStore:
-    data = tmp_path_factory.mktemp("demo")
-    env = dict(os.environ, TVINDEX_SHARED_DIR=str(shared_dir),
-               TVINDEX_MODEL_DIR=str(shared_dir / "models"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tvindex.cli", "--config", str(REPO / "demo" / "config.yaml"),
-         "index", str(REPO / "demo" / "catalogue.csv"), "--data-dir", str(data),
-         "--no-progress"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    assert "indexed 11, unchanged 0, failed 0" in proc.stdout
-    return SqliteStore(data / "catalogue.sqlite")
+    # The demo is indexed once per session (through the CLI, as `make demo` does) and shared
+    # with the web tests.
+    return SqliteStore(index_demo(tmp_path_factory, shared_dir) / "catalogue.sqlite")
 
 
 def test_bicycle_finds_the_cyclist_shot(demo_store: SqliteStore):
