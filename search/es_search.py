@@ -1,0 +1,223 @@
+"""Running a ``ResolvedQuery`` on the Elasticsearch catalogue: the query (``es_query``), the
+fetch in score order with ``search_after``, the exact re-scoring (``search.ranking``), the hits
+with their evidence, and facets. A mixin of :class:`search.es_store.EsStore`, which provides
+the connection (``_call``, ``_idx``, ``_mget``) and the label registry.
+
+Shots are only visible in their episode's committed generation: the few episodes being
+written (``dirty``) are read first and their other shots excluded; every shot hit is then
+checked against its episode, and the search repeated when a write raced it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from search import es_query
+from search.ranking import rank
+from search.records import LEVELS, Evidence, Hit, Level, SearchPage, shot_id
+from search.store import StoreError
+
+log = logging.getLogger(__name__)
+SHOT_BITS = 24  # shot sort key = episode seq << SHOT_BITS | index, like SQLite's shot ids
+FETCH_MAX = 1000
+MAX_DIRTY = 10_000
+
+
+class EsSearch:
+    """Search, ranking and facets over the indices of an ``EsStore``."""
+
+    _idx: dict[str, str]
+    es: Any
+
+    def _hidden_shots(self) -> list[dict[str, Any]]:
+        """``must_not`` clauses hiding shots that are not their episode's committed generation
+        (only episodes being written, failed or removed can have any: they are ``dirty``)."""
+        resp = self._call("read dirty episodes", self.es.search, index=self._idx["episodes"],
+                          query={"term": {"dirty": True}}, size=MAX_DIRTY,
+                          source=["id", "gen", "status"], track_total_hits=True)
+        if resp["hits"]["total"]["value"] > MAX_DIRTY:
+            raise StoreError(f"more than {MAX_DIRTY} episodes are being written at once")
+        out: list[dict[str, Any]] = []
+        for hit in resp["hits"]["hits"]:
+            s = hit["_source"]
+            if s.get("gen") and s.get("status") == "indexed":
+                out.append({"bool": {"filter": [{"term": {"episode_id": s["id"]}}],
+                                     "must_not": [{"term": {"gen": s["gen"]}}]}})
+            else:
+                out.append({"term": {"episode_id": s["id"]}})
+        return out
+
+    def search(self, query: Any, level: Level = "shot", limit: int = 20,
+               offset: int = 0) -> SearchPage:
+        if level not in LEVELS:
+            raise StoreError(f"unknown level {level!r}")
+        for _attempt in range(3):
+            page, consistent = self._search_once(query, level, limit, offset)
+            if consistent:
+                break
+            log.info("a shot hit changed generation while searching; searching again")
+        return page
+
+    def _search_once(self, query: Any, level: Level, limit: int, offset: int
+                     ) -> tuple[SearchPage, bool]:
+        as_dict = query.to_dict() if hasattr(query, "to_dict") else {}
+        clauses = es_query.filters(query, level)
+        must_not: list[dict[str, Any]] = []
+        if level == "shot":
+            if not query.groups and not es_query.has_filters(query):
+                # As in the SQLite backend: a shot search needs a label or a filter.
+                return SearchPage([], 0, offset, limit, level, as_dict), True
+            kind = "shots"
+            must_not = self._hidden_shots()
+            sort_keys = [{"ep_seq": "asc"}, {"index": "asc"}, {"episode_id": "asc"}]
+            source = ["episode_id", "index", "ep_seq", "gen", "start_s", "end_s", "time_s"]
+        elif level == "episode":
+            kind = "episodes"
+            clauses.append({"term": {"status": "indexed"}})
+            sort_keys = [{"seq": "asc"}, {"id": "asc"}]
+            source = ["id", "seq", "programme_id", "title", "air_date"]
+        else:
+            kind = "programmes"
+            clauses.append({"range": {"indexed_episodes": {"gt": 0}}})
+            sort_keys = [{"seq": "asc"}, {"id": "asc"}]
+            source = ["id", "seq", "title"]
+        clauses += es_query.group_filters(query)
+        must = es_query.scoring(query)
+        n = es_query.n_terms(query)
+        source += [f"s.{i}" for i in es_query.label_ids(query)]
+        es_q = {"bool": {"filter": clauses, "must": must, "must_not": must_not}}
+        sort = (["_score"] if n else []) + sort_keys
+        need = offset + limit
+        batch = min(max(2 * need, 100), FETCH_MAX)
+
+        hits: list[dict[str, Any]] = []
+        total = 0
+        after = None
+        while True:
+            kwargs: dict[str, Any] = {"index": self._idx[kind], "query": es_q, "sort": sort,
+                                      "size": batch, "source": source,
+                                      "track_total_hits": after is None}
+            if after is not None:
+                kwargs["search_after"] = after
+            resp = self._call(f"search {kind}", self.es.search, **kwargs)
+            if after is None:
+                total = int(resp["hits"]["total"]["value"])
+            page = resp["hits"]["hits"]
+            hits += page
+            if len(page) < batch:
+                break
+            after = page[-1]["sort"]
+            if len(hits) < need:
+                continue
+            if n == 0:
+                break
+            ranked, _ = self._rank(query, level, hits, need)
+            kth = float(np.log(ranked.scores[need - 1])) * n
+            last = float(page[-1]["_score"]) - n * es_query.LN_C
+            if kth > last + 1e-4 * (n + 1):  # float32 rounding cannot reorder across this
+                break
+        ranked, by_key = self._rank(query, level, hits, need)
+        chosen = [by_key[int(k)] for k in ranked.ids[offset:need]]
+        out, consistent = self._hits(level, chosen, ranked, offset, query)
+        return SearchPage(out, total, offset, limit, level, as_dict), consistent
+
+    def facets(self, query: Any, level: Level = "shot", size: int = 10
+               ) -> dict[str, list[tuple[str, int]]]:
+        """How the hits of a query (all of them, not a page) spread over programmes, genres
+        and the labels present, by ``terms`` aggregations on the query's filter clauses.
+        Labels are "set:name". An Elasticsearch capability (``supports_facets``)."""
+        if level not in LEVELS:
+            raise StoreError(f"unknown level {level!r}")
+        clauses = es_query.filters(query, level) + es_query.group_filters(query)
+        must_not: list[dict[str, Any]] = []
+        if level == "shot":
+            kind, programme_field = "shots", "programme_id"
+            must_not = self._hidden_shots()
+        elif level == "episode":
+            kind, programme_field = "episodes", "programme_id"
+            clauses.append({"term": {"status": "indexed"}})
+        else:
+            kind, programme_field = "programmes", "id"
+            clauses.append({"range": {"indexed_episodes": {"gt": 0}}})
+        resp = self._call(f"facets of {kind}", self.es.search, index=self._idx[kind], size=0,
+                          query={"bool": {"filter": clauses, "must_not": must_not}},
+                          aggs={"programme": {"terms": {"field": programme_field,
+                                                        "size": size}},
+                                "genre": {"terms": {"field": "genre_lc", "size": size}},
+                                "label": {"terms": {"field": "present", "size": size}}})
+        aggs = resp["aggregations"]
+        by_id = self._labels_by_id()
+        out = {name: [(b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]]
+               for name in ("programme", "genre")}
+        out["label"] = [(f"{by_id[int(b['key'])][0]}:{by_id[int(b['key'])][2]}",
+                         int(b["doc_count"])) for b in aggs["label"]["buckets"]
+                        if int(b["key"]) in by_id]
+        return out
+
+    @staticmethod
+    def _key(level: Level, src: dict[str, Any]) -> int:
+        if level == "shot":
+            return (int(src["ep_seq"]) << SHOT_BITS) | int(src["index"])
+        return int(src["seq"])
+
+    def _rank(self, query: Any, level: Level, hits: list[dict[str, Any]], need: int):
+        """Exact scores of the fetched hits with the documented ranking (search.ranking)."""
+        by_key = {self._key(level, h["_source"]): h for h in hits}
+        keys = np.asarray(sorted(by_key), np.int64)
+
+        def postings(label_id: int) -> tuple[np.ndarray, np.ndarray]:
+            ids, scores = [], []
+            for k in keys:
+                v = (by_key[int(k)]["_source"].get("s") or {}).get(str(label_id))
+                if v is not None:
+                    ids.append(k)
+                    scores.append(v)
+            return np.asarray(ids, np.int64), np.asarray(scores, np.float32)
+
+        groups = [[postings(ref.label_id) for ref in g] for g in query.groups]
+        excluded = [postings(ref.label_id) for ref in query.excluded]
+        ranked, _ = rank(groups, excluded, None if query.groups else keys, top=need)
+        return ranked, by_key
+
+    def _hits(self, level: Level, chosen: list[dict[str, Any]], ranked: Any, offset: int,
+              query: Any) -> tuple[list[Hit], bool]:
+        srcs = [h["_source"] for h in chosen]
+        if level == "programme":
+            progs = self._mget("programmes", [s["id"] for s in srcs], ["title"])
+            base = [Hit(level, s["id"], 0.0, s["id"], progs.get(s["id"], {}).get("title", ""))
+                    for s in srcs]
+            consistent = True
+        else:
+            eids = [s["episode_id"] if level == "shot" else s["id"] for s in srcs]
+            eps = self._mget("episodes", eids,
+                             ["title", "air_date", "programme_id", "gen", "status"])
+            progs = self._mget("programmes", [e["programme_id"] for e in eps.values()],
+                               ["title"])
+            base, consistent = [], True
+            for s, eid in zip(srcs, eids, strict=True):
+                e = eps.get(eid)
+                if e is None or e.get("status") != "indexed" or (
+                        level == "shot" and e.get("gen") != s["gen"]):
+                    consistent = False
+                    e = e or {"title": None, "air_date": None, "programme_id": ""}
+                pid = e["programme_id"]
+                hit = Hit(level, eid, 0.0, pid, progs.get(pid, {}).get("title", ""), eid,
+                          e["title"], e.get("air_date"))
+                if level == "shot":
+                    hit.id = shot_id(eid, s["index"])
+                    hit.start_s, hit.end_s, hit.time_s = s["start_s"], s["end_s"], s["time_s"]
+                base.append(hit)
+        for j, hit in enumerate(base, start=offset):
+            hit.score = round(float(ranked.scores[j]), 6)
+            for g, group in enumerate(query.groups):
+                ref = group[int(ranked.group_choice[g][j])]
+                hit.evidence.append(Evidence(ref.label_set, ref.name,
+                                             round(float(ranked.group_scores[g][j]), 4)))
+            for x, ref in enumerate(query.excluded):
+                hit.evidence.append(Evidence(ref.label_set, ref.name,
+                                             round(float(ranked.excluded_scores[x][j]), 4),
+                                             excluded=True))
+        return base, consistent
