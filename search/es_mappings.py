@@ -78,6 +78,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "duration_s": {"type": "double"}, "n_frames": {"type": "integer"},
         "n_segments": {"type": "integer"}, "sampling": _KW,
         "gen": _KW, "pending_gen": _KW, "dirty": {"type": "boolean"},
+        "dirty_since": {"type": "date"},
         "vectors": _VECTORS, **_LABEL_FIELDS,
     },
     "shots": {

@@ -73,8 +73,13 @@ from search.store import CatalogueStore, NotFound, StoreError, keep_mask
 
 log = logging.getLogger(__name__)
 SCAN_PAGE = 1000
+ABANDONED_WRITE_S = 3600  # an episode write takes seconds to minutes; older ones were abandoned
 EPISODE_META = ("id", "programme_id", "title", "media_path", "air_date", "description",
                 "start_s", "end_s", "genre_lc", "seq")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _b64(a: np.ndarray) -> str:
@@ -485,13 +490,17 @@ class EsStore(EsSearch, CatalogueStore):
 
     def _repair(self) -> None:
         """Finish what a crashed writer committed: drop leftover shot generations of
-        committed episodes, and recompute programmes flagged stale. Episodes whose writer has
-        not committed (``pending_gen`` != ``gen``) are left alone: a live writer may own them."""
+        committed episodes, and recompute programmes flagged stale. An uncommitted write
+        (``pending_gen`` != ``gen``) is left to its writer, which may be alive, for
+        ``ABANDONED_WRITE_S``; after that its shots are dropped (the committed state stays)."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ABANDONED_WRITE_S)
         for hit in self._scan("episodes", {"term": {"dirty": True}}, [{"id": "asc"}],
-                              ["id", "gen", "pending_gen", "programme_id"]):
+                              ["id", "gen", "pending_gen", "dirty_since"]):
             src = hit["_source"]
             committed = src.get("gen") or "-"
-            if src.get("pending_gen") == committed:
+            since = src.get("dirty_since")
+            abandoned = since is not None and dt.datetime.fromisoformat(since) < cutoff
+            if src.get("pending_gen") == committed or abandoned:
                 self._drop_other_generations(src["id"], src.get("gen"))
                 self._call("clear dirty", self.es.update, index=self._idx["episodes"],
                            id=src["id"], doc={"dirty": False}, refresh=True)
@@ -534,8 +543,8 @@ class EsStore(EsSearch, CatalogueStore):
 
     def _mark_dirty(self, episode_id: str, pending: str) -> dict[str, Any]:
         resp = self._call("mark episode dirty", self.es.update, index=self._idx["episodes"],
-                          id=episode_id, doc={"dirty": True, "pending_gen": pending},
-                          refresh=True)
+                          id=episode_id, doc={"dirty": True, "pending_gen": pending,
+                                              "dirty_since": _now()}, refresh=True)
         return resp.body
 
     def write_episode(self, tags: EpisodeTags) -> None:
@@ -582,7 +591,7 @@ class EsStore(EsSearch, CatalogueStore):
         self._commit_episode(eid, marked["_seq_no"], marked["_primary_term"], {
             "status": "indexed", "fingerprint": tags.fingerprint,
             "config_version": tags.config_version, "error": None,
-            "indexed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "indexed_at": _now(),
             "duration_s": tags.duration_s, "n_frames": n_frames,
             "n_segments": len(tags.segments), "sampling": tags.sampling,
             "gen": gen, "pending_gen": gen, "dirty": True,

@@ -291,3 +291,33 @@ def test_two_shard_workers_share_a_catalogue(store: EsStore, es_config: EsConfig
              EpisodeRecord("bd2", "beach-dogs", "Two", "/m/b.mp4", dt.date(2019, 5, 1))])
     assert {s.id: s.status for s in store.episode_states()} == {"bd1": "indexed",
                                                                 "bd2": "pending"}
+
+
+def test_next_run_tidies_what_crashed_writers_left(store: EsStore):
+    """A writer that died after its commit (old generation still there) is finished by the
+    next upsert_catalogue, and so is one that died before it an hour ago; a recent
+    uncommitted write is left to its (maybe live) writer."""
+    fill(store)
+    idx = store._idx
+    src = store.es.get(index=idx["episodes"], id="bd1")["_source"]
+    shot = store.es.get(index=idx["shots"], id=f"bd1@0#{src['gen']}")["_source"]
+
+    def orphan(gen: str, since: str) -> None:
+        store.es.index(index=idx["shots"], id=f"bd1@0#{gen}", document={**shot, "gen": gen},
+                       refresh=True)
+        store.es.update(index=idx["episodes"], id="bd1", refresh=True,
+                        doc={"dirty": True, "pending_gen": gen, "dirty_since": since})
+
+    def shots() -> list[str]:
+        return sorted(h["_id"] for h in store.es.search(index=idx["shots"])["hits"]["hits"])
+
+    committed = [f"bd1@0#{src['gen']}", f"bd1@1#{src['gen']}"]
+    now = dt.datetime.now(dt.UTC)
+    orphan("recent", now.isoformat(timespec="seconds"))
+    store.upsert_catalogue([], [])
+    assert "bd1@0#recent" in shots()  # its writer may be alive
+    assert [h.id for h in run_search(store, "object:dog", "shot").hits] == ["bd1@0", "bd1@1"]
+    orphan("old", (now - dt.timedelta(hours=2)).isoformat(timespec="seconds"))
+    store.upsert_catalogue([], [])
+    assert shots() == committed
+    assert store.es.get(index=idx["episodes"], id="bd1")["_source"]["dirty"] is False
