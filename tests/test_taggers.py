@@ -42,6 +42,10 @@ def settings_for(name: str, tmp_path: Path, shared: Path | None):
     elif name == "places365":
         write_places_checkpoint(tmp_path)
         env["TVINDEX_MODEL_DIR"] = str(tmp_path)
+    elif name == "student":
+        from test_student import write_student_checkpoint  # a tiny checkpoint, real format
+
+        overrides["taggers.student.checkpoint"] = str(write_student_checkpoint(tmp_path))
     elif name in ("tflite-detector", "timm-classifier"):
         if shared is None or not (shared / "models").is_dir():
             pytest.skip("needs the shared models (../shared/models)")

@@ -123,4 +123,10 @@ def create_tagger(name: str, settings: Settings) -> Tagger:
 
 def _import_builtin() -> None:
     # Importing the modules registers them; heavy libraries load inside each tagger's __init__.
-    from indexer.taggers import places365, timm_classifier, tflite_detector, yolo  # noqa: F401
+    from indexer.taggers import (  # noqa: F401
+        places365,
+        student,
+        timm_classifier,
+        tflite_detector,
+        yolo,
+    )
