@@ -15,7 +15,7 @@ import sys
 
 from tvindex import __version__
 
-COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "serve")
+COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "serve", "train")
 
 
 class UserError(Exception):
