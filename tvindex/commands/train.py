@@ -1,0 +1,170 @@
+"""``tvindex train``: distil the teachers into a student network.
+
+  extract SOURCES... --out DIR   run the teachers once, cache frames + logits (sharded, resumable)
+  describe DIR                   what a transfer set holds (frames, sources, splits)
+  fit --config FILE              train a student (checkpoints, resume, early stopping)
+  evaluate CHECKPOINT            top-1 and nDCG per head on the test split; speed vs teachers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tvindex.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="distil the teachers into a student network",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = p.add_subparsers(dest="train_step", metavar="STEP", required=True)
+
+    e = steps.add_parser("extract", help="tag frames with the teachers and cache them")
+    e.add_argument("sources", nargs="+", type=Path,
+                   help="catalogue manifests (.csv/.jsonl), folders of videos and images, files")
+    e.add_argument("--out", type=Path, required=True, help="transfer-set folder")
+    e.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
+                   help="video sampling period (default 1)")
+    e.add_argument("--teachers", nargs="+", metavar="NAME",
+                   help="teacher taggers (default: taggers.active)")
+    e.add_argument("--views", type=int, default=1,
+                   help="train-split frames get VIEWS-1 extra crops, each tagged by the teachers")
+    e.add_argument("--val", type=float, default=0.15, help="share of source groups for validation")
+    e.add_argument("--test", type=float, default=0.2, help="share of source groups for test")
+    e.add_argument("--seed", type=int, default=0, help="split seed")
+    e.add_argument("--store-side", type=int, default=256, help="short side of cached JPEGs")
+    e.add_argument("--jpeg-quality", type=int, default=90)
+    e.add_argument("--shard-size", type=int, default=256, help="frames per shard")
+    e.add_argument("--force", action="store_true", help="replace an incompatible set in --out")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(settings_overrides=lambda a: {"taggers.active": a.teachers})
+
+    d = steps.add_parser("describe", help="summarise a transfer set")
+    d.add_argument("transfer", type=Path)
+
+    f = steps.add_parser("fit", help="train a student from a configuration file")
+    f.add_argument("--config", dest="train_config", type=Path, required=True, metavar="FILE",
+                   help="training configuration (config/train/*.yaml)")
+    f.add_argument("--set", dest="assignments", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a configuration value (repeatable)")
+    f.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    f.add_argument("--json", action="store_true")
+    f.add_argument("--no-progress", action="store_true")
+
+    v = steps.add_parser("evaluate", help="student vs teachers on the test split")
+    v.add_argument("checkpoint", type=Path, help="student checkpoint (best.pt)")
+    v.add_argument("--transfer", type=Path,
+                   help="transfer set (default: the one the checkpoint was trained on)")
+    v.add_argument("--split", default="test", choices=["train", "val", "test"])
+    v.add_argument("--gain", choices=["linear", "exponential"], default="linear",
+                   help="nDCG gain, the same for DCG and ideal DCG (default linear)")
+    v.add_argument("--speed", action="store_true",
+                   help="also time the student against the teachers on the same frames")
+    v.add_argument("--speed-frames", type=int, default=64)
+    v.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from training.distill.fit import TrainError
+    from training.distill.transfer import TransferError
+    from tvindex.cli import UserError
+
+    step = {"extract": _extract, "describe": _describe, "fit": _fit, "evaluate": _evaluate}
+    try:
+        return step[args.train_step](args, settings)
+    except (TransferError, TrainError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=1)
+    print()
+
+
+def _extract(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.taggers import create_tagger
+    from training.distill.transfer import ExtractParams, discover_sources, extract
+
+    sources = discover_sources(args.sources)
+    teachers = [create_tagger(name, settings) for name in settings.taggers.active]
+    params = ExtractParams(every_s=args.every, max_side=settings.sampling.max_side,
+                           store_side=args.store_side, jpeg_quality=args.jpeg_quality,
+                           shard_size=args.shard_size, seed=args.seed, val=args.val,
+                           test=args.test, views=args.views)
+    report = extract(sources, teachers, args.out, params, batch_size=settings.taggers.batch_size,
+                     force=args.force, progress=not args.no_progress).to_dict()
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{args.out}: {report['new_frames']} new frames ({report['skipped_frames']} "
+              f"already there) from {report['sources']} sources in {report['seconds']} s; "
+              f"frames by split {report['frames_by_split']}")
+        for sid, why in report["failed"].items():
+            print(f"  failed {sid}: {why}", file=sys.stderr)
+    return 0
+
+
+def _describe(args: argparse.Namespace, settings: Settings) -> int:
+    from training.distill.transfer import TransferSet, describe
+
+    _print_json(describe(TransferSet(args.transfer)))
+    return 0
+
+
+def _fit(args: argparse.Namespace, settings: Settings) -> int:
+    from training.distill.config import load_train_config, parse_assignment
+    from training.distill.fit import fit
+
+    overrides = dict(parse_assignment(a) for a in args.assignments)
+    cfg = load_train_config(args.train_config, overrides)
+    result = fit(cfg, settings, resume=args.resume, progress=not args.no_progress)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        r = result.to_dict()
+        print(f"{r['run_dir']}: {r['epochs_run']} epochs in {r['seconds']} s; best epoch "
+              f"{r['best_epoch'] + 1} (score {r['best_score']}) -> {r['best_checkpoint']}"
+              + (f"; exported to {cfg.export}" if cfg.export else ""))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.taggers import create_tagger
+    from training.distill.evaluate import (
+        checkpoint_path_settings,
+        evaluate_tagger,
+        measure_speed,
+    )
+    from training.distill.transfer import TransferSet
+
+    student = create_tagger("student", checkpoint_path_settings(settings, args.checkpoint))
+    root = args.transfer or Path(student.meta.get("transfer", {}).get("root", ""))
+    ts = TransferSet(root)
+    report = evaluate_tagger(student, ts, args.split, gain=args.gain,
+                             batch_size=settings.taggers.batch_size)
+    report["checkpoint"] = str(args.checkpoint)
+    report["student"] = {k: student.meta.get(k) for k in ("arch", "image_size", "resize",
+                                                           "loss")}
+    if args.speed:
+        teacher_names = sorted({t["name"] for t in ts.teachers.values()})
+        teachers = [create_tagger(name, settings) for name in teacher_names]
+        frames = [row.image() for _, row in zip(range(args.speed_frames), ts.rows(args.split))]
+        report["speed"] = measure_speed(frames, student, teachers)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"{args.checkpoint}: {report['split']} split, {report['frames']} frames from "
+          f"{report['sources']} sources; nDCG gain: {report['gain']} (same for DCG and IDCG)")
+    for name, groups in report["heads"].items():
+        for group, m in groups.items():
+            print(f"  {name:<12} {group:<6} frames {m['frames']:>5}  top-1 {m.get('top1', 0):.3f}"
+                  + "".join(f"  {k} {v:.3f}" for k, v in m.items() if k.startswith("ndcg")))
+    if "speed" in report:
+        sp = report["speed"]
+        print(f"  speed on {sp['frames']} frames: student {sp['student_fps']} frames/s, "
+              f"teachers together {sp['teachers_fps']} frames/s, ratio {sp['ratio']}x")
+    return 0
