@@ -83,24 +83,48 @@ def rank(groups: list[list[Postings]], excluded: list[Postings],
     if universe is not None and groups:
         cand = cand[_contains(universe, cand)]
 
+    tables = [[lookup(p, cand)[1] for p in g] for g in groups]
+    return _score(cand, tables, [lookup(p, cand)[1] for p in excluded], top)
+
+
+def rank_columns(groups: list[list[np.ndarray]], excluded: list[np.ndarray], ids: np.ndarray,
+                 allowed: np.ndarray | None = None, top: int | None = None
+                 ) -> tuple[Ranked, int]:
+    """The same ranking as :func:`rank`, over dense columns instead of posting lists.
+
+    ``ids``: [N] sorted item ids; each column: [N] float32 probabilities, NaN where the item
+    does not carry the label; ``allowed``: [N] bool mask from the filters. At least one group.
+    """
+    mask = np.ones(len(ids), bool) if allowed is None else allowed.copy()
+    for g in groups:
+        present = ~np.isnan(g[0])
+        for col in g[1:]:
+            present |= ~np.isnan(col)
+        mask &= present
+    rows = np.flatnonzero(mask)
+    tables = [[np.nan_to_num(col[rows], nan=0.0) for col in g] for g in groups]
+    return _score(ids[rows], tables, [np.nan_to_num(c[rows], nan=0.0) for c in excluded], top)
+
+
+def _score(cand: np.ndarray, tables: list[list[np.ndarray]], excluded: list[np.ndarray],
+           top: int | None) -> tuple[Ranked, int]:
+    """Score candidates from each group's alternatives' probabilities (0 = absent) and the
+    excluded labels' probabilities, then order the best ``top`` (ties by id)."""
     log_sum = np.zeros(len(cand), np.float64)
     group_scores, group_choice = [], []
-    for g in groups:
-        if len(g) == 1:  # no alternatives to choose from
-            best, choice = lookup(g[0], cand)[1], np.zeros(len(cand), np.intp)
+    for alternatives in tables:
+        if len(alternatives) == 1:  # no alternatives to choose from
+            best, choice = alternatives[0], np.zeros(len(cand), np.intp)
         else:
-            table = np.stack([lookup(p, cand)[1] for p in g])  # [alternatives, M]
+            table = np.stack(alternatives)  # [alternatives, M]
             choice = table.argmax(axis=0)
             best = table[choice, np.arange(len(cand))]
         group_scores.append(best)
         group_choice.append(choice)
         log_sum += np.log(np.maximum(best, EPS))
-    excluded_scores = []
-    for p in excluded:
-        s = lookup(p, cand)[1]
-        excluded_scores.append(s)
+    for s in excluded:
         log_sum += np.log(np.maximum(1.0 - s, EPS))
-    n_terms = len(groups) + len(excluded)
+    n_terms = len(tables) + len(excluded)
     scores = np.exp(log_sum / n_terms) if n_terms else np.ones(len(cand))
     total = len(cand)
     subset = np.arange(total)
@@ -110,5 +134,5 @@ def rank(groups: list[list[Postings]], excluded: list[Postings],
         subset = np.flatnonzero(scores >= kth)
     order = subset[np.lexsort((cand[subset], -scores[subset]))]
     ranked = Ranked(cand[order], scores[order], [g[order] for g in group_scores],
-                    [c[order] for c in group_choice], [e[order] for e in excluded_scores])
+                    [c[order] for c in group_choice], [e[order] for e in excluded])
     return ranked, total

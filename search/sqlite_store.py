@@ -30,7 +30,7 @@ import numpy as np
 
 from indexer.aggregate import combine
 from indexer.taggers.base import LabelSet
-from search.ranking import Postings, rank
+from search.ranking import Postings, rank, rank_columns
 from search.records import (
     EpisodeRecord,
     EpisodeState,
@@ -44,6 +44,7 @@ from search.records import (
     SearchPage,
     shot_id,
 )
+from search.shot_columns import ShotColumnCache
 from search.store import CatalogueStore, NotFound, StoreError, keep_mask
 
 SCHEMA_VERSION = 1
@@ -116,6 +117,8 @@ class SqliteStore(CatalogueStore):
         self._local = threading.local()
         self._label_cache: tuple[int, dict[int, tuple[str, int, str]]] | None = None
         self._migrate()
+        self._shot_columns = ShotColumnCache(self._all_shot_ids,
+                                             lambda label: self._postings("shot", label, None))
 
     @classmethod
     def from_settings(cls, settings: Any) -> SqliteStore:
@@ -145,6 +148,10 @@ class SqliteStore(CatalogueStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            # Every write moves the generation on: in-memory caches built at an older one
+            # (the shot columns), in this process or another, know to rebuild.
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                       "WHERE key = 'generation'")
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -171,6 +178,12 @@ class SqliteStore(CatalogueStore):
                         db.execute(statement)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                        (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+
+    def generation(self) -> int:
+        """Counts committed writes (in any process)."""
+        return int(self.db.execute("SELECT value FROM meta WHERE key='generation'")
+                   .fetchone()[0])
 
     def schema_version(self) -> int:
         return int(self.db.execute("SELECT value FROM meta WHERE key='schema_version'")
@@ -555,6 +568,29 @@ class SqliteStore(CatalogueStore):
         order = np.argsort(ids, kind="stable")
         return ids[order], scores[order]
 
+    def _all_shot_ids(self) -> np.ndarray:
+        """Sorted ids of every shot in the store (segment indices are 0..n-1 per episode,
+        as the indexer writes them; other layouts are read row by row)."""
+        ids = []
+        for key, n, lo, hi in self.db.execute(
+                "SELECT episode_key, count(*), min(idx), max(idx) FROM segments "
+                "GROUP BY episode_key ORDER BY episode_key"):
+            if hi - lo + 1 == n:
+                ids.append((np.int64(key) << SHOT_BITS) | np.arange(lo, hi + 1, dtype=np.int64))
+            else:
+                ids.append(np.asarray(sorted((key << SHOT_BITS) | i for (i,) in self.db.execute(
+                    "SELECT idx FROM segments WHERE episode_key=?", (key,))), np.int64))
+        return np.concatenate(ids) if ids else np.empty(0, np.int64)
+
+    def _rank_shots(self, query: Any, allowed: np.ndarray | None, top: int):
+        """Shot-level ranking over the dense column cache (same results as ``rank``)."""
+        labels = [ref.label_id for g in query.groups for ref in g]
+        labels += [ref.label_id for ref in query.excluded]
+        ids, cols = self._shot_columns.columns(self.generation(), labels)
+        mask = None if allowed is None else np.isin(ids >> SHOT_BITS, allowed)
+        return rank_columns([[cols[ref.label_id] for ref in g] for g in query.groups],
+                            [cols[ref.label_id] for ref in query.excluded], ids, mask, top)
+
     def _universe(self, level: Level, allowed: np.ndarray | None) -> np.ndarray:
         """Every item of a level that passes the filters (for filter-only queries)."""
         if level == "shot":
@@ -573,15 +609,18 @@ class SqliteStore(CatalogueStore):
         if level not in ("shot", "episode", "programme"):
             raise StoreError(f"unknown level {level!r}")
         allowed = self._allowed(query, level)
-        groups = [[self._postings(level, ref.label_id, allowed) for ref in g]
-                  for g in query.groups]
-        excluded = [self._postings(level, ref.label_id, allowed) for ref in query.excluded]
-        universe = None
-        if not groups:
-            universe = self._universe(level, allowed)
-        elif allowed is not None and level != "shot":
-            universe = allowed
-        ranked, total = rank(groups, excluded, universe, top=offset + limit)
+        if level == "shot" and query.groups:
+            ranked, total = self._rank_shots(query, allowed, top=offset + limit)
+        else:
+            groups = [[self._postings(level, ref.label_id, allowed) for ref in g]
+                      for g in query.groups]
+            excluded = [self._postings(level, ref.label_id, allowed) for ref in query.excluded]
+            universe = None
+            if not groups:
+                universe = self._universe(level, allowed)
+            elif allowed is not None and level != "shot":
+                universe = allowed
+            ranked, total = rank(groups, excluded, universe, top=offset + limit)
         hits = []
         for j in range(offset, min(offset + limit, len(ranked.ids))):
             hit = self._hit(level, int(ranked.ids[j]), float(ranked.scores[j]))

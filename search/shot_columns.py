@@ -1,0 +1,65 @@
+"""Dense per-label score columns over every shot, kept in memory for shot-level search.
+
+Posting lists are the right storage (small, one delete per episode), but ranking a common label
+over a million shots from them means fetching and decoding ~10 000 rows per label per query.
+This cache turns each queried label into one float32 column over all shots (NaN where a shot
+does not carry the label): 4 MB per label per million shots, so a query becomes a few array
+reads. It is dropped whenever the store's write generation changes, so results are always
+those of the posting lists (the tests compare both paths).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+Postings = tuple[np.ndarray, np.ndarray]
+
+
+class ShotColumnCache:
+    def __init__(self, load_ids: Callable[[], np.ndarray],
+                 load_postings: Callable[[int], Postings], max_bytes: int = 256 << 20) -> None:
+        self._load_ids = load_ids
+        self._load_postings = load_postings
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._generation: object = None
+        self.ids = np.empty(0, np.int64)
+        self._columns: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _refresh(self, generation: object) -> None:
+        if generation != self._generation:
+            self._columns.clear()
+            self.ids = self._load_ids()
+            self._generation = generation
+
+    def columns(self, generation: object, label_ids: list[int]) -> tuple[np.ndarray,
+                                                                         dict[int, np.ndarray]]:
+        """(ids [N] sorted, {label id: column [N]}) for the store state ``generation``."""
+        with self._lock:
+            self._refresh(generation)
+            out = {}
+            for label in label_ids:
+                col = self._columns.get(label)
+                if col is None:
+                    col = np.full(len(self.ids), np.nan, np.float32)
+                    p_ids, p_scores = self._load_postings(label)
+                    if len(p_ids):
+                        col[np.searchsorted(self.ids, p_ids)] = p_scores
+                    self._columns[label] = col
+                    self._evict(keep=set(label_ids))
+                else:
+                    self._columns.move_to_end(label)
+                out[label] = col
+            return self.ids, out
+
+    def _evict(self, keep: set[int]) -> None:
+        per_column = max(1, len(self.ids) * 4)
+        while len(self._columns) * per_column > self.max_bytes:
+            victim = next((k for k in self._columns if k not in keep), None)
+            if victim is None:
+                break  # one query's labels may exceed the budget; they are freed next time
+            del self._columns[victim]
