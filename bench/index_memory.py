@@ -49,7 +49,7 @@ def concat_video(src: Path, minutes: float, out_dir: Path) -> tuple[Path, dict]:
     import av
 
     with av.open(str(src)) as probe_c:
-        s = probe_c.streams.video[0]
+        probe_c.streams.video[0]  # raises when there is no video stream
         ext = src.suffix if probe_c.format.name in ("avi", "matroska,webm") else ".mkv"
     out = out_dir / f"{src.stem}-{minutes:g}min{ext}"
     meta_path = out.with_suffix(out.suffix + ".json")

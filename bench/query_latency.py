@@ -26,11 +26,9 @@ Prints one JSON object to stdout (progress goes to stderr). Steps:
    missed).
 6. ``--rewrite N``: re-write N existing episodes with identical tags at full size (an
    episode re-indexed in place: delete + insert + programme refresh).
-7. Experiments (``--no-cache-experiment`` skips them): the same query set through two
-   bench-only stores that measure the proposed fix, each checked to answer exactly like
-   ``SqliteStore``: ``CachedPostingsStore`` (decoded posting lists kept in memory) and
-   ``DenseColumnsStore`` (queried labels as dense float32 columns over all shots, so
-   intersections and score look-ups are gathers, not binary searches).
+7. Shot-level queries go through ``SqliteStore``'s dense column cache
+   (``search/shot_columns.py``): the first query of a label after a write builds its column
+   (reported as the cold query), later ones read it.
 
 Latencies are wall times; ``cpu_time`` (the thread's CPU time) is given beside them because
 this 2-core machine is shared: under load, wall-time tails mostly measure the scheduler.
@@ -65,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synthetic as syn  # noqa: E402
 
 from search.engine import resolve, run_search  # noqa: E402
-from search.sqlite_store import SCHEMA_VERSION, SHOT_BITS, SqliteStore  # noqa: E402
+from search.sqlite_store import SCHEMA_VERSION, SqliteStore  # noqa: E402
 
 TARGET_P99_MS = 50.0
 BUILD_FORMAT = 1  # bump when the synthesis changes
@@ -348,170 +346,6 @@ def rewrite(db: Path, bank: syn.Bank, settings, args, n: int) -> dict:
             "segments_per_s": round(len(times) * args.shots / w.sum(), 1)}
 
 
-# --- experiment: a posting-list cache (a proposal, not library code) ----------------------
-class CachedPostingsStore(SqliteStore):
-    """EXPERIMENT. ``SqliteStore`` keeping decoded shot-level posting lists in memory (LRU,
-    at most ``max_entries`` postings), per connection, dropped whenever the database changed:
-    ``PRAGMA data_version`` moves when another connection (the indexer) commits, and this
-    store's own writes clear it. A warm query then costs ranking only."""
-
-    def __init__(self, *args, max_entries: int = 50_000_000, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.max_entries = max_entries
-
-    def _cache(self) -> dict:
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
-        cache = getattr(self._local, "postings", None)
-        if cache is None or cache["version"] != version:
-            cache = self._local.postings = {"version": version, "lists": {}, "size": 0}
-        return cache
-
-    def _postings(self, level, label_id, allowed):
-        if level != "shot" or allowed is not None:
-            return super()._postings(level, label_id, allowed)
-        cache = self._cache()
-        lists = cache["lists"]
-        hit = lists.pop(label_id, None)
-        if hit is None:
-            hit = super()._postings(level, label_id, None)
-            cache["size"] += len(hit[0])
-            while lists and cache["size"] > self.max_entries:
-                cache["size"] -= len(lists.pop(next(iter(lists)))[0])
-        lists[label_id] = hit  # most recently used last
-        return hit
-
-    def write_episode(self, tags) -> None:
-        self._local.postings = None
-        super().write_episode(tags)
-
-
-class DenseColumnsStore(CachedPostingsStore):
-    """EXPERIMENT. Shot search over in-memory dense columns. Every indexed shot gets an
-    ordinal (episodes by key, segments by index); a queried label becomes a float32 column
-    over all shots (0 where not carried), a presence mask and its sorted ordinals, cached like
-    ``CachedPostingsStore``. Ranking is the documented one (``search.ranking``), but
-    membership and score look-ups are array gathers instead of binary searches. Queries with
-    filters, or at other levels, go to ``SqliteStore``."""
-
-    def _columns(self) -> dict:
-        cache = self._cache()
-        if "layout" not in cache:
-            rows = self.db.execute("SELECT key, n_segments FROM episodes "
-                                   "WHERE status='indexed' ORDER BY key").fetchall()
-            keys = np.asarray([r[0] for r in rows], np.int64)
-            counts = np.asarray([r[1] or 0 for r in rows], np.int64)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-            cache["layout"] = (keys, starts, int(counts.sum()))
-            cache["columns"] = {}
-        return cache
-
-    def _column(self, label_id: int):
-        cache = self._columns()
-        col = cache["columns"].get(label_id)
-        if col is None:
-            keys, starts, n = cache["layout"]
-            ids, scores = SqliteStore._postings(self, "shot", label_id, None)
-            ords = starts[np.searchsorted(keys, ids >> SHOT_BITS)] + (ids & ((1 << SHOT_BITS) - 1))
-            dense = np.zeros(n, np.float32)
-            dense[ords] = scores
-            present = np.zeros(n, bool)
-            present[ords] = True
-            col = cache["columns"][label_id] = (dense, present, ords)
-        return col
-
-    def search(self, query, level="shot", limit=20, offset=0):
-        if level != "shot" or not query.groups or self._allowed(query, level) is not None:
-            return super().search(query, level, limit, offset)
-        from search.ranking import EPS, Ranked
-        from search.records import Evidence, SearchPage
-
-        groups = [[self._column(r.label_id) for r in g] for g in query.groups]
-        excluded = [self._column(r.label_id)[0] for r in query.excluded]
-        sizes = [sum(len(c[2]) for c in g) for g in groups]
-        first = int(np.argmin(sizes))
-        g0 = groups[first]
-        cand = g0[0][2] if len(g0) == 1 else np.flatnonzero(
-            np.logical_or.reduce([c[1] for c in g0]))
-        for i in np.argsort(sizes)[1:]:
-            g = groups[i]
-            cand = cand[g[0][1][cand] if len(g) == 1 else
-                        np.logical_or.reduce([c[1][cand] for c in g])]
-        log_sum = np.zeros(len(cand), np.float64)
-        gscores, gchoice = [], []
-        for g in groups:
-            if len(g) == 1:
-                best, choice = g[0][0][cand], np.zeros(len(cand), np.intp)
-            else:
-                table = np.stack([c[0][cand] for c in g])
-                choice = table.argmax(axis=0)
-                best = table[choice, np.arange(len(cand))]
-            gscores.append(best)
-            gchoice.append(choice)
-            log_sum += np.log(np.maximum(best, EPS))
-        xscores = []
-        for col in excluded:
-            x = col[cand]
-            xscores.append(x)
-            log_sum += np.log(np.maximum(1.0 - x, EPS))
-        scores = np.exp(log_sum / (len(groups) + len(excluded)))
-        total, top = len(cand), offset + limit
-        subset = np.arange(total)
-        if total > top:
-            kth = np.partition(scores, total - top)[total - top]
-            subset = np.flatnonzero(scores >= kth)
-        order = subset[np.lexsort((cand[subset], -scores[subset]))]  # ordinals sort like ids
-        keys, starts, _ = self._columns()["layout"]
-        ords = cand[order]
-        ep = np.searchsorted(starts, ords, side="right") - 1
-        ids = (keys[ep] << SHOT_BITS) | (ords - starts[ep])
-        ranked = Ranked(ids, scores[order], [x[order] for x in gscores],
-                        [x[order] for x in gchoice], [x[order] for x in xscores])
-        hits = []
-        for j in range(offset, min(top, len(ranked.ids))):
-            hit = self._hit(level, int(ranked.ids[j]), float(ranked.scores[j]))
-            for gi, group in enumerate(query.groups):
-                ref = group[int(ranked.group_choice[gi][j])]
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.group_scores[gi][j]), 4)))
-            for xi, ref in enumerate(query.excluded):
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.excluded_scores[xi][j]), 4),
-                                             excluded=True))
-            hits.append(hit)
-        return SearchPage(hits, total, offset, limit, level, query.to_dict())
-
-
-def store_experiment(cls, db: Path, settings, qs: dict, repeats: int, seed: int) -> dict:
-    """Time the query set through an experimental store; check it answers exactly like
-    ``SqliteStore`` (every query: total, hit ids, scores, evidence)."""
-    store = cls(db / "catalogue.sqlite", min_score=settings.aggregation.store_min_score,
-                top_k=settings.aggregation.store_top_k)
-    ref = open_store(db, settings)
-    try:
-        texts = [t for items in qs["queries"].values() for t, _ in items]
-        same = all(run_search(store, t, "shot", 20).to_dict() ==
-                   run_search(ref, t, "shot", 20).to_dict() for t in texts)
-        store._local.postings = None  # start cold
-        res = run_queries(store, qs, repeats, seed)
-        cache = store._local.postings
-        res["results_identical_to_sqlite_store"] = bool(same)
-        if "columns" in cache:
-            res["cached_columns"] = len(cache["columns"])
-            res["cache_mb"] = round(sum(c[0].nbytes + c[1].nbytes + c[2].nbytes for c in
-                                        cache["columns"].values()) / 2**20, 1)
-        else:
-            res["cached_lists"] = len(cache["lists"])
-            res["cache_mb"] = round(sum(i.nbytes + sc.nbytes for i, sc in
-                                        cache["lists"].values()) / 2**20, 1)
-    finally:
-        store.close()
-        ref.close()
-    for typ in res["warm"].values():
-        typ.pop("queries", None)
-    return res
-
-
-# --- main -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=10_000)
@@ -532,9 +366,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="episodes re-written at full size after the queries (0 = skip)")
     ap.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
                     help="cProfile the three-label queries (auto: when the target is missed)")
-    ap.add_argument("--cache-experiment", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time the queries through the experimental stores (a posting "
-                         "cache; dense columns)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 100 episodes x 50 shots, 2 repeats, 8 tagger frames")
@@ -600,14 +431,6 @@ def main(argv: list[str] | None = None) -> int:
         prof = profile(store, [t for t, _ in qs["queries"]["three_label"]],
                        2 if args.quick else 3)
     store.close()
-    experiment = None
-    if args.cache_experiment:
-        syn.log("experiments: the same queries through the bench-only stores...")
-        experiment = {
-            "postings_cache": store_experiment(CachedPostingsStore, db, settings, qs,
-                                               args.repeats, args.seed),
-            "dense_columns": store_experiment(DenseColumnsStore, db, settings, qs,
-                                              args.repeats, args.seed)}
     rew = rewrite(db, bank, settings, args, args.rewrite) if args.rewrite else None
 
     st = built["stats"]
@@ -648,15 +471,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if prof:
         out["profile_three_label"] = prof
-    if experiment:
-        out["experiments"] = {
-            "note": "bench-only stores (not library code) measuring the proposed fix; "
-                    "same query set, same passes, results checked against SqliteStore",
-            **{name: {"doc": " ".join((cls.__doc__ or "").split()),
-                      "target_met": bool(e["warm"]["three_label"]["p99_ms"] < TARGET_P99_MS),
-                      **e}
-               for (name, e), cls in zip(experiment.items(),
-                                         (CachedPostingsStore, DenseColumnsStore))}}
     if rew:
         out["rewrite_at_full_size"] = rew
     out["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
