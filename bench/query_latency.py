@@ -242,29 +242,23 @@ def query_set(counts: dict[str, dict[str, int]], n_shots: int) -> dict:
 
 
 def breakdown(store: SqliteStore, text: str, runs: int = 5) -> dict:
-    """Where one query's time goes, with the store's own steps (median of ``runs``)."""
-    from search.ranking import rank
-
-    parts: dict[str, list[float]] = {"resolve": [], "postings": [], "rank": [], "hits": []}
-    sizes: list[int] = []
+    """Where one warm query's time goes, with the store's own steps (median of ``runs``):
+    resolving the text, the filters, ranking over the cached shot columns, building hits."""
+    parts: dict[str, list[float]] = {"resolve": [], "filters": [], "rank": [], "hits": []}
     for _ in range(runs):
         t0 = time.perf_counter()
         q = resolve(store, text)
         t1 = time.perf_counter()
         allowed = store._allowed(q, "shot")
-        groups = [[store._postings("shot", r.label_id, allowed) for r in g] for g in q.groups]
-        excluded = [store._postings("shot", r.label_id, allowed) for r in q.excluded]
         t2 = time.perf_counter()
-        ranked, total = rank(groups, excluded, None, top=20)
+        ranked, total = store._rank_shots(q, allowed, top=20)
         t3 = time.perf_counter()
         for j in range(min(20, len(ranked.ids))):
             store._hit("shot", int(ranked.ids[j]), float(ranked.scores[j]))
         t4 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             parts[k].append(v)
-        sizes = [len(p[0]) for g in groups for p in g] + [len(p[0]) for p in excluded]
     out = {f"{k}_ms": round(1000 * float(np.median(v)), 2) for k, v in parts.items()}
-    out["posting_list_sizes"] = sizes
     out["candidates"] = int(total)
     return out
 

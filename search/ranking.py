@@ -112,6 +112,7 @@ def _score(cand: np.ndarray, tables: list[list[np.ndarray]], excluded: list[np.n
     excluded labels' probabilities, then order the best ``top`` (ties by id)."""
     log_sum = np.zeros(len(cand), np.float64)
     group_scores, group_choice = [], []
+    single = len(tables) == 1 and not excluded
     for alternatives in tables:
         if len(alternatives) == 1:  # no alternatives to choose from
             best, choice = alternatives[0], np.zeros(len(cand), np.intp)
@@ -121,11 +122,17 @@ def _score(cand: np.ndarray, tables: list[list[np.ndarray]], excluded: list[np.n
             best = table[choice, np.arange(len(cand))]
         group_scores.append(best)
         group_choice.append(choice)
-        log_sum += np.log(np.maximum(best, EPS))
+        if not single:
+            log_sum += np.log(np.maximum(best, EPS))
     for s in excluded:
         log_sum += np.log(np.maximum(1.0 - s, EPS))
     n_terms = len(tables) + len(excluded)
-    scores = np.exp(log_sum / n_terms) if n_terms else np.ones(len(cand))
+    if single:
+        # One group: the geometric mean is its probability; skip the log/exp pass over what
+        # can be a million candidates.
+        scores = np.maximum(group_scores[0], EPS).astype(np.float64)
+    else:
+        scores = np.exp(log_sum / n_terms) if n_terms else np.ones(len(cand))
     total = len(cand)
     subset = np.arange(total)
     if top is not None and total > top:
