@@ -1,0 +1,1 @@
+"""Reproductions of the reference thesis's experiments, each runnable as ``python -m``."""
