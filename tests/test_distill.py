@@ -102,6 +102,22 @@ def test_head_aware_bce_and_kl_by_hand():
     assert float(zero) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_sigmoid_temperature_softens_and_tends_to_logit_matching():
+    s, te = t([[1.0, -3.0]]), t([[2.0, -6.0]])
+    at1 = HeadAwareLoss([OBJ2], balance="none", sigmoid_temperature=1.0)({"obj": s}, {"obj": te})
+    assert float(at1[0]) == pytest.approx(float(soft_bce(s, te)) - float(soft_bce(te, te)),
+                                          rel=1e-5)
+    # T = 2 by hand: T^2 * (BCE(s/2, sigmoid(t/2)) - H(sigmoid(t/2))), per label, averaged.
+    def bkl(a: float, b: float) -> float:
+        q, p = 1 / (1 + math.exp(-b)), 1 / (1 + math.exp(-a))
+        return q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
+    at2 = HeadAwareLoss([OBJ2], balance="none", sigmoid_temperature=2.0)({"obj": s}, {"obj": te})
+    assert float(at2[0]) == pytest.approx(4 * (bkl(0.5, 1.0) + bkl(-1.5, -3.0)) / 2, rel=1e-4)
+    big = HeadAwareLoss([OBJ2], balance="none", sigmoid_temperature=200.0)({"obj": s},
+                                                                           {"obj": te})
+    assert float(big[0]) == pytest.approx(((1 - 2) ** 2 + (-3 + 6) ** 2) / 8 / 2, rel=1e-3)
+
+
 def test_head_aware_balancing_by_initial_loss_and_uncertainty():
     student, teacher, bce, kl = _head_aware_inputs()
     loss = HeadAwareLoss([OBJ2, SCN2], temperature=2.0, balance="initial",
@@ -339,6 +355,15 @@ def test_two_epochs_lower_the_loss_and_the_tagger_runs_the_checkpoint(transfer: 
         m = report["heads"][head]["all"]
         assert m["frames"] == report["frames"] > 0
         assert 0 <= m["top1"] <= 1 and 0 < m["ndcg@5"] <= 1 and 0 < m["ndcg@10"] <= 1
+
+
+def test_linear_probe_then_fine_tuning(transfer: Path, tmp_path: Path):
+    cfg = _config(transfer, tmp_path / "runs", **{"optim.probe_epochs": 3, "optim.epochs": 1,
+                                                  "loss.name": "split"})
+    result = fit(cfg, student_settings(tmp_path / "unused.pt"), progress=False)
+    assert [h["epoch"] for h in result.history] == [-1, 0]
+    assert result.history[0]["stage"] == "probe" and result.history[0]["train"]["loss"] > 0
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
 
 
 def test_resume_continues_and_refuses_to_overwrite(transfer: Path, tmp_path: Path):

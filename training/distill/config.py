@@ -37,8 +37,9 @@ class StudentConfig(_Section):
 
 class LossConfig(_Section):
     name: Literal["merged", "split", "head-aware"] = "head-aware"
-    # head-aware: softmax-head temperature and head balancing.
+    # head-aware: softmax-head and sigmoid-head temperatures (Hinton), and head balancing.
     temperature: float = Field(2.0, gt=0)
+    sigmoid_temperature: float = Field(1.0, gt=0)
     balance: Literal["none", "initial", "uncertainty"] = "initial"
     # initial: how many first training batches the per-head scales are averaged over.
     balance_batches: int = Field(10, ge=1)
@@ -56,7 +57,8 @@ class LossConfig(_Section):
         if self.name == "split":
             return {"weights": self.weights}
         return {"temperature": self.temperature, "balance": self.balance,
-                "weights": self.weights, "balance_batches": self.balance_batches}
+                "weights": self.weights, "balance_batches": self.balance_batches,
+                "sigmoid_temperature": self.sigmoid_temperature}
 
 
 class AugmentConfig(_Section):
@@ -89,6 +91,11 @@ class OptimConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     batch_size: int = Field(32, ge=2)
+    # Linear probe first (LP-FT): epochs of training the heads alone on pooled features of
+    # the stored frames and views, computed once; 0 = fine-tune under new heads at once.
+    probe_epochs: int = Field(0, ge=0)
+    probe_lr: float = Field(3e-3, gt=0)
+    # End-to-end epochs (after the probe).
     epochs: int = Field(20, ge=1)
     warmup_epochs: float = Field(1.0, ge=0)
     # Epochs without a better validation score before stopping (0 = never stop early).

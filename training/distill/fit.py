@@ -6,9 +6,14 @@ Per run folder (``<output_dir>/<name>/``): ``config.yaml`` (the resolved configu
 early-stopping state; written every epoch) and ``best.pt`` (the self-describing student
 checkpoint of the best validation epoch, what the ``student`` tagger loads).
 
-AdamW or SGD, linear warm-up then cosine decay per step, gradient clipping; on CUDA mixed
-precision (bf16 where supported, else fp16 with loss scaling) and channels-last layout.
-Early stopping on the validation score (mean nDCG@5 over heads by default).
+Optionally (``optim.probe_epochs``) the new heads are first trained alone on pooled features
+of the stored frames and views, computed once (a linear probe), and only then is the network
+fine-tuned end to end: "LP-FT" (Kumar et al., ICLR 2022), which distorts the pretrained
+features less than fine-tuning under randomly initialised heads, and costs one forward pass
+per frame on a CPU. AdamW or SGD, linear warm-up then cosine decay per step, gradient
+clipping; on CUDA mixed precision (bf16 where supported, else fp16 with loss scaling) and
+channels-last layout. Early stopping on the validation score (mean nDCG@5 over heads by
+default). In ``history.jsonl`` the probe is epoch -1.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from indexer.taggers.student import StudentNet, write_checkpoint
+from indexer.taggers.preprocess import to_chw_float
+from indexer.taggers.student import StudentNet, preprocess, write_checkpoint
 from indexer.taggers.torch_tagger import resolve_device
 from training.distill.augment import BroadcastAugment
 from training.distill.config import TrainConfig
@@ -127,9 +133,73 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress: bool = True
-        ) -> FitResult:
-    """Train (or resume training) the student described by ``cfg``; see the module docstring."""
+def _linear_probe(model: StudentNet, loss_fn: DistillLoss, ts: TransferSet, cfg: TrainConfig,
+                  device: torch.device, amp_dtype: torch.dtype | None, progress: bool
+                  ) -> dict[str, float]:
+    """Train only the heads (and loss parameters) on pooled features of every stored train
+    frame and view, computed once in eval mode; returns the mean training losses."""
+    from tqdm import tqdm
+
+    s, o = cfg.student, cfg.optim
+    names = [ls.name for ls in ts.label_sets]
+    feats: list[torch.Tensor] = []
+    targets: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    images: list = []
+
+    def encode() -> None:
+        x = torch.from_numpy(to_chw_float([preprocess(im, s.image_size, s.resize)
+                                           for im in images], s.mean, s.std)).to(device)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype,
+                                                    enabled=amp_dtype is not None):
+            feats.append(model.forward_features(x).float())
+        images.clear()
+
+    model.eval()
+    rows = ts.rows("train", views=True)
+    for row in tqdm(rows, total=ts.count("train", views=True), desc="probe: features",
+                    unit="frame", file=sys.stderr, disable=not progress or None, leave=False):
+        images.append(row.image())
+        for n in names:
+            targets[n].append(torch.from_numpy(row.logits[n]))
+        if len(images) >= cfg.eval.batch_size:
+            encode()
+    if images:
+        encode()
+    features = torch.cat(feats)
+    teacher = {n: torch.stack(v).to(device) for n, v in targets.items()}
+    params = list(model.heads.parameters()) + [p for p in loss_fn.parameters()
+                                               if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=o.probe_lr, weight_decay=o.weight_decay)
+    n, bs = len(features), o.batch_size
+    steps = max(1, n // bs) * o.probe_epochs
+    sched = _schedule(opt, 0, steps)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model.dropout.train()
+    loss_fn.train()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for _ in range(o.probe_epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, max(1, n - bs + 1), bs):
+            idx = order[start:start + bs]
+            out = model.forward_heads(features[idx])
+            total, parts = loss_fn(out, {k: v[idx] for k, v in teacher.items()})
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            sched.step()
+            for k, v in {"loss": total.detach(), **parts}.items():
+                sums[k] = sums[k] + v if k in sums else v
+            count += 1
+    model.dropout.eval()
+    return {k: round(float(v) / max(1, count), 5) for k, v in sums.items()}
+
+
+def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress: bool = True,
+        log_epochs: bool = True) -> FitResult:
+    """Train (or resume training) the student described by ``cfg``; see the module docstring.
+    ``progress``: a progress bar per epoch; ``log_epochs``: one summary line per epoch (both on
+    stderr)."""
     from tqdm import tqdm
 
     ts = TransferSet(cfg.transfer)
@@ -198,6 +268,51 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
     n_val = ts.count("val")
     meta = checkpoint_meta(s, ts.label_sets, ts.teachers,
                            {ls.name: loss_fn.target_space(ls.name) for ls in ts.label_sets})
+    def validate(train_loss: float) -> tuple[dict[str, dict[str, float]], float]:
+        if not n_val:  # no validation frames (tiny sets): select on the training loss
+            return {}, -train_loss
+        val = evaluate_rows(ts.rows("val"), predict, ts.label_sets, cfg.eval.ks,
+                            cfg.eval.gain, cfg.eval.batch_size)
+        heads = {name: groups["all"] for name, groups in val.items()}
+        return heads, summary_score(heads, cfg.eval.select)
+
+    def save_best(epoch: int, val_heads: dict, score: float) -> None:
+        write_checkpoint(best_path, model, {
+            **meta,
+            "teachers": ts.teachers,
+            "loss": {"name": cfg.loss.name, **cfg.loss.params()},
+            "metrics": {"val": val_heads, "score": score, "select": cfg.eval.select,
+                        "epoch": epoch, "train_seconds": round(elapsed, 1)},
+            "transfer": {"root": str(cfg.transfer), "frames": ts.counts(),
+                         "frames_with_views": ts.counts(views=True)},
+            "config": cfg.model_dump(mode="json"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        })
+
+    def log_line(label: str, loss: float, val_heads: dict, score: float, improved: bool,
+                 seconds: float) -> None:
+        if log_epochs:
+            heads = "  ".join(f"{n} top1 {m.get('top1', 0):.2f} nDCG@5 {m.get('ndcg@5', 0):.3f}"
+                              for n, m in val_heads.items())
+            print(f"{label}: loss {loss:.4f}  {heads}  score {score:.4f}"
+                  f"{' *' if improved else ''}  ({seconds:.0f} s)", file=sys.stderr)
+
+    if start_epoch == 0 and cfg.optim.probe_epochs:
+        t0 = time.perf_counter()
+        train = _linear_probe(model, loss_fn, ts, cfg, device, amp_dtype, progress)
+        val_heads, score = validate(train["loss"])
+        elapsed += time.perf_counter() - t0
+        best_score, best_epoch = score, -1
+        save_best(-1, val_heads, score)
+        record = {"epoch": -1, "stage": "probe", "train": train, "val": val_heads,
+                  "score": round(score, 5), "epoch_s": round(time.perf_counter() - t0, 1),
+                  "elapsed_s": round(elapsed, 1), "best": True}
+        history.append(record)
+        with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        log_line(f"linear probe ({cfg.optim.probe_epochs} epochs on cached features)",
+                 train["loss"], val_heads, score, True, record["epoch_s"])
+
     stopped_early = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.optim.epochs):
@@ -234,13 +349,7 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
                 bar.set_postfix_str(f"loss {float(sums['loss']) / steps:.4f}")
         train_s = time.perf_counter() - t0
         train = {k: round(float(v) / max(1, steps), 5) for k, v in sums.items()}
-        if n_val:
-            val = evaluate_rows(ts.rows("val"), predict, ts.label_sets, cfg.eval.ks,
-                                cfg.eval.gain, cfg.eval.batch_size)
-            val_heads = {name: groups["all"] for name, groups in val.items()}
-            score = summary_score(val_heads, cfg.eval.select)
-        else:  # no validation frames (tiny sets): select on the training loss
-            val_heads, score = {}, -train["loss"]
+        val_heads, score = validate(train["loss"])
         elapsed += time.perf_counter() - t0
         improved = score > best_score
         if improved:
@@ -254,17 +363,7 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
                   "elapsed_s": round(elapsed, 1), "best": improved}
         history.append(record)
         if improved:
-            write_checkpoint(best_path, model, {
-                **meta,
-                "teachers": ts.teachers,
-                "loss": {"name": cfg.loss.name, **cfg.loss.params()},
-                "metrics": {"val": val_heads, "score": score, "select": cfg.eval.select,
-                            "epoch": epoch, "train_seconds": round(elapsed, 1)},
-                "transfer": {"root": str(cfg.transfer), "frames": ts.counts(),
-                             "frames_with_views": ts.counts(views=True)},
-                "config": cfg.model_dump(mode="json"),
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            })
+            save_best(epoch, val_heads, score)
         torch.save({"model": model.state_dict(), "loss": loss_fn.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -274,12 +373,8 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
         last_path.with_suffix(".tmp").replace(last_path)
         with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if progress:
-            heads = "  ".join(f"{n} top1 {m.get('top1', 0):.2f} nDCG@5 {m.get('ndcg@5', 0):.3f}"
-                              for n, m in val_heads.items())
-            print(f"epoch {epoch + 1}/{cfg.optim.epochs}: loss {train['loss']:.4f}  {heads}  "
-                  f"score {score:.4f}{' *' if improved else ''}  ({record['epoch_s']} s)",
-                  file=sys.stderr)
+        log_line(f"epoch {epoch + 1}/{cfg.optim.epochs}", train["loss"], val_heads, score,
+                 improved, record["epoch_s"])
         if cfg.optim.patience and bad_epochs >= cfg.optim.patience:
             stopped_early = True
             break

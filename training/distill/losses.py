@@ -60,6 +60,16 @@ def binary_entropy(teacher: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(t, torch.sigmoid(t))
 
 
+def soft_binary_kl(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
+    """BCE minus its floor (the mean binary KL divergence) at a temperature, times T^2:
+    Hinton's softening applied to independent labels. At T = 1 it has the BCE's gradient; as T
+    grows it tends to (s - t)^2 / 8, logit matching, which also ranks the many labels the
+    teacher calls absent (probabilities near 0 give almost no gradient at T = 1)."""
+    t = temperature
+    s_t, t_t = student.float() / t, teacher.float() / t
+    return (soft_bce(s_t, t_t) - binary_entropy(t_t).detach()) * (t * t)
+
+
 def soft_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """Hinton's distillation term: KL(softmax(t/T) || softmax(s/T)) * T^2, summed over labels,
     averaged over frames. The T^2 keeps gradient sizes comparable across temperatures."""
@@ -155,7 +165,8 @@ BALANCING = ("none", "initial", "uncertainty")
 
 
 class HeadAwareLoss(DistillLoss):
-    """BCE on probabilities for sigmoid heads, temperature-scaled KL for softmax heads.
+    """BCE on probabilities for sigmoid heads, temperature-scaled KL for softmax heads
+    (``temperature`` for softmax heads, ``sigmoid_temperature`` for sigmoid heads).
 
     ``balance``:
       - ``none``: the plain sum of the head losses (times ``weights``);
@@ -168,10 +179,11 @@ class HeadAwareLoss(DistillLoss):
 
     def __init__(self, heads: Sequence[LabelSet], temperature: float = 2.0,
                  balance: str = "initial", weights: Mapping[str, float] | None = None,
-                 balance_batches: int = 10) -> None:
+                 balance_batches: int = 10, sigmoid_temperature: float = 1.0) -> None:
         super().__init__(heads)
-        if temperature <= 0:
-            raise ValueError("loss.temperature must be > 0")
+        if temperature <= 0 or sigmoid_temperature <= 0:
+            raise ValueError("loss.temperature and loss.sigmoid_temperature must be > 0")
+        self.sigmoid_temperature = float(sigmoid_temperature)
         if balance not in BALANCING:
             raise ValueError(f"loss.balance must be one of {', '.join(BALANCING)}")
         self.temperature = float(temperature)
@@ -186,9 +198,10 @@ class HeadAwareLoss(DistillLoss):
             self.log_vars = nn.Parameter(torch.zeros(n))
 
     def head_loss(self, head: LabelSet, student: Tensor, teacher: Tensor) -> Tensor:
-        """Sigmoid: BCE minus its floor (binary KL); softmax: Hinton's KL at the temperature."""
+        """Sigmoid: BCE minus its floor (binary KL); softmax: Hinton's KL; each at its
+        temperature."""
         if head.activation == "sigmoid":
-            return soft_bce(student, teacher) - binary_entropy(teacher).detach()
+            return soft_binary_kl(student, teacher, self.sigmoid_temperature)
         return soft_kl(student, teacher, self.temperature)
 
     def forward(self, student: Logits, teacher: Logits) -> tuple[Tensor, dict[str, Tensor]]:

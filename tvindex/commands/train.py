@@ -126,8 +126,9 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(result.to_dict())
     else:
         r = result.to_dict()
-        print(f"{r['run_dir']}: {r['epochs_run']} epochs in {r['seconds']} s; best epoch "
-              f"{r['best_epoch'] + 1} (score {r['best_score']}) -> {r['best_checkpoint']}"
+        best = "the linear probe" if r["best_epoch"] < 0 else f"epoch {r['best_epoch'] + 1}"
+        print(f"{r['run_dir']}: {r['epochs_run']} epochs in {r['seconds']} s; best: {best} "
+              f"(score {r['best_score']}) -> {r['best_checkpoint']}"
               + (f"; exported to {cfg.export}" if cfg.export else ""))
     return 0
 
