@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from search import es_query
-from search.ranking import rank
-from search.records import LEVELS, Evidence, Hit, Level, SearchPage, shot_id
+from search.ranking import evidence, rank
+from search.records import LEVELS, Hit, Level, SearchPage, shot_id
 from search.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -212,12 +212,5 @@ class EsSearch:
                 base.append(hit)
         for j, hit in enumerate(base, start=offset):
             hit.score = round(float(ranked.scores[j]), 6)
-            for g, group in enumerate(query.groups):
-                ref = group[int(ranked.group_choice[g][j])]
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.group_scores[g][j]), 4)))
-            for x, ref in enumerate(query.excluded):
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.excluded_scores[x][j]), 4),
-                                             excluded=True))
+            hit.evidence = evidence(query, ranked, j)
         return base, consistent

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
+
+from search.records import Evidence
 
 Postings = tuple[np.ndarray, np.ndarray]
 EPS = 1e-6
@@ -143,3 +147,16 @@ def _score(cand: np.ndarray, tables: list[list[np.ndarray]], excluded: list[np.n
     ranked = Ranked(cand[order], scores[order], [g[order] for g in group_scores],
                     [c[order] for c in group_choice], [e[order] for e in excluded])
     return ranked, total
+
+
+def evidence(query: Any, ranked: Ranked, j: int) -> list[Evidence]:
+    """What ranked item ``j``: the best label of each required group and each excluded
+    label, with the probabilities the score used (``query``: a ``ResolvedQuery``)."""
+    out = []
+    for g, group in enumerate(query.groups):
+        ref = group[int(ranked.group_choice[g][j])]
+        out.append(Evidence(ref.label_set, ref.name, round(float(ranked.group_scores[g][j]), 4)))
+    for x, ref in enumerate(query.excluded):
+        out.append(Evidence(ref.label_set, ref.name, round(float(ranked.excluded_scores[x][j]), 4),
+                            excluded=True))
+    return out

@@ -30,12 +30,11 @@ import numpy as np
 
 from indexer.aggregate import combine
 from indexer.taggers.base import LabelSet
-from search.ranking import Postings, rank, rank_columns
+from search.ranking import Postings, evidence, rank, rank_columns
 from search.records import (
     EpisodeRecord,
     EpisodeState,
     EpisodeTags,
-    Evidence,
     Hit,
     LabelInfo,
     LabelStats,
@@ -624,14 +623,7 @@ class SqliteStore(CatalogueStore):
         hits = []
         for j in range(offset, min(offset + limit, len(ranked.ids))):
             hit = self._hit(level, int(ranked.ids[j]), float(ranked.scores[j]))
-            for g, group in enumerate(query.groups):
-                ref = group[int(ranked.group_choice[g][j])]
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.group_scores[g][j]), 4)))
-            for x, ref in enumerate(query.excluded):
-                hit.evidence.append(Evidence(ref.label_set, ref.name,
-                                             round(float(ranked.excluded_scores[x][j]), 4),
-                                             excluded=True))
+            hit.evidence = evidence(query, ranked, j)
             hits.append(hit)
         return SearchPage(hits, total, offset, limit, level,
                           query.to_dict() if hasattr(query, "to_dict") else {})
