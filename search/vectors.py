@@ -1,0 +1,659 @@
+"""Vector index over L2-normalised float32 embeddings, keyed by string ids (FAISS).
+
+A thin layer over FAISS that gives its C++ indexes a numpy interface keyed by our ids (shot ids
+such as ``"EP@3"``, episode or programme ids). Inner product of unit vectors is their cosine.
+
+Two kinds, chosen by size when the index is built (``rebuild``, or an ``add`` that takes an
+exact index to ``exact_threshold`` vectors or more):
+
+- ``exact``: ``IndexFlatIP`` inside an ``IndexIDMap2``: brute force, the same top-k as numpy
+  (ties broken by id).
+- ``ivf-sq8``: an inverted file (``nlist`` k-means cells trained on a sample of the data,
+  ``nprobe`` of them scanned per query) over 8-bit scalar-quantised vectors
+  (``IndexIVFScalarQuantizer``: 1 280 bytes per 1 280-d vector instead of 5 120).
+
+Why IVF-SQ8 (measured by ``bench/vector_search.py``; ``--compare`` builds the alternatives on
+the same synthetic 1 280-d shot embeddings): 8-bit codes keep recall@10 against exact at
+0.99 once the right cells are scanned, at a quarter of the memory of the float vectors, and
+training is only the coarse k-means (about a minute on 2 cores at 1M vectors). Product
+quantisation alone (128 x 4-bit fast-scan codes, ~90 bytes per vector) ranks too coarsely:
+recall@10 0.38 whatever nprobe. PQ re-ranked from 8-bit codes reaches the same recall as
+IVF-SQ8 with a faster scan, but needs the same bytes per vector, and FAISS's ``IndexRefine``
+takes neither our labels (``add_with_ids``) nor ``remove_ids``, nor has a GPU twin for
+fast-scan codes; it is the step to take if query throughput ever matters more than code
+size. HNSW keeps the float vectors (more memory than exact), cannot remove, and would need
+tombstones and periodic rebuilds. IVF-SQ8 supports ``remove_ids`` (through a hash-table
+direct map, O(removed)) and clones to ``GpuIndexIVFScalarQuantizer``.
+
+Ids: each string id maps to an int64 label that FAISS stores; replacing an id removes its old
+vector first, so an id is never present twice. The kind does not change on ``remove``: an
+approximate index that shrank (or grew far past the size it was trained at) reports
+``needs_rebuild``; rebuilding from the store (``rebuild``) picks the kind again.
+
+Results are deterministic: every row is ordered by score descending, then id ascending, and
+the k-th place is decided among *all* vectors tied with it (the search window grows until the
+tie is inside it), so equal scores never make the answer depend on insertion order.
+
+GPU: when FAISS is a GPU build and ``faiss.get_num_gpus() > 0`` (and ``use_gpu`` is not
+False), searches run on a GPU copy of the index (``index_cpu_to_gpu``), made lazily and dropped
+on every change; the CPU index stays the one that is updated and saved. Searches with an
+``exclude`` set over-fetch on the GPU (GPU indexes take no id selector) and fall back to the CPU
+past the GPU's k limit. GPU scores may differ from the CPU's in the last bits (another
+summation order), so exact ties are only guaranteed on the CPU. This path cannot be exercised
+on a machine without a GPU (tests/test_vectors.py skips its GPU test there).
+
+Files (``save``/``load``): ``manifest.json`` (format, version, kind, dim, count, settings, and
+the names of the two data files), ``index-<gen>.faiss`` and ``ids-<gen>.json`` (the labels and
+their string ids). Data files are written under a new generation name, flushed, then the
+manifest is replaced atomically (temporary file + ``os.replace``); old generations are deleted
+afterwards. A crash at any point leaves either the old index or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "tvindex-vectors"
+VERSION = 1
+EXACT = "exact"
+IVF_SQ8 = "ivf-sq8"
+KINDS = (EXACT, IVF_SQ8)
+
+NORM_TOLERANCE = 1e-3  # |‖x‖ - 1| allowed: float16 round trips and averaging stay well inside
+GPU_MAX_K = 2048  # FAISS GPU indexes answer at most this many neighbours per query
+_CHUNK = 16384  # rows per buffer while rebuilding from an iterable
+_MANIFEST = "manifest.json"
+
+
+class VectorIndexError(ValueError):
+    """Bad input (shape, dimension, non-finite or non-unit vectors, duplicate ids) or an index
+    directory that cannot be read; the message says what and where."""
+
+
+def _faiss():
+    # Imported on first use: importing the package never loads FAISS (or its OpenMP runtime).
+    import faiss
+
+    return faiss
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """[N, d] (or [d]) -> float32 rows of unit L2 norm. A zero or non-finite row is an error."""
+    x = np.asarray(vectors, dtype=np.float32)
+    one = x.ndim == 1
+    x = np.atleast_2d(x)
+    if not np.isfinite(x).all():
+        raise VectorIndexError("vectors contain NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise VectorIndexError(f"row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is a zero vector")
+    x = x / norms
+    return x[0] if one else x
+
+
+def _first_bad_row(x: np.ndarray) -> tuple[int, str] | None:
+    """(row, what is wrong) for the first non-finite or non-unit row of [N, d] float32."""
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        return int(np.flatnonzero(~finite)[0]), "has NaN or infinite values"
+    norms = np.linalg.norm(x, axis=1)
+    off = np.abs(norms - 1) > NORM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        return row, (f"has L2 norm {norms[row]:.6g}; embeddings must be L2-normalised "
+                     "(see l2_normalise)")
+    return None
+
+
+def default_nlist(n: int) -> int:
+    """Inverted-file cells for ``n`` vectors: the power of two nearest sqrt(n), in [16, 65536].
+
+    sqrt(n) balances the coarse search (nlist centroids) against the cell scan (n/nlist
+    vectors per cell); more cells would make training and assignment (n x nlist x d) the
+    bottleneck on a small CPU (1M vectors: 1 024 cells)."""
+    return int(min(65536, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Cells scanned per query: nlist / 64, at least 8 (see bench/vector_search.py)."""
+    return max(8, nlist // 64)
+
+
+class VectorIndex:
+    """A FAISS index of unit float32 vectors of dimension ``dim`` keyed by string ids.
+
+    Settings (plain values; configuration is wired by the caller):
+
+    - ``exact_threshold``: a (re)build with fewer vectors is exact, at or above it approximate.
+    - ``nlist``: inverted-file cells of the approximate kind (None: ``default_nlist(n)`` at
+      build time). ``nprobe``: cells scanned per query (None: ``default_nprobe(nlist)``);
+      may be changed at any time.
+    - ``train_size``: vectors sampled (seeded) to train the cells; at least ``40 * nlist``
+      are used when the data has them (FAISS warns below 39 per centroid).
+    - ``use_gpu``: None = when FAISS sees a GPU, True = require one, False = never.
+    - ``seed``: training sample and k-means seed (deterministic builds on the same data).
+
+    Thread safety: one lock guards every operation, so a server may search from several
+    threads while another thread updates.
+    """
+
+    def __init__(self, dim: int, *, exact_threshold: int = 50_000, nlist: int | None = None,
+                 nprobe: int | None = None, train_size: int = 65_536,
+                 use_gpu: bool | None = None, seed: int = 0) -> None:
+        if int(dim) != dim or dim < 1:
+            raise VectorIndexError(f"dim must be a positive integer, not {dim!r}")
+        if exact_threshold < 1:
+            raise VectorIndexError(f"exact_threshold must be >= 1, not {exact_threshold!r}")
+        if nlist is not None and nlist < 1:
+            raise VectorIndexError(f"nlist must be >= 1, not {nlist!r}")
+        if nprobe is not None and nprobe < 1:
+            raise VectorIndexError(f"nprobe must be >= 1, not {nprobe!r}")
+        if train_size < 1:
+            raise VectorIndexError(f"train_size must be >= 1, not {train_size!r}")
+        self.dim = int(dim)
+        self.exact_threshold = int(exact_threshold)
+        self.nlist_setting = nlist
+        self.nprobe_setting = nprobe
+        self.train_size = int(train_size)
+        self.seed = int(seed)
+        self._lock = threading.RLock()
+        self._gpu_wanted = use_gpu
+        self._gpus = 0 if use_gpu is False else self.gpu_count()
+        if use_gpu and self._gpus == 0:
+            raise VectorIndexError("use_gpu=True but FAISS sees no GPU (a CPU build, or no "
+                                   "device)")
+        self._gpu_resources = None
+        self._gpu_index = None
+        self._reset(EXACT)
+
+    # -------------------------------------------------------------------------------------
+    # State
+
+    def _reset(self, kind: str, index=None, trained_count: int = 0, nlist: int = 0) -> None:
+        faiss = _faiss()
+        self.kind = kind
+        self._index = index if index is not None else faiss.IndexIDMap2(
+            faiss.IndexFlatIP(self.dim))
+        self._label_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._next_label = 0
+        self.trained_count = trained_count
+        self.nlist = nlist
+        self._gpu_index = None
+
+    @property
+    def nprobe(self) -> int:
+        """Cells scanned per query (approximate kind; 0 for exact)."""
+        if self.kind == EXACT:
+            return 0
+        return min(self.nlist, self.nprobe_setting or default_nprobe(self.nlist))
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if value < 1:
+            raise VectorIndexError(f"nprobe must be >= 1, not {value!r}")
+        with self._lock:
+            self.nprobe_setting = int(value)
+            self._gpu_index = None
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when the kind no longer fits the size: an exact index at or past the threshold
+        (loaded with a lower ``exact_threshold``), or an approximate one that shrank below half
+        the threshold or grew past 4x the vectors its cells were trained on. Searches stay
+        correct; ``rebuild`` from the store restores the intended speed and recall."""
+        n = len(self)
+        if self.kind == EXACT:
+            return n >= self.exact_threshold
+        return n < self.exact_threshold // 2 or n > 4 * self.trained_count
+
+    def __len__(self) -> int:
+        return len(self._label_of)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._label_of
+
+    def ids(self) -> list[str]:
+        """Every id in the index, sorted."""
+        with self._lock:
+            return sorted(self._label_of)
+
+    def __repr__(self) -> str:
+        extra = f", nlist={self.nlist}, nprobe={self.nprobe}" if self.kind != EXACT else ""
+        return f"VectorIndex(kind={self.kind!r}, dim={self.dim}, count={len(self)}{extra})"
+
+    # -------------------------------------------------------------------------------------
+    # Input checks
+
+    def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        """[N, dim] finite unit vectors as contiguous float32, else VectorIndexError."""
+        try:
+            x = np.asarray(vectors)
+        except (TypeError, ValueError) as exc:
+            raise VectorIndexError(f"{what}: not an array ({exc})") from None
+        if x.ndim != 2:
+            raise VectorIndexError(f"{what} must be 2-D [N, {self.dim}], got shape {x.shape}")
+        if x.shape[1] != self.dim:
+            raise VectorIndexError(f"{what} have dimension {x.shape[1]}, the index {self.dim}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise VectorIndexError(f"{what} must be numbers, not {x.dtype}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        bad = _first_bad_row(x)
+        if bad is not None:
+            raise VectorIndexError(f"{what}: row {bad[0]} {bad[1]}")
+        return x
+
+    @staticmethod
+    def _check_ids(ids: Sequence[str], n: int | None = None) -> list[str]:
+        if isinstance(ids, str):
+            raise VectorIndexError("ids must be a sequence of strings, not one string")
+        ids = list(ids)
+        for i in ids:
+            if not isinstance(i, str) or not i:
+                raise VectorIndexError(f"ids must be non-empty strings, got {i!r}")
+        if n is not None and len(ids) != n:
+            raise VectorIndexError(f"{len(ids)} ids for {n} vectors")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))
+            raise VectorIndexError(f"id {dup!r} appears twice in one call")
+        return ids
+
+    # -------------------------------------------------------------------------------------
+    # Updates
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add [N, dim] unit vectors under ``ids``; an id already present is replaced.
+
+        An exact index that reaches ``exact_threshold`` vectors is rebuilt as approximate
+        (trained on everything it then holds)."""
+        x = self._check_vectors(vectors, "vectors")
+        ids = self._check_ids(ids, len(x))
+        if not ids:
+            return
+        with self._lock:
+            replaced = [self._label_of[i] for i in ids if i in self._label_of]
+            if self.kind == EXACT and len(self) - len(replaced) + len(ids) >= self.exact_threshold:
+                old_ids, old_x = self._exact_contents()
+                if replaced:
+                    new = set(ids)
+                    keep = np.array([i not in new for i in old_ids], dtype=bool)
+                    old_ids = [i for i, kept in zip(old_ids, keep) if kept]
+                    old_x = old_x[keep]
+                self._build(_Chunks.of(old_ids + ids, [old_x, x]))
+                return
+            self._remove_labels(replaced)
+            self._append(ids, x)
+
+    def remove(self, ids: Iterable[str]) -> int:
+        """Remove ``ids`` (absent ones are ignored); returns how many were removed."""
+        if isinstance(ids, str):
+            raise VectorIndexError("ids must be a collection of strings, not one string")
+        with self._lock:
+            present = list(dict.fromkeys(i for i in ids if i in self._label_of))
+            self._remove_labels([self._label_of[i] for i in present])
+            return len(present)
+
+    def rebuild(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Replace the whole content with ``items`` ((id, [dim] unit vector) pairs, e.g. every
+        embedding in the store), choosing the kind by their number. Rows are buffered in
+        chunks (N x dim float32 in memory at once, ~5 GB for 1M x 1 280), never as one list of
+        arrays. A duplicate id or a bad vector raises before the index is touched."""
+        chunks = _Chunks(self.dim)
+        seen: set[str] = set()
+        for n, (item_id, vector) in enumerate(items):
+            if not isinstance(item_id, str) or not item_id:
+                raise VectorIndexError(f"item {n}: id must be a non-empty string, got {item_id!r}")
+            if item_id in seen:
+                raise VectorIndexError(f"item {n}: id {item_id!r} appears twice")
+            seen.add(item_id)
+            v = np.asarray(vector)
+            if v.shape != (self.dim,) or not (np.issubdtype(v.dtype, np.floating)
+                                             or np.issubdtype(v.dtype, np.integer)):
+                raise VectorIndexError(f"item {n} ({item_id!r}): vector of shape {v.shape} "
+                                       f"and type {v.dtype}, expected ({self.dim},) floats")
+            chunks.append(item_id, v)
+        for start, block in chunks.blocks():
+            bad = _first_bad_row(block)
+            if bad is not None:
+                row = start + bad[0]
+                raise VectorIndexError(f"item {row} ({chunks.ids[row]!r}): vector {bad[1]}")
+        with self._lock:
+            self._build(chunks)
+
+    def _append(self, ids: list[str], x: np.ndarray) -> None:
+        labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
+        self._index.add_with_ids(x, labels)
+        self._next_label += len(ids)
+        for i, label in zip(ids, labels.tolist()):
+            self._label_of[i] = label
+            self._id_of[label] = i
+        self._gpu_index = None
+
+    def _remove_labels(self, labels: list[int]) -> None:
+        if not labels:
+            return
+        faiss = _faiss()
+        arr = np.asarray(labels, dtype=np.int64)
+        if self.kind == EXACT:
+            # IndexIDMap2 tests every stored label against the selector: a hashed batch.
+            selector = faiss.IDSelectorBatch(len(arr), faiss.swig_ptr(arr))
+        else:
+            # The IVF direct map (a hash table) removes listed labels without a scan, and
+            # takes only an IDSelectorArray.
+            selector = faiss.IDSelectorArray(len(arr), faiss.swig_ptr(arr))
+        removed = self._index.remove_ids(selector)
+        if removed != len(arr):
+            raise RuntimeError(f"FAISS removed {removed} of {len(arr)} vectors: the id map "
+                               "and the index disagree")
+        for label in labels:
+            del self._label_of[self._id_of.pop(label)]
+        self._gpu_index = None
+
+    def _exact_contents(self) -> tuple[list[str], np.ndarray]:
+        """Ids and vectors of an exact index, in storage order (exact copies)."""
+        faiss = _faiss()
+        n = self._index.ntotal
+        labels = faiss.vector_to_array(self._index.id_map)
+        x = self._index.index.reconstruct_n(0, n) if n else np.empty((0, self.dim), np.float32)
+        return [self._id_of[int(label)] for label in labels], x
+
+    def _build(self, chunks: _Chunks) -> None:
+        """Replace the content with ``chunks`` (ids unique, rows checked), in a fresh index of
+        the kind their number calls for. The new index is complete before it replaces the
+        old one, so a failure (memory) leaves the old content in place."""
+        faiss = _faiss()
+        n = len(chunks)
+        fresh = VectorIndex.__new__(VectorIndex)
+        fresh.__dict__.update(self.__dict__)
+        if n < self.exact_threshold:
+            fresh._reset(EXACT)
+        else:
+            nlist = min(self.nlist_setting or default_nlist(n), n)
+            train_n = min(n, max(self.train_size, 40 * nlist))
+            rows = np.sort(np.random.default_rng(self.seed).choice(n, train_n, replace=False))
+            index = faiss.index_factory(self.dim, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.extract_index_ivf(index)
+            ivf.cp.seed = self.seed
+            # 10 k-means iterations instead of 25: the same recall on 200k x 1 280 shot
+            # embeddings (bench/vector_search.py data), a third less training time.
+            ivf.cp.niter = 10
+            ivf.train(chunks.take(rows))
+            # A hash table from label to (cell, offset) makes remove_ids O(removed) instead of
+            # a scan of every cell.
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+            fresh._reset(IVF_SQ8, index, trained_count=n, nlist=nlist)
+        for ids, block in chunks.pairs():
+            fresh._append(ids, block)
+        self.__dict__.update(fresh.__dict__)
+
+    # -------------------------------------------------------------------------------------
+    # Search
+
+    def search(self, queries: np.ndarray, k: int, exclude: set[str] | None = None, *,
+               nprobe: int | None = None) -> list[list[tuple[str, float]]]:
+        """The ``k`` nearest ids of each of the [Q, dim] unit ``queries`` by inner product
+        (cosine), as (id, score) pairs, best first, ties by id; ids in ``exclude`` are never
+        returned. Rows are shorter than k only when the index holds fewer eligible vectors
+        (or, approximate kind, when the scanned cells do).
+
+        ``nprobe`` overrides the index's for this call (approximate kind; ignored by exact):
+        queries unlike anything in the catalogue (an uploaded picture of something never
+        broadcast) need more cells scanned for the same recall than catalogue shots do."""
+        q = self._check_vectors(queries, "queries")
+        if nprobe is not None and (isinstance(nprobe, bool) or int(nprobe) != nprobe
+                                   or nprobe < 1):
+            raise VectorIndexError(f"nprobe must be a positive integer, not {nprobe!r}")
+        if isinstance(k, bool) or int(k) != k or k < 0:
+            raise VectorIndexError(f"k must be a non-negative integer, not {k!r}")
+        k = int(k)
+        if isinstance(exclude, str):
+            raise VectorIndexError("exclude must be a set of ids, not one string")
+        with self._lock:
+            skip = np.array(sorted({self._label_of[i] for i in exclude or ()
+                                    if i in self._label_of}), dtype=np.int64)
+            eligible = len(self) - len(skip)
+            want = min(k, eligible)
+            if want == 0 or not len(q):
+                return [[] for _ in range(len(q))]
+            out: list[list[tuple[str, float]] | None] = [None] * len(q)
+            todo = np.arange(len(q))
+            fetch = min(eligible, want + 8)
+            while len(todo):
+                scores, labels = self._raw_search(q[todo], fetch, skip, nprobe)
+                again = []
+                for row, qi in enumerate(todo):
+                    s, lab = scores[row], labels[row]
+                    valid = lab >= 0
+                    # The k-th score ties with the last one fetched: more tied vectors may lie
+                    # outside the window, so widen it before choosing among them by id.
+                    if (fetch < eligible and valid.all() and valid.sum() > want
+                            and s[want - 1] == s[-1]):
+                        again.append(qi)
+                        continue
+                    hits = sorted(((-float(sc), self._id_of[int(lb)])
+                                   for sc, lb in zip(s[valid], lab[valid])))
+                    out[qi] = [(i, -neg) for neg, i in hits[:want]]
+                todo = np.asarray(again, dtype=np.int64)
+                fetch = min(eligible, fetch * 4)
+            return out  # type: ignore[return-value]
+
+    def _raw_search(self, q: np.ndarray, k: int, skip: np.ndarray, nprobe: int | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        nprobe = min(self.nlist, int(nprobe)) if nprobe and self.kind != EXACT else self.nprobe
+        gpu = self._gpu() if k + len(skip) <= GPU_MAX_K else None
+        if gpu is not None:
+            if self.kind != EXACT:
+                gpu.nprobe = nprobe
+            # GPU indexes take no id selector: over-fetch by the excluded count and drop them.
+            scores, labels = gpu.search(q, min(k + len(skip), self._index.ntotal))
+            if len(skip):
+                labels = np.where(np.isin(labels, skip), -1, labels)
+                order = np.argsort(labels < 0, axis=1, kind="stable")
+                scores = np.take_along_axis(scores, order, 1)[:, :k]
+                labels = np.take_along_axis(labels, order, 1)[:, :k]
+            return scores, labels
+        selector = None
+        if len(skip):
+            batch = faiss.IDSelectorBatch(len(skip), faiss.swig_ptr(skip))
+            selector = faiss.IDSelectorNot(batch)
+        if self.kind == EXACT:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        else:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            if selector is not None:
+                params.sel = selector
+        return self._index.search(q, k, params=params)
+
+    def _gpu(self):
+        """The GPU copy of the index, made on first use after a change; None on CPU."""
+        if self._gpus == 0 or not len(self):
+            return None
+        if self._gpu_index is None:
+            faiss = _faiss()
+            if self._gpu_resources is None:
+                self._gpu_resources = faiss.StandardGpuResources()
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
+        return self._gpu_index
+
+    @staticmethod
+    def gpu_count() -> int:
+        """GPUs FAISS can use (0 for a CPU build such as faiss-cpu)."""
+        faiss = _faiss()
+        return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+    # -------------------------------------------------------------------------------------
+    # Persistence
+
+    def manifest(self) -> dict:
+        """What ``save`` writes to manifest.json (less the file names)."""
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "dim": self.dim,
+                "count": len(self), "metric": "inner_product",
+                "exact_threshold": self.exact_threshold, "nlist": self.nlist,
+                "nlist_setting": self.nlist_setting, "nprobe": self.nprobe_setting,
+                "train_size": self.train_size,
+                "trained_count": self.trained_count, "seed": self.seed,
+                "next_label": self._next_label}
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the index to ``directory`` (created if needed) atomically; returns it."""
+        faiss = _faiss()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        gen = uuid.uuid4().hex[:12]
+        index_name, ids_name = f"index-{gen}.faiss", f"ids-{gen}.json"
+        with self._lock:
+            manifest = self.manifest() | {"index_file": index_name, "ids_file": ids_name}
+            labels = sorted(self._id_of)
+            id_map = {"labels": labels, "ids": [self._id_of[label] for label in labels]}
+            _write_atomic(d / ids_name, json.dumps(id_map, ensure_ascii=False).encode())
+            tmp = d / f".{index_name}.tmp"
+            faiss.write_index(self._index, str(tmp))
+            _fsync(tmp)
+            os.replace(tmp, d / index_name)
+        _write_atomic(d / _MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
+        _fsync_dir(d)
+        for old in list(d.glob("index-*.faiss")) + list(d.glob("ids-*.json")) + list(
+                d.glob(".index-*.tmp")) + list(d.glob(".ids-*.tmp")):
+            if old.name not in (index_name, ids_name):
+                old.unlink(missing_ok=True)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, use_gpu: bool | None = None,
+             **settings: int | None) -> VectorIndex:
+        """Read an index written by ``save``. Settings come from its manifest unless given
+        here (``exact_threshold``, ``nlist``, ``nprobe``, ``train_size``, ``seed``; None keeps
+        the saved value); ``nlist`` and ``exact_threshold`` apply from the next build. A
+        missing, foreign or inconsistent directory raises VectorIndexError naming the file."""
+        faiss = _faiss()
+        d = Path(directory)
+        path = d / _MANIFEST
+        try:
+            m = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise VectorIndexError(f"{path}: no vector index here") from None
+        except (OSError, ValueError) as exc:
+            raise VectorIndexError(f"{path}: unreadable manifest ({exc})") from None
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            raise VectorIndexError(f"{path}: not a {FORMAT} manifest")
+        if m.get("version") != VERSION:
+            raise VectorIndexError(f"{path}: version {m.get('version')!r}, this code reads "
+                                   f"{VERSION}; rebuild the index from the store")
+        if m.get("kind") not in KINDS:
+            raise VectorIndexError(f"{path}: unknown kind {m.get('kind')!r}")
+        unknown = set(settings) - {"exact_threshold", "nlist", "nprobe", "train_size", "seed"}
+        if unknown:
+            raise TypeError(f"load() got unknown settings {sorted(unknown)}")
+        try:
+            saved = {"exact_threshold": m["exact_threshold"], "nlist": m["nlist_setting"],
+                     "nprobe": m["nprobe"], "train_size": m["train_size"], "seed": m["seed"]}
+            saved.update({key: v for key, v in settings.items() if v is not None})
+            self = cls(m["dim"], use_gpu=use_gpu, **saved)
+            index_path, ids_path = d / m["index_file"], d / m["ids_file"]
+        except (KeyError, TypeError) as exc:
+            raise VectorIndexError(f"{path}: incomplete manifest ({exc})") from None
+        try:
+            index = faiss.read_index(str(index_path))
+            id_map = json.loads(ids_path.read_text())
+            labels, ids = id_map["labels"], id_map["ids"]
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise VectorIndexError(f"{d}: cannot read the index files ({exc})") from None
+        count = m["count"]
+        if not (index.ntotal == count == len(labels) == len(ids)) or index.d != m["dim"]:
+            raise VectorIndexError(f"{d}: inconsistent files (manifest count {count}, index "
+                                   f"{index.ntotal} of dim {index.d}, id map {len(ids)})")
+        self._reset(m["kind"], index, trained_count=m["trained_count"], nlist=m["nlist"])
+        self._id_of = dict(zip(map(int, labels), ids))
+        self._label_of = dict(zip(ids, map(int, labels)))
+        self._next_label = m["next_label"]
+        if len(self._label_of) != count or len(self._id_of) != count:
+            raise VectorIndexError(f"{d}: the id map repeats a label or an id")
+        return self
+
+
+class _Chunks:
+    """Ids and rows buffered in fixed-size float32 blocks (no list of per-row arrays)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.ids: list[str] = []
+        self._blocks: list[np.ndarray] = []
+        self._fill = _CHUNK  # rows used in the last block
+
+    @classmethod
+    def of(cls, ids: list[str], arrays: list[np.ndarray]) -> _Chunks:
+        """Wrap whole arrays as blocks (no copy)."""
+        self = cls(arrays[0].shape[1])
+        self.ids = ids
+        self._blocks = [a for a in arrays if len(a)]
+        self._fill = len(self._blocks[-1]) if self._blocks else _CHUNK
+        return self
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def append(self, item_id: str, vector: np.ndarray) -> None:
+        if self._fill == _CHUNK:
+            self._blocks.append(np.empty((_CHUNK, self.dim), np.float32))
+            self._fill = 0
+        self._blocks[-1][self._fill] = vector
+        self._fill += 1
+        self.ids.append(item_id)
+
+    def blocks(self):
+        """(first row, [rows, dim] block) in order; the last block trimmed."""
+        start = 0
+        for i, b in enumerate(self._blocks):
+            if i == len(self._blocks) - 1:
+                b = b[:self._fill]
+            yield start, b
+            start += len(b)
+
+    def pairs(self):
+        """(ids, block) in order."""
+        for start, b in self.blocks():
+            yield self.ids[start:start + len(b)], b
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at sorted positions ``rows`` as one [len(rows), dim] array."""
+        out = np.empty((len(rows), self.dim), np.float32)
+        filled = 0
+        for start, b in self.blocks():
+            sel = rows[(rows >= start) & (rows < start + len(b))] - start
+            out[filled:filled + len(sel)] = b[sel]
+            filled += len(sel)
+        return out
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        _fsync(directory)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename still happened
+        pass
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
