@@ -364,6 +364,14 @@ def test_linear_probe_then_fine_tuning(transfer: Path, tmp_path: Path):
     assert [h["epoch"] for h in result.history] == [-1, 0]
     assert result.history[0]["stage"] == "probe" and result.history[0]["train"]["loss"] > 0
     assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+    # The probe alone (a frozen backbone), then resumed into fine-tuning without re-probing.
+    only = _config(transfer, tmp_path / "runs", **{"name": "probe", "optim.probe_epochs": 2,
+                                                   "optim.epochs": 0})
+    assert fit(only, student_settings(tmp_path / "unused.pt"), progress=False).best_epoch == -1
+    more = _config(transfer, tmp_path / "runs", **{"name": "probe", "optim.probe_epochs": 2,
+                                                   "optim.epochs": 1})
+    resumed = fit(more, student_settings(tmp_path / "unused.pt"), resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [-1, 0]
 
 
 def test_resume_continues_and_refuses_to_overwrite(transfer: Path, tmp_path: Path):
@@ -387,6 +395,8 @@ def test_training_config_is_validated(tmp_path: Path):
         load_train_config(None, {"optim.lrr": 1})
     with pytest.raises(ConfigError, match="loss.name"):
         load_train_config(None, {"loss.name": "mse"})
+    with pytest.raises(ConfigError, match="epochs"):
+        load_train_config(None, {"optim.epochs": 0, "optim.probe_epochs": 0})
     for path in sorted(Path(__file__).parent.parent.glob("config/train/*.yaml")):
         load_train_config(path)  # every shipped configuration is valid
 

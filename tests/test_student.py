@@ -123,3 +123,40 @@ def test_backbone_starts_from_the_shared_lite0_weights(model_dir: Path):
         np.testing.assert_allclose(backbone(x).numpy(),
                                    teacher.forward_head(teacher.forward_features(x),
                                                         pre_logits=True).numpy(), atol=1e-5)
+
+
+@pytest.mark.media
+def test_demo_catalogue_indexes_and_tags_with_the_student(tmp_path: Path, shared_dir: Path):
+    """`tvindex index --tagger student` and `tvindex tag --tagger student`, end to end on the
+    demo catalogue, with a tiny student emitting the teachers' coco80 set and a scene set."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from indexer.taggers.labels import COCO80
+    from search.sqlite_store import SqliteStore
+
+    repo = Path(__file__).resolve().parent.parent
+    ckpt = write_student_checkpoint(tmp_path, label_sets=(COCO80, SCENES), image_size=48)
+    env = dict(os.environ, TVINDEX_SHARED_DIR=str(shared_dir),
+               TVINDEX__TAGGERS__STUDENT__CHECKPOINT=str(ckpt))
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tvindex.cli", "--config", str(repo / "demo" / "config.yaml"),
+         "index", str(repo / "demo" / "catalogue.csv"), "--tagger", "student", "--data-dir",
+         str(data), "--no-progress", "--json"], check=False, env=env, capture_output=True,
+        text=True, timeout=600, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["indexed"] == 11 and not report["failed"]
+    store = SqliteStore(data / "catalogue.sqlite")
+    assert {s.status for s in store.episode_states()} == {"indexed"}
+    tag = subprocess.run(
+        [sys.executable, "-m", "tvindex.cli", "tag", str(shared_dir / "media/video/bikes.mp4"),
+         "--tagger", "student", "--every", "5", "--json", "--no-progress"],
+        check=False, env=env, capture_output=True, text=True, timeout=300, cwd=repo)
+    assert tag.returncode == 0, tag.stderr
+    out = json.loads(tag.stdout)
+    assert out["taggers"] == ["student"] and set(out["label_sets"]) == {"coco80", "scenes"}
+    assert len(out["frames"]) == 2 and len(out["frames"][0]["labels"]["coco80"]) == 5

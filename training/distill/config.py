@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tvindex.settings import ConfigError, _describe, _merge, _read_yaml, _set_dotted
 
@@ -84,6 +84,8 @@ class AugmentConfig(_Section):
 
 
 class OptimConfig(_Section):
+    """Optimiser and schedule. ``epochs`` + ``probe_epochs`` must be at least 1."""
+
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     # The pretrained backbone's learning rate is lr * backbone_lr_scale; heads get lr.
@@ -95,12 +97,18 @@ class OptimConfig(_Section):
     # the stored frames and views, computed once; 0 = fine-tune under new heads at once.
     probe_epochs: int = Field(0, ge=0)
     probe_lr: float = Field(3e-3, gt=0)
-    # End-to-end epochs (after the probe).
-    epochs: int = Field(20, ge=1)
+    # End-to-end epochs (after the probe; 0 = the probe alone: a frozen backbone).
+    epochs: int = Field(20, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
     # Epochs without a better validation score before stopping (0 = never stop early).
     patience: int = Field(5, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _some_training(self) -> OptimConfig:
+        if self.epochs + self.probe_epochs < 1:
+            raise ValueError("epochs + probe_epochs must be at least 1")
+        return self
 
 
 class RuntimeConfig(_Section):

@@ -297,7 +297,17 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
             print(f"{label}: loss {loss:.4f}  {heads}  score {score:.4f}"
                   f"{' *' if improved else ''}  ({seconds:.0f} s)", file=sys.stderr)
 
-    if start_epoch == 0 and cfg.optim.probe_epochs:
+    def save_last(epoch: int) -> None:
+        """Everything needed to resume after ``epoch`` (-1: after the linear probe)."""
+        torch.save({"model": model.state_dict(), "loss": loss_fn.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs, "elapsed": elapsed,
+                    "config": cfg.model_dump(mode="json")}, last_path.with_suffix(".tmp"))
+        last_path.with_suffix(".tmp").replace(last_path)
+
+    if state is None and cfg.optim.probe_epochs:
         t0 = time.perf_counter()
         train = _linear_probe(model, loss_fn, ts, cfg, device, amp_dtype, progress)
         val_heads, score = validate(train["loss"])
@@ -310,6 +320,7 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
         history.append(record)
         with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        save_last(-1)
         log_line(f"linear probe ({cfg.optim.probe_epochs} epochs on cached features)",
                  train["loss"], val_heads, score, True, record["epoch_s"])
 
@@ -364,13 +375,7 @@ def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress:
         history.append(record)
         if improved:
             save_best(epoch, val_heads, score)
-        torch.save({"model": model.state_dict(), "loss": loss_fn.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs, "elapsed": elapsed,
-                    "config": cfg.model_dump(mode="json")}, last_path.with_suffix(".tmp"))
-        last_path.with_suffix(".tmp").replace(last_path)
+        save_last(epoch)
         with open(run_dir / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         log_line(f"epoch {epoch + 1}/{cfg.optim.epochs}", train["loss"], val_heads, score,
