@@ -374,6 +374,19 @@ def test_linear_probe_then_fine_tuning(transfer: Path, tmp_path: Path):
     assert [h["epoch"] for h in resumed.history] == [-1, 0]
 
 
+def test_speed_is_measured_on_the_same_frames(teacher_ckpt: Path, tmp_path: Path):
+    from training.distill.evaluate import measure_speed
+
+    teacher = create_tagger("student", student_settings(teacher_ckpt))
+    student = create_tagger("student", student_settings(write_student_checkpoint(tmp_path)))
+    frames = [np.zeros((72, 128, 3), np.uint8)] * 6
+    out = measure_speed(frames, student, [teacher], repeats=3)
+    assert out["frames"] == 6 and out["repeats"] == 3
+    assert out["student_fps"] > 0 and out["teachers_fps"] > 0 and out["ratio"] > 0
+    assert out["ratio_best"] > 0 and "load_avg_1m" in out["machine"]
+    assert len(out["per_tagger_fps"]) == 2  # two taggers of one kind are told apart
+
+
 def test_resume_continues_and_refuses_to_overwrite(transfer: Path, tmp_path: Path):
     settings = student_settings(tmp_path / "unused.pt")
     cfg = _config(transfer, tmp_path / "runs", **{"loss.name": "merged", "optim.epochs": 1})

@@ -1,0 +1,166 @@
+"""The distillation results table: each loss's student against the teachers on held-out
+footage, beside the thesis's figures. Regenerates the README's "Student network" table.
+
+For each training configuration (default: the thesis's merged and split losses and the
+head-aware production student, identical but for the loss) it trains the run if its
+``best.pt`` is missing (``--train``; resumes a run cut short), then evaluates ``best.pt``
+through the ``student`` tagger on the transfer set's test split: top-1 agreement and
+nDCG@5/@10 per head (linear gain, the teacher's probability, in both DCG and ideal DCG),
+for all test frames and per source kind (video frames, photos). A "prior" row ranks every
+frame's labels by their mean teacher probability on the train split: what a student that
+learned nothing about the picture would score.
+
+    python bench/distill_report.py --train > var/bench/distill_report.json
+    python bench/distill_report.py --markdown          # the README table from the runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = ["config/train/thesis-merged.yaml", "config/train/thesis-split.yaml",
+           "config/train/student.yaml"]
+# Thesis 5.3.3, "Results on COCO-Places test dataset" (its nDCG mixes two gains: see
+# training/distill/metrics.py), and "using as test the TV3 dataset".
+THESIS = {
+    "coco-places test": {"objects": {"top1": 0.49, "ndcg@5": 0.41, "ndcg@10": 0.34},
+                         "scenes": {"top1": 0.87, "ndcg@5": 0.98, "ndcg@10": 0.98}},
+    "tv3 frames": {"objects": {"top1": 0.72, "ndcg@5": 0.53, "ndcg@10": 0.43},
+                   "scenes": {"top1": 0.03, "ndcg@5": 0.025, "ndcg@10": 0.04}},
+}
+
+
+def prior_baseline(ts, ks=(5, 10)) -> dict:
+    """Every test frame gets the same ranking: labels by mean teacher probability on train."""
+    import numpy as np
+
+    from training.distill.evaluate import evaluate_rows
+
+    priors = {}
+    for ls in ts.label_sets:
+        train = np.stack([r.logits[ls.name] for r in ts.rows("train")])
+        priors[ls.name] = np.log(ls.probabilities(train).mean(axis=0) + 1e-12)
+
+    def predict(frames):
+        return {n: np.tile(p, (len(frames), 1)) for n, p in priors.items()}
+
+    return evaluate_rows(ts.rows("test"), predict, ts.label_sets, ks)
+
+
+def run_config(path: Path, settings, train: bool) -> dict:
+    from indexer.taggers import create_tagger
+    from training.distill.config import load_train_config
+    from training.distill.evaluate import checkpoint_path_settings, evaluate_tagger
+    from training.distill.fit import fit
+    from training.distill.transfer import TransferSet
+
+    cfg = load_train_config(path)
+    best = cfg.run_dir / "best.pt"
+    history_path = cfg.run_dir / "history.jsonl"
+    done = history_path.exists() and best.exists() and (cfg.run_dir / "last.pt").exists()
+    if train and not done:
+        fit(cfg, settings, resume=(cfg.run_dir / "last.pt").exists())
+    elif train:
+        import torch
+
+        last = torch.load(cfg.run_dir / "last.pt", map_location="cpu", weights_only=True)
+        stopped = last["bad_epochs"] >= cfg.optim.patience > 0
+        if last["epoch"] + 1 < cfg.optim.epochs and not stopped:
+            fit(cfg, settings, resume=True)
+    if not best.exists():
+        raise SystemExit(f"{best} is missing: run with --train (or tvindex train fit --config "
+                         f"{path})")
+    history = [json.loads(x) for x in history_path.read_text().splitlines() if x.strip()]
+    student = create_tagger("student", checkpoint_path_settings(settings, best))
+    report = evaluate_tagger(student, TransferSet(cfg.transfer), "test")
+    return {
+        "config": str(path),
+        "run_dir": str(cfg.run_dir),
+        "loss": student.meta["loss"],
+        "student": {k: student.meta[k] for k in ("arch", "image_size", "resize")},
+        "epochs_run": len(history),
+        "best_epoch": student.meta["metrics"]["epoch"],
+        "train_seconds": history[-1]["elapsed_s"] if history else None,
+        "train_frames_per_s": [h["train_frames_per_s"] for h in history],
+        "val_score": student.meta["metrics"]["score"],
+        "test": report["heads"],
+        "test_frames": report["frames"],
+        "test_sources": report["sources"],
+    }
+
+
+def markdown(report: dict) -> str:
+    heads = report["heads"]  # {"objects": "coco80", "scenes": "imagenet1k"}
+    lines = [
+        (f"| student (loss) | {heads['objects']} top-1 | nDCG@5 | nDCG@10 | "
+         f"{heads['scenes']} top-1 | nDCG@5 | nDCG@10 | train wall time |"),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cells(m: dict) -> str:
+        return " | ".join(f"{m[k]:.2f}" if isinstance(m.get(k), float) else "-"
+                          for k in ("top1", "ndcg@5", "ndcg@10"))
+
+    for name, m in report["thesis"].items():
+        lines.append(f"| thesis, {name} (its own nDCG) | {cells(m['objects'])} | "
+                     f"{cells(m['scenes'])} | - |")
+    p = report["prior"]
+    lines.append(f"| no student: labels by train-set prior | {cells(p[heads['objects']]['all'])} "
+                 f"| {cells(p[heads['scenes']]['all'])} | - |")
+    for run in report["runs"]:
+        t = run["test"]
+        secs = run["train_seconds"]
+        wall = f"{secs / 60:.0f} min ({run['epochs_run']} ep.)" if secs else "-"
+        lines.append(f"| {run['loss']['name']} | {cells(t[heads['objects']]['all'])} | "
+                     f"{cells(t[heads['scenes']]['all'])} | {wall} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", type=Path, default=[REPO / c for c in CONFIGS])
+    p.add_argument("--train", action="store_true", help="train runs whose best.pt is missing")
+    p.add_argument("--markdown", action="store_true", help="print the README table, not JSON")
+    args = p.parse_args(argv)
+
+    from training.distill.config import load_train_config
+    from training.distill.evaluate import machine
+    from training.distill.transfer import TransferSet, describe
+    from tvindex.settings import load_settings
+
+    settings = load_settings()
+    t0 = time.perf_counter()
+    runs = [run_config(c, settings, args.train) for c in args.configs]
+    ts = TransferSet(load_train_config(args.configs[0]).transfer)
+    sets = {ls.name: ls.activation for ls in ts.label_sets}
+    heads = {"objects": next(n for n, a in sets.items() if a == "sigmoid"),
+             "scenes": next(n for n, a in sets.items() if a == "softmax")}
+    report = {
+        "benchmark": "distill_report",
+        "gain": "linear: gain = the teacher's probability, in DCG and ideal DCG alike",
+        "split": "test = source groups never seen in training (hash of the group id)",
+        "transfer": {k: v for k, v in describe(ts).items() if k != "failed"},
+        "heads": heads,
+        "thesis": THESIS,
+        "prior": prior_baseline(ts),
+        "runs": runs,
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if args.markdown:
+        print(markdown(report))
+    else:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
