@@ -62,6 +62,9 @@ class SegmentTags:
     time_s: float  # the representative frame's time (thumbnail, player start)
     stats: dict[str, LabelStats]  # label set name -> stats over this segment's frames
     thumbnail: bytes = b""  # JPEG
+    # Mean of the segment's frames' unit-length embeddings [D] float32 (not renormalised, so
+    # groups combine exactly by frame-weighted means); None when no tagger embeds.
+    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -75,6 +78,10 @@ class EpisodeTags:
     segments: list[SegmentTags]
     stats: dict[str, LabelStats]  # episode level, over all frames
     sampling: str = ""
+    # Mean of all the episode's frames' unit-length embeddings [D] (see SegmentTags), and the
+    # identity of the tagger that made them (``Tagger.identity()``); None/"" without one.
+    embedding: np.ndarray | None = None
+    embedding_model: str = ""
 
 
 @dataclass(frozen=True)

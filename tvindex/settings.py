@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
@@ -106,6 +106,10 @@ class TaggersSettings(_Section):
         default_factory=TimmClassifierSettings, alias="timm-classifier"
     )
     student: StudentSettings = Field(default_factory=StudentSettings)
+    # Which active tagger's pooled features become the frame embeddings (similar shots,
+    # episodes, programmes; query by example): "auto" = the student when active, else the
+    # first active tagger that has features (timm-classifier, places365); "none" = none.
+    embedding: str = "auto"
 
     @field_validator("device")
     @classmethod
@@ -173,6 +177,37 @@ class ServerSettings(_Section):
     api_key: str | None = Field(None, min_length=16)
     max_request_bytes: int = Field(65536, ge=1024)
     max_query_length: int = Field(500, ge=16, le=1000)  # the parser stops at 1000
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_upload_pixels: int = Field(40_000_000, ge=10_000)
+
+
+class RecommendSettings(_Section):
+    """Similar programmes/episodes: a blend of embedding cosine and label-profile cosine."""
+
+    embedding_weight: float = Field(0.5, ge=0)
+    label_weight: float = Field(0.5, ge=0)
+    # Labels whose mean score in an item is below this do not count towards document
+    # frequency in the TF-IDF label profile.
+    idf_min_score: float = Field(0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> RecommendSettings:
+        if self.embedding_weight + self.label_weight <= 0:
+            raise ValueError("embedding_weight + label_weight must be > 0")
+        return self
+
+
+class VectorsSettings(_Section):
+    """The FAISS vector indexes kept beside the store (search/vectors.py)."""
+
+    # Folder of the indexes; null = <paths.data_dir>/vectors.
+    dir: Path | None = None
+    # Below this many vectors the index is exact (brute force); at or above, IVF-SQ8.
+    exact_threshold: int = Field(50_000, ge=1)
+    # IVF cells scanned per query; null = nlist / 64, at least 8.
+    nprobe: int | None = Field(None, ge=1)
+    # Search on a GPU copy when FAISS is a GPU build and a GPU is present.
+    use_gpu: bool = True
 
 
 class Settings(_Section):
@@ -184,6 +219,8 @@ class Settings(_Section):
     catalogue: CatalogueSettings = Field(default_factory=CatalogueSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class Tagger(ABC):
     label_sets: tuple[LabelSet, ...] = ()
     # Short content hash of the weights in use (set by subclasses; part of identity()).
     weights_id: str = ""
+    # Size of the pooled penultimate features ``predict_with_embeddings`` returns; 0 for
+    # taggers that have none (detectors).
+    embedding_dim: int = 0
 
     @abstractmethod
     def predict(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -74,6 +77,13 @@ class Tagger(ABC):
 
         Logits, not probabilities: use ``LabelSet.probabilities`` to convert.
         """
+
+    def predict_with_embeddings(self, frames: Sequence[np.ndarray]
+                                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """``predict``'s logits and, from the same forward pass, the pooled penultimate
+        features [B, embedding_dim] float32 (raw, not normalised); None when the tagger has
+        no features (``embedding_dim == 0``)."""
+        return self.predict(frames), None
 
     def identity(self) -> str:
         """A string that changes whenever the model's outputs could change (architecture,
