@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from indexer.aggregate import StatsAccumulator, threshold_for
+from indexer.aggregate import EmbeddingAccumulator, StatsAccumulator, threshold_for
 from indexer.catalogue import Catalogue
 from indexer.media import Frame, MediaError, probe, sample_frames
-from indexer.pipeline import TaggedFrame, label_sets_of, tag_frames
+from indexer.pipeline import TaggedFrame, choose_embedder, label_sets_of, tag_frames
 from indexer.taggers.base import LabelSet, Tagger
 from search.records import EpisodeRecord, EpisodeTags, SegmentTags
 from search.store import CatalogueStore, StoreUnavailable
@@ -50,9 +50,13 @@ def content_fingerprint(episode: EpisodeRecord) -> str:
 
 
 def config_version(taggers: Sequence[Tagger], settings: Settings) -> str:
-    """Changes whenever the tags an episode gets could change: models, sampling, aggregation."""
+    """Changes whenever the tags an episode gets could change: models, sampling, aggregation,
+    and which tagger makes the embeddings (``taggers.embedding``, as resolved: ``auto`` and the
+    name of the tagger it picks give the same version)."""
+    embedder = choose_embedder(taggers, settings)
     payload = {
         "taggers": [t.identity() for t in taggers],
+        "embedding": embedder.identity() if embedder is not None else None,
         "sampling": settings.sampling.model_dump(mode="json"),
         "aggregation": settings.aggregation.model_dump(mode="json"),
     }
@@ -83,6 +87,7 @@ class _OpenSegment:
     start_s: float
     end_s: float | None
     accumulators: dict[str, StatsAccumulator]
+    embedding: EmbeddingAccumulator | None = None
     thumb_time: float = 0.0
     thumb: np.ndarray | None = None
 
@@ -94,12 +99,19 @@ class EpisodeTagger:
         self.taggers = list(taggers)
         self.settings = settings
         self.label_sets: list[LabelSet] = label_sets_of(self.taggers)
+        # The tagger whose features become the embeddings (None: no embeddings).
+        self.embedder: Tagger | None = choose_embedder(self.taggers, settings)
         self.thresholds = {ls.name: threshold_for(ls, settings.aggregation.coverage_threshold)
                            for ls in self.label_sets}
 
     def _accumulators(self) -> dict[str, StatsAccumulator]:
         return {ls.name: StatsAccumulator(len(ls), self.thresholds[ls.name])
                 for ls in self.label_sets}
+
+    def _embedding_accumulator(self) -> EmbeddingAccumulator | None:
+        if self.embedder is None:
+            return None
+        return EmbeddingAccumulator(self.embedder.embedding_dim)
 
     def frames(self, episode: EpisodeRecord) -> Iterator[Frame]:
         s = self.settings.sampling
@@ -114,6 +126,7 @@ class EpisodeTagger:
         start = episode.start_s or 0.0
         end = min(episode.end_s, info.duration_s) if episode.end_s is not None else info.duration_s
         episode_acc = self._accumulators()
+        episode_emb = self._embedding_accumulator()
         segments: list[SegmentTags] = []
         current: _OpenSegment | None = None
         width = self.settings.aggregation.thumbnail_width
@@ -123,10 +136,12 @@ class EpisodeTagger:
                 index=len(segments), start_s=round(seg.start_s, 3), end_s=round(end_s, 3),
                 time_s=round(seg.thumb_time, 3),
                 stats={k: a.result() for k, a in seg.accumulators.items()},
-                thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b""))
+                thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b"",
+                embedding=seg.embedding.result() if seg.embedding is not None else None))
 
         frames = self.frames(episode)
-        for tagged in tag_frames(frames, self.taggers, self.settings.taggers.batch_size):
+        for tagged in tag_frames(frames, self.taggers, self.settings.taggers.batch_size,
+                                 embedder=self.embedder):
             f = tagged.frame
             key = f.shot.index if f.shot is not None else f.index
             if current is None or key != current.key:
@@ -134,8 +149,9 @@ class EpisodeTagger:
                     close(current, current.end_s if current.end_s is not None else f.time_s)
                 current = _OpenSegment(
                     key, f.shot.start_s if f.shot else f.time_s,
-                    f.shot.end_s if f.shot else None, self._accumulators())
-            self._add(tagged, current, episode_acc)
+                    f.shot.end_s if f.shot else None, self._accumulators(),
+                    self._embedding_accumulator())
+            self._add(tagged, current, episode_acc, episode_emb)
             if on_frame is not None:
                 on_frame(f)
         if current is not None:
@@ -147,14 +163,20 @@ class EpisodeTagger:
             episode_id=episode.id, fingerprint=fingerprint, config_version=version,
             duration_s=round(end - start, 3), segments=segments,
             stats={k: a.result() for k, a in episode_acc.items()},
-            sampling=self.settings.sampling.mode)
+            sampling=self.settings.sampling.mode,
+            embedding=episode_emb.result() if episode_emb is not None else None,
+            embedding_model=self.embedder.identity() if self.embedder is not None else "")
 
     def _add(self, tagged: TaggedFrame, seg: _OpenSegment,
-             episode_acc: dict[str, StatsAccumulator]) -> None:
+             episode_acc: dict[str, StatsAccumulator],
+             episode_emb: EmbeddingAccumulator | None = None) -> None:
         for ls in self.label_sets:
             probs = ls.probabilities(tagged.logits[ls.name])
             seg.accumulators[ls.name].add(probs)
             episode_acc[ls.name].add(probs)
+        if seg.embedding is not None and episode_emb is not None:
+            seg.embedding.add(tagged.embedding)
+            episode_emb.add(tagged.embedding)
         f = tagged.frame
         # Thumbnail: the frame nearest the middle of the shot (the first frame otherwise).
         mid = (f.shot.start_s + f.shot.end_s) / 2 if f.shot else f.time_s

@@ -9,15 +9,20 @@ from itertools import islice
 import numpy as np
 
 from indexer.media import Frame
-from indexer.taggers.base import LabelSet, Tagger
+from indexer.taggers.base import LabelSet, Tagger, TaggerError
+from tvindex.settings import Settings
+
+EMBEDDING_KEY = "taggers.embedding"
 
 
 @dataclass
 class TaggedFrame:
-    """A sampled frame with the logits of every active label set ({name: [n] float32})."""
+    """A sampled frame with the logits of every active label set ({name: [n] float32}) and,
+    when an embedder runs, its unit-length (L2-normalised) embedding [D] float32."""
 
     frame: Frame
     logits: dict[str, np.ndarray] = field(default_factory=dict)
+    embedding: np.ndarray | None = None
 
 
 def label_sets_of(taggers: Sequence[Tagger]) -> list[LabelSet]:
@@ -34,6 +39,42 @@ def label_sets_of(taggers: Sequence[Tagger]) -> list[LabelSet]:
     return sets
 
 
+def choose_embedder(taggers: Sequence[Tagger], settings: Settings) -> Tagger | None:
+    """The tagger whose pooled features become the frame embeddings (``taggers.embedding``).
+
+    ``taggers`` are the active taggers in ``taggers.active`` order. ``auto``: the student when
+    active, else the first tagger with features (``embedding_dim > 0``), else None (no
+    embeddings, not an error); ``none``: None; a name: that tagger, which must be active and
+    have features (else a TaggerError naming the key).
+    """
+    spec = settings.taggers.embedding.strip()
+    if spec == "none":
+        return None
+    capable = [t for t in taggers if t.embedding_dim > 0]
+    if spec == "auto":
+        return next((t for t in capable if t.name == "student"), capable[0] if capable else None)
+    chosen = next((t for t in taggers if t.name == spec), None)
+    if chosen is None:
+        raise TaggerError(
+            f"{EMBEDDING_KEY}: {spec!r} is not an active tagger (taggers.active: "
+            f"{', '.join(t.name for t in taggers) or 'none'}); name one of them, or use auto "
+            "or none")
+    if chosen.embedding_dim <= 0:
+        others = ", ".join(t.name for t in capable) or "none is active"
+        raise TaggerError(
+            f"{EMBEDDING_KEY}: tagger {spec!r} has no frame features (a detector); taggers "
+            f"with features: {others}; or use auto or none")
+    return chosen
+
+
+def unit_rows(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """[B, D] raw features -> L2-normalised rows, float32. A zero row stays zero (the guard:
+    no division by zero, no NaN)."""
+    x = np.asarray(features, np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, eps)).astype(np.float32)
+
+
 def batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
     it = iter(items)
     while batch := list(islice(it, size)):
@@ -41,18 +82,34 @@ def batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 def tag_frames(
-    frames: Iterable[Frame], taggers: Sequence[Tagger], batch_size: int = 16
+    frames: Iterable[Frame], taggers: Sequence[Tagger], batch_size: int = 16,
+    embedder: Tagger | None = None,
 ) -> Iterator[TaggedFrame]:
     """Run every tagger over the frames, ``batch_size`` frames at a time, yielding in order.
+
+    ``embedder`` (one of ``taggers``, see :func:`choose_embedder`) runs through
+    ``predict_with_embeddings`` instead of ``predict``: its logits and features come from the
+    same forward pass, so no tagger runs twice; each frame gets its unit-length embedding.
 
     Streams: at most one batch of frames is held, whatever the video's length.
     """
     label_sets_of(taggers)  # fail early on clashing label sets
+    if embedder is not None and not any(t is embedder for t in taggers):
+        raise ValueError(f"the embedder {embedder.name!r} is not one of the taggers")
     for batch in batched(frames, batch_size):
         images = [f.image for f in batch]
         tagged = [TaggedFrame(f) for f in batch]
         for tagger in taggers:
-            for name, logits in tagger.predict(images).items():
-                for t, row in zip(tagged, logits):
+            if tagger is embedder:
+                logits, features = tagger.predict_with_embeddings(images)
+                if features is None or features.shape[0] != len(batch):
+                    raise TaggerError(f"{tagger.name}: no frame features for the embedding "
+                                      f"({EMBEDDING_KEY})")
+                for t, row in zip(tagged, unit_rows(features)):
+                    t.embedding = row
+            else:
+                logits = tagger.predict(images)
+            for name, values in logits.items():
+                for t, row in zip(tagged, values):
                     t.logits[name] = row
         yield from tagged

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from indexer.aggregate import StatsAccumulator, aggregate, combine, ranking, threshold_for
+from indexer.aggregate import (
+    EmbeddingAccumulator,
+    StatsAccumulator,
+    aggregate,
+    combine,
+    combine_embeddings,
+    ranking,
+    threshold_for,
+)
 from indexer.taggers.base import LabelSet
 
 
@@ -48,3 +56,37 @@ def test_threshold_per_set_then_per_activation():
     assert threshold_for(LabelSet("coco80", "sigmoid", ("x",)), t) == 0.4
     assert threshold_for(LabelSet("other", "sigmoid", ("x",)), t) == 0.5
     assert threshold_for(LabelSet("places365", "softmax", ("x",)), t) == 0.2
+
+
+def test_embedding_means_stream_and_combine_by_frame_weights():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9, 6))
+    unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    shots = [unit[:2], unit[2:3], unit[3:9]]
+    episode = EmbeddingAccumulator(6)
+    means = []
+    for shot in shots:
+        acc = EmbeddingAccumulator(6)
+        for row in shot:  # frame by frame
+            acc.add(row)
+            episode.add(row)
+        means.append(acc.result())
+        assert acc.n == len(shot)
+    whole = episode.result()
+    assert whole.dtype == np.float32 and whole.shape == (6,)
+    np.testing.assert_allclose(whole, unit.astype(np.float64).mean(axis=0), rtol=0, atol=1e-7)
+    assert np.linalg.norm(whole) < 1.0  # a mean of unit vectors, not renormalised
+    # shots -> episode by frame-weighted means, exactly (up to float32 rounding)
+    combined = combine_embeddings(zip(means, [len(s) for s in shots]))
+    np.testing.assert_allclose(combined, whole, rtol=0, atol=2e-7)
+    by_hand = (2 * means[0].astype(np.float64) + means[1] + 6 * means[2].astype(np.float64)) / 9
+    np.testing.assert_allclose(combined, by_hand, rtol=0, atol=1e-7)
+    batch = EmbeddingAccumulator(6)
+    batch.add(unit)
+    np.testing.assert_array_equal(batch.result(), whole)
+    with pytest.raises(ValueError, match="no frames"):
+        EmbeddingAccumulator(6).result()
+    with pytest.raises(ValueError, match="size 5, expected 6"):
+        EmbeddingAccumulator(6).add(np.zeros(5))
+    with pytest.raises(ValueError, match="no frames"):
+        combine_embeddings([(means[0], 0)])

@@ -83,6 +83,38 @@ def test_every_tagger_label_sets_and_shapes(name: str, tmp_path: Path):
     assert name in tagger.identity()
 
 
+EMBEDDING_DIMS = {"yolo": 0, "tflite-detector": 0, "timm-classifier": 1280, "places365": 512}
+
+
+@pytest.mark.parametrize("name", list_taggers())
+def test_every_tagger_predict_with_embeddings(name: str, tmp_path: Path):
+    """One forward pass gives predict's logits exactly, and [B, embedding_dim] features
+    (None for detectors, which have none)."""
+    tagger = create_tagger(name, settings_for(name, tmp_path, _shared()))
+    if name == "student":
+        assert tagger.embedding_dim == tagger.model.feature_dim > 0
+    else:
+        assert tagger.embedding_dim == EMBEDDING_DIMS[name]
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+              for h, w in [(144, 176), (272, 640), (300, 300), (90, 160)]]  # 2 batches of 3
+    logits, features = tagger.predict_with_embeddings(frames)
+    expected = tagger.predict(frames)
+    assert set(logits) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(logits[key], value)
+    if tagger.embedding_dim == 0:
+        assert features is None
+        assert tagger.predict_with_embeddings([])[1] is None
+        return
+    assert features.shape == (4, tagger.embedding_dim) and features.dtype == np.float32
+    assert np.isfinite(features).all() and (np.linalg.norm(features, axis=1) > 0).all()
+    assert not np.allclose(features[0], features[1])
+    empty_logits, empty = tagger.predict_with_embeddings([])
+    assert empty.shape == (0, tagger.embedding_dim)
+    assert empty_logits[tagger.label_sets[0].name].shape == (0, len(tagger.label_sets[0]))
+
+
 def test_expected_label_set_sizes(tmp_path: Path):
     shared = _shared()
     sizes = {"yolo": {"coco80": 80}, "places365": {"places365": len(PLACES_LINES)},
@@ -175,6 +207,14 @@ def test_places365_checkpoint_round_trip(tmp_path: Path):
         expected = net(x).numpy()
     np.testing.assert_allclose(tagger.predict([frame])["places365"], expected, rtol=1e-4,
                                atol=1e-5)
+    # The features are the pooled avgpool output that fc sees (512 for resnet18).
+    pooled = {}
+    net.avgpool.register_forward_hook(lambda m, i, o: pooled.setdefault("x", o.flatten(1)))
+    with torch.inference_mode():
+        net(x)
+    _, features = tagger.predict_with_embeddings([frame])
+    assert features.shape == (1, 512)
+    np.testing.assert_allclose(features, pooled["x"].numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_places365_bad_files_are_clear_errors(tmp_path: Path):

@@ -83,9 +83,16 @@ class Places365Tagger(TorchTagger):
             raise TaggerError(f"{weights} has {n_out} outputs but {cats} lists {len(names)} names")
         self.label_sets = (LabelSet("places365", "softmax", names),)
         self.weights_id = file_id(weights)
+        self.embedding_dim = int(self.model.fc.in_features)  # 512 resnet18, 2048 resnet50
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return center_crop(frame, self.image_size)
 
-    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"places365": self.model(batch)}
+    def forward_outputs(self, batch: torch.Tensor
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        # torchvision's ResNet._forward_impl, keeping the pooled features fc sees.
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(batch))))
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+        features = torch.flatten(m.avgpool(x), 1)
+        return {"places365": m.fc(features)}, features

@@ -166,6 +166,7 @@ class StudentTagger(TorchTagger):
                             "calibrated (rankings are)", path.name, ls["name"], ls["target"])
         self.model = self._finish_model(build_student(data))
         self.weights_id = file_id(path)
+        self.embedding_dim = int(self.model.feature_dim)
 
     def identity(self) -> str:
         # The input size changes the outputs, and may be overridden in settings.
@@ -174,17 +175,12 @@ class StudentTagger(TorchTagger):
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return preprocess(frame, self.image_size, self.resize)
 
-    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(batch)
+    def forward_outputs(self, batch: torch.Tensor
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        features = self.model.forward_features(batch)
+        return self.model.forward_heads(features), features
 
     def features(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """Frames -> pooled penultimate features [B, F] float32 (the frame embeddings)."""
-        parts = []
-        for start in range(0, len(frames), self.batch_size):
-            chunk = frames[start:start + self.batch_size]
-            with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
-                parts.append(self.model.forward_features(self.to_tensor(chunk)).float().cpu()
-                             .numpy())
-        if not parts:
-            return np.zeros((0, self.model.feature_dim), np.float32)
-        return np.concatenate(parts)
+        """Frames -> pooled penultimate features [B, F] float32 (the raw frame embeddings;
+        the same pass as ``predict_with_embeddings``)."""
+        return self.predict_with_embeddings(frames)[1]

@@ -65,9 +65,18 @@ class TimmClassifierTagger(TorchTagger):
         self.model = self._finish_model(model)
         self.label_sets = (label_set,)
         self.weights_id = file_id(weights)
+        # What forward_head(pre_logits=True) returns: num_features, or the width of a head's
+        # own hidden layer where it has one (MobileNetV3's conv_head).
+        self.embedding_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return center_crop(frame, self.image_size)
 
-    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {self.label_sets[0].name: self.model(batch)}
+    def forward_outputs(self, batch: torch.Tensor
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        # model(x) is forward_head(forward_features(x)); the backbone runs once, and the
+        # pooled pre-logits features are the head's input (pooling twice is negligible, and
+        # keeps the logits exactly model(x) whatever the head does before its classifier).
+        f = self.model.forward_features(batch)
+        logits = self.model.forward_head(f)
+        return {self.label_sets[0].name: logits}, self.model.forward_head(f, pre_logits=True)

@@ -23,7 +23,14 @@ def resolve_device(spec: str) -> torch.device:
 
 class TorchTagger(Tagger):
     """Subclasses implement ``preprocess`` (one frame -> [S, S, 3] uint8), ``normalisation``
-    and ``forward_logits`` (a [B, 3, S, S] float tensor -> {label set: logits [B, n]})."""
+    and ``forward_outputs`` (a [B, 3, S, S] float tensor -> ({label set: logits [B, n]},
+    pooled features [B, embedding_dim] or None)).
+
+    ``predict`` and ``predict_with_embeddings`` share one code path (batching, inference mode,
+    autocast) and one forward pass, so their logits are identical; ``predict`` just drops the
+    features. Taggers with features set ``embedding_dim`` and return them from the same pass
+    that makes the logits (pooling them costs nothing next to the backbone).
+    """
 
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -44,7 +51,13 @@ class TorchTagger(Tagger):
     def preprocess(self, frame: np.ndarray) -> np.ndarray: ...
 
     @abstractmethod
-    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    def forward_outputs(self, batch: torch.Tensor
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """One forward pass: ({label set: logits [B, n]}, pooled features [B, embedding_dim]
+        or None when ``embedding_dim == 0``)."""
+
+    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_outputs(batch)[0]
 
     def to_tensor(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Frames -> normalised [B, 3, S, S] float tensor on the tagger's device."""
@@ -57,15 +70,34 @@ class TorchTagger(Tagger):
         return x
 
     def predict(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(frames, with_features=False)[0]
+
+    def predict_with_embeddings(self, frames: Sequence[np.ndarray]
+                                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        return self._run(frames, with_features=self.embedding_dim > 0)
+
+    def _run(self, frames: Sequence[np.ndarray], with_features: bool
+             ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         outputs: dict[str, list[np.ndarray]] = {ls.name: [] for ls in self.label_sets}
+        feats: list[np.ndarray] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start : start + self.batch_size]
             with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.amp):
-                logits = self.forward_logits(self.to_tensor(chunk))
+                logits, features = self.forward_outputs(self.to_tensor(chunk))
             for name, value in logits.items():
                 outputs[name].append(value.float().cpu().numpy())
-        return {
+            if with_features:
+                if features is None or tuple(features.shape) != (len(chunk), self.embedding_dim):
+                    got = None if features is None else tuple(features.shape)
+                    raise TaggerError(f"{self.name}: expected features of shape "
+                                      f"{(len(chunk), self.embedding_dim)}, got {got}")
+                feats.append(features.float().cpu().numpy())
+        logits_out = {
             name: np.concatenate(parts) if parts else np.zeros((0, len(self.label_set(name))),
                                                                np.float32)
             for name, parts in outputs.items()
         }
+        if not with_features:
+            return logits_out, None
+        return logits_out, (np.concatenate(feats) if feats
+                            else np.zeros((0, self.embedding_dim), np.float32))

@@ -70,5 +70,6 @@ class YoloTagger(TorchTagger):
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return letterbox(frame, self.image_size)
 
-    def forward_logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"coco80": max_over_candidates(raw_class_logits(self.model(batch)))}
+    def forward_outputs(self, batch: torch.Tensor) -> tuple[dict[str, torch.Tensor], None]:
+        # A detector: no pooled image features (embedding_dim stays 0).
+        return {"coco80": max_over_candidates(raw_class_logits(self.model(batch)))}, None
