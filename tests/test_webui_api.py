@@ -108,7 +108,7 @@ def test_search_every_level(client, schemas, level):
     for hit in body["hits"]:
         assert hit["level"] == level
         assert hit["evidence"][0]["label"] == "dog"
-        assert set(hit["links"]) == {"self", "page", "thumbnail"}
+        assert set(hit["links"]) == {"self", "page", "thumbnail", "similar"}
         assert client.get(hit["links"]["self"]).status_code == 200
         assert client.get(hit["links"]["thumbnail"]).status_code == 200
 

@@ -1,6 +1,7 @@
 """The web UI in a real headless Chromium (Debian's ``chromium``, driven by Playwright; no
 browser is downloaded): type a query with autocompletion, open a shot, and the video starts at
-the shot; the programme page draws its charts; hostile titles stay text.
+the shot; the programme page draws its charts; "find similar" on a shot and a picture
+uploaded on the search page list similar shots; hostile titles stay text.
 
 A screenshot of the search results is saved under ``artifacts/`` (git-ignored)."""
 
@@ -119,6 +120,42 @@ def test_programme_page_draws_its_charts(page, demo):
     assert page.locator("#similar a.card-link").count() == 4
     assert page.locator("#similar a.card-link h3").first.inner_text() in {
         "La plaça", "Al volant", "L'arbre", "Conill gran"}
+    assert not page.problems, page.problems
+
+
+@pytest.mark.media
+def test_find_similar_shots_then_search_by_picture(page, demo, shared_dir):
+    page.goto(demo + "/?q=object:bicycle")
+    first = page.locator("article.hit").first
+    first.wait_for()
+    shot = first.get_attribute("data-hit-id")
+    first.locator("a.similar-action").click()
+    page.wait_for_url("**/similar?shot=*")
+    assert "like this shot" in page.locator("#example").inner_text().lower()
+    cards = page.locator("#results article.hit")
+    cards.first.wait_for()
+    ids = [cards.nth(i).get_attribute("data-hit-id") for i in range(cards.count())]
+    assert ids and shot not in ids
+
+    # From the player's shot list too.
+    page.goto(demo + "/episodes/bici-02?shot=1")
+    page.locator(".shot-cell a.similar-action").first.click()
+    page.wait_for_url("**/similar?shot=bici-02*")
+    page.locator("#results article.hit").first.wait_for()
+
+    # A picture uploaded on the search page: the results page shows it back and its shots.
+    photo = min((shared_dir / "media" / "images").glob("*.jpg"))
+    page.goto(demo + "/")
+    page.locator("#upload-form input[type=file]").set_input_files(str(photo))
+    page.locator("#upload-form button[type=submit]").click()
+    page.wait_for_url("**/similar")
+    page.locator("#results article.hit").first.wait_for()
+    preview = page.locator("#example img")
+    assert preview.get_attribute("src").startswith("data:image/jpeg;base64,")
+    assert page.evaluate("document.querySelector('#example img').naturalWidth") > 0
+    page.wait_for_load_state("networkidle")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webui-similar.png"), full_page=True)
     assert not page.problems, page.problems
 
 

@@ -172,10 +172,30 @@ def _tags(eid: str, segments: list[SegmentTags], duration: float) -> EpisodeTags
     return EpisodeTags(eid, f"fp-{eid}", "v1", duration, segments, stats, "shots")
 
 
-def build_catalogue(root: Path) -> SqliteStore:
+def _embedded(tags: EpisodeTags, embeddings: dict[str, np.ndarray] | None,
+              model: str) -> EpisodeTags:
+    """``tags`` with the given shot embeddings ("EPISODE@INDEX" -> [D]) and their
+    frame-weighted mean as the episode's; unchanged without ``embeddings``."""
+    if embeddings is None:
+        return tags
+    weighted = []
+    for seg in tags.segments:
+        seg.embedding = np.asarray(embeddings[f"{tags.episode_id}@{seg.index}"], np.float32)
+        n = next(iter(seg.stats.values())).n_frames
+        weighted.append(n * seg.embedding.astype(np.float64))
+    tags.embedding = (np.sum(weighted, axis=0) / sum(
+        next(iter(s.stats.values())).n_frames for s in tags.segments)).astype(np.float32)
+    tags.embedding_model = model
+    return tags
+
+
+def build_catalogue(root: Path, embeddings: dict[str, np.ndarray] | None = None,
+                    embedding_model: str = "fake-embedder:test") -> SqliteStore:
     """Four programmes: two with dogs on beaches, a city one whose title and description are
     hostile HTML, and one whose only episode is still pending. Media files are placeholder
-    bytes (the server only streams them); ``c1`` is the time range [10, 20) of its file."""
+    bytes (the server only streams them); ``c1`` is the time range [10, 20) of its file.
+    ``embeddings`` (shot id -> unit [D] vector, for all 7 shots) stores shot and episode
+    embeddings made by ``embedding_model`` too; without it the catalogue has none."""
     media = root / "media"
     media.mkdir(parents=True, exist_ok=True)
     for name in ("a.mp4", "b.mp4", "c.mp4", "k.mp4"):
@@ -193,16 +213,20 @@ def build_catalogue(root: Path) -> SqliteStore:
                        dt.date(2022, 1, 1), start_s=10.0, end_s=20.0),
          EpisodeRecord("k1", "kitchen", "Pending", str(media / "k.mp4"), dt.date(2023, 1, 1))])
     store.register_label_sets([OBJ, SCN])
-    store.write_episode(_tags("bd1", [
+
+    def write(tags: EpisodeTags) -> None:
+        store.write_episode(_embedded(tags, embeddings, embedding_model))
+
+    write(_tags("bd1", [
         _seg(0, [[0.9, 0.9, 0.0, 0.0, 0.0], [0.7, 0.7, 0.0, 0.0, 0.0]], [[0.8, 0.1, 0.05, 0.05]] * 2,
              0.0),
         _seg(1, [[0.9, 0.3, 0.6, 0.0, 0.0]], [[0.6, 0.3, 0.05, 0.05]], 5.0)], 10.0))
-    store.write_episode(_tags("bd2", [
+    write(_tags("bd2", [
         _seg(0, [[0.2, 0.95, 0.0, 0.0, 0.0]], [[0.9, 0.05, 0.0, 0.05]], 0.0)], 5.0))
-    store.write_episode(_tags("dd1", [
+    write(_tags("dd1", [
         _seg(0, [[0.3, 0.8, 0.0, 0.0, 0.0]], [[0.7, 0.1, 0.0, 0.2]], 0.0),
         _seg(1, [[0.1, 0.9, 0.0, 0.0, 0.0]], [[0.2, 0.1, 0.0, 0.7]], 5.0)], 10.0))
-    store.write_episode(_tags("c1", [
+    write(_tags("c1", [
         _seg(0, [[0.99, 0.0, 0.9, 0.8, 0.6]], [[0.0, 0.9, 0.1, 0.0]], 10.0),
         _seg(1, [[0.95, 0.6, 0.9, 0.0, 0.7]], [[0.1, 0.8, 0.1, 0.0]], 15.0)], 10.0))
     return store

@@ -132,7 +132,7 @@ def test_thumbnails_only_for_catalogue_shots(client):
 @pytest.mark.parametrize("url", [
     "/", "/?q=object:car", "/?q=object:car&level=episode", "/?q=object:car&level=programme",
     "/programmes", "/programmes/city", "/episodes/c1", "/episodes/c1?shot=1",
-    "/?q=programme:city", "/programmes/beach-dogs",
+    "/?q=programme:city", "/programmes/beach-dogs", "/similar?shot=c1@0",
 ])
 def test_hostile_titles_render_as_text(client, url):
     html = client.get(url).get_data(as_text=True)
@@ -166,7 +166,7 @@ def test_templates_never_mark_data_safe():
 
 @pytest.mark.parametrize("url", ["/", "/?q=object:dog", "/programmes/beach-dogs",
                                  "/episodes/bd1?shot=1", "/labels", "/programmes",
-                                 "/nope"])
+                                 "/similar", "/similar?shot=bd1@0", "/nope"])
 def test_pages_work_under_a_strict_csp(client, url):
     """No inline script, inline handler or style attribute: the CSP forbids them all."""
     resp = client.get(url)

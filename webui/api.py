@@ -4,6 +4,11 @@ Read-only except ``POST /episodes/{id}/reindex``, which needs the configured API
 ``X-API-Key`` header (403 while no key is configured, 401 without the right one). Lists are
 paginated with ``limit``/``offset`` and answer ``total`` and ``next`` (the URL of the next
 page, null on the last) plus ``next_offset``.
+
+Recommendations (``search/recommend.py``, one ``Recommender`` per app): similar programmes,
+episodes and shots, and ``POST /similar``, a query by example (an uploaded picture or a shot
+id; ``webui/example.py`` validates it). A catalogue that cannot answer (no embeddings, or
+embedded by another model than the configured one) is a 409.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ from tvindex import __version__
 from webui import openapi
 from webui.context import ctx
 from webui.errors import BadParameter
+from webui.example import read_example
 from webui.links import link
 from webui.media import is_playable
-from webui.params import int_arg, level_arg, limit_arg, offset_arg, text_arg
-from webui.similar import similar_programmes
+from webui.params import bool_arg, int_arg, level_arg, limit_arg, offset_arg, text_arg
 from webui.timeline import episode_timeline
 
 bp = Blueprint("api", __name__)
 VERSION = "v1"
+SIMILAR_LIMIT = 100  # the most items a recommendation endpoint answers
 
 
 def _page_links(total: int, offset: int, limit: int) -> dict[str, Any]:
@@ -50,16 +56,29 @@ def hit_links(hit: Hit) -> dict[str, str]:
     if hit.level == "programme":
         return {"self": link("api.programme", programme_id=hit.id),
                 "page": link("pages.programme", programme_id=hit.id),
-                "thumbnail": link("media.programme_poster", programme_id=hit.id)}
+                "thumbnail": link("media.programme_poster", programme_id=hit.id),
+                "similar": link("api.similar", programme_id=hit.id)}
     assert hit.episode_id is not None
     if hit.level == "episode":
         return {"self": link("api.episode", episode_id=hit.id),
                 "page": link("pages.player", episode_id=hit.episode_id),
-                "thumbnail": link("media.episode_poster", episode_id=hit.episode_id)}
+                "thumbnail": link("media.episode_poster", episode_id=hit.episode_id),
+                "similar": link("api.similar_episodes", episode_id=hit.id)}
     _, index = parse_shot_id(hit.id)
     return {"self": link("api.shot", shot_id=hit.id),
             "page": link("pages.player", episode_id=hit.episode_id, shot=index),
-            "thumbnail": link("media.thumbnail", episode_id=hit.episode_id, index=index)}
+            "thumbnail": link("media.thumbnail", episode_id=hit.episode_id, index=index),
+            "similar": link("api.similar_shots", shot_id=hit.id)}
+
+
+def serialise_hits(hits: list[Hit]) -> list[dict[str, Any]]:
+    """Hits as the search answers them, each with its links."""
+    out = []
+    for hit in hits:
+        item = hit.to_dict()
+        item["links"] = hit_links(hit)
+        out.append(item)
+    return out
 
 
 @bp.get("/health")
@@ -85,8 +104,7 @@ def search() -> Response:
     level, limit, offset = level_arg(), limit_arg(), offset_arg()
     page = run_search(ctx().store, q, level, limit, offset)
     body = page.to_dict()
-    for hit, out in zip(page.hits, body["hits"], strict=True):
-        out["links"] = hit_links(hit)
+    body["hits"] = serialise_hits(page.hits)
     body.update(q=q, **_page_links(page.total, offset, limit))
     return jsonify(body)
 
@@ -131,12 +149,78 @@ def programme(programme_id: str) -> Response:
     return jsonify(body)
 
 
+def _weights() -> dict[str, float]:
+    r = ctx().recommender()
+    return {"embedding": r.embedding_weight, "label": r.label_weight}
+
+
 @bp.get("/programmes/<programme_id>/similar")
 def similar(programme_id: str) -> Response:
-    limit = int_arg("limit", 5, 1, 100)
-    items = similar_programmes(ctx().store, programme_id, limit)
-    return jsonify({"programme_id": programme_id, "method": "cosine-label-scores",
-                    "items": items})
+    limit = int_arg("limit", 5, 1, SIMILAR_LIMIT)
+    items = ctx().recommender().similar_programmes(programme_id, limit)
+    for item in items:
+        item["links"] = {"self": link("api.programme", programme_id=item["id"]),
+                         "page": link("pages.programme", programme_id=item["id"]),
+                         "thumbnail": link("media.programme_poster", programme_id=item["id"])}
+    return jsonify({"programme_id": programme_id, "method": openapi.BLEND_METHOD,
+                    "weights": _weights(), "items": items})
+
+
+@bp.get("/episodes/<episode_id>/similar")
+def similar_episodes(episode_id: str) -> Response:
+    limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
+    items = ctx().recommender().similar_episodes(episode_id, limit)
+    for item in items:
+        item["links"] = {"self": link("api.episode", episode_id=item["id"]),
+                         "page": link("pages.player", episode_id=item["id"]),
+                         "thumbnail": link("media.episode_poster", episode_id=item["id"])}
+    return jsonify({"episode_id": episode_id, "method": openapi.BLEND_METHOD,
+                    "weights": _weights(), "items": items})
+
+
+def _shot_arg(shot_id: str) -> str:
+    try:
+        parse_shot_id(shot_id)
+    except ValueError as exc:
+        raise NotFound(str(exc)) from None
+    return shot_id
+
+
+def _shots_body(query: dict[str, Any], hits: list[Hit]) -> dict[str, Any]:
+    return {"query": query, "method": openapi.SHOT_METHOD,
+            "model": ctx().store.embedding_model(), "items": serialise_hits(hits)}
+
+
+@bp.get("/shots/<shot_id>/similar")
+def similar_shots(shot_id: str) -> Response:
+    _shot_arg(shot_id)
+    limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
+    exclude_episode = bool_arg("exclude_episode")
+    hits = ctx().recommender().similar_shots(shot_id, limit, exclude_episode=exclude_episode)
+    return jsonify(_shots_body({"kind": "shot", "shot_id": shot_id,
+                                "exclude_episode": exclude_episode, "image": None}, hits))
+
+
+@bp.post("/similar")
+def similar_to_example() -> Response:
+    """Query by example: the shots most like an uploaded picture, or like a shot."""
+    limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
+    exclude_episode = bool_arg("exclude_episode")
+    context = ctx()
+    example = read_example(context.max_upload_pixels)
+    recommender = context.recommender()
+    if example.shot is not None:
+        hits = recommender.similar_shots(example.shot, limit, exclude_episode=exclude_episode)
+        query = {"kind": "shot", "shot_id": example.shot, "exclude_episode": exclude_episode,
+                 "image": None}
+    else:
+        assert example.image is not None
+        with context.embed_lock:
+            vector = recommender.embed_image(example.image.pixels)
+        hits = recommender.shots_like(vector, limit)
+        query = {"kind": "image", "shot_id": None, "exclude_episode": False,
+                 "image": example.image.describe()}
+    return jsonify(_shots_body(query, hits))
 
 
 def _episode_body(episode_id: str) -> dict[str, Any]:
@@ -147,6 +231,7 @@ def _episode_body(episode_id: str) -> dict[str, Any]:
     body["links"] = {"media": link("media.media", episode_id=episode_id),
                      "page": link("pages.player", episode_id=episode_id),
                      "timeline": link("api.timeline", episode_id=episode_id),
+                     "similar": link("api.similar_episodes", episode_id=episode_id),
                      "programme": link("api.programme", programme_id=body["programme_id"])}
     return body
 
@@ -183,7 +268,8 @@ def shot(shot_id: str) -> Response:
         "page": link("pages.player", episode_id=episode_id, shot=index),
         "thumbnail": link("media.thumbnail", episode_id=episode_id, index=index),
         "media": link("media.media", episode_id=episode_id),
-        "episode": link("api.episode", episode_id=episode_id)}
+        "episode": link("api.episode", episode_id=episode_id),
+        "similar": link("api.similar_shots", shot_id=shot_id)}
     return jsonify(segment)
 
 

@@ -15,6 +15,7 @@ from search.query import Term
 from search.store import CatalogueStore, open_store
 from webui.context import WebContext
 from webui.errors import register_error_handlers
+from webui.example import InMemoryRequest
 from webui.suggest import field_for_set
 from webui.timeline import format_time
 
@@ -32,6 +33,9 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 LABEL_SET_TITLES = {"coco80": "Objects", "places365": "Scenes", "imagenet1k": "Scenes"}
+# The routes that take a picture (query by example): their bodies are bounded by
+# server.max_upload_bytes instead of server.max_request_bytes.
+UPLOAD_ENDPOINTS = frozenset({"api.similar_to_example", "pages.similar"})
 
 
 AXIS_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
@@ -55,6 +59,7 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     from webui import api, media, pages
 
     app = Flask(__name__)
+    app.request_class = InMemoryRequest  # uploads are never written to temporary files
     app.config.update(
         MAX_CONTENT_LENGTH=settings.server.max_request_bytes,
         # Form data is parsed with the same bound.
@@ -81,16 +86,24 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     @app.before_request
     def _bounded_body() -> None:
         # Flask only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse early so
-        # that no endpoint depends on reading it.
-        limit = app.config["MAX_CONTENT_LENGTH"]
+        # that no endpoint depends on reading it. The upload routes have their own, larger
+        # (or smaller) bound, which also applies while a body without a length is read.
+        limit, name = app.config["MAX_CONTENT_LENGTH"], "server.max_request_bytes"
+        if request.endpoint in UPLOAD_ENDPOINTS and request.method == "POST":
+            limit, name = settings.server.max_upload_bytes, "server.max_upload_bytes"
+            request.max_content_length = limit
+            # Werkzeug's multipart decoder also holds up to a read buffer (64 KiB) of a file
+            # part under this bound: the whole body's bound is the one that matters here.
+            request.max_form_memory_size = limit
         if request.content_length is not None and request.content_length > limit:
             raise RequestEntityTooLarge(
                 f"request body of {request.content_length} bytes is over the limit of "
-                f"{limit} bytes (server.max_request_bytes)")
+                f"{limit} bytes ({name})")
 
     @app.context_processor
     def _limits() -> dict[str, Any]:
-        return {"max_query_length": context.max_query_length}
+        return {"max_query_length": context.max_query_length,
+                "max_upload_bytes": context.max_upload_bytes}
 
     @app.after_request
     def _headers(resp: Response) -> Response:

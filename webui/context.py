@@ -6,13 +6,17 @@ one process (tests) never see each other's catalogue.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
 from search.store import CatalogueStore
 from webui.suggest import Suggester
+
+if TYPE_CHECKING:
+    from search.recommend import Recommender
 
 
 @dataclass
@@ -21,6 +25,11 @@ class WebContext:
     store: CatalogueStore
     owns_store: bool = False  # opened by create_app, so closed with the app
     suggester: Suggester = field(init=False)
+    _recommender: Recommender | None = field(init=False, default=None, repr=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    # One image embedding at a time: the embedding network's forward pass is not assumed to
+    # be thread-safe, and one picture at a time already uses every core.
+    embed_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.suggester = Suggester(self.store)
@@ -32,6 +41,30 @@ class WebContext:
     @property
     def api_key(self) -> str | None:
         return self.settings.server.api_key
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.settings.server.max_upload_bytes)
+
+    @property
+    def max_upload_pixels(self) -> int:
+        return int(self.settings.server.max_upload_pixels)
+
+    def recommender(self) -> Recommender:
+        """The application's one recommender, built on first use, so that its caches, its
+        vector indexes and the embedding network (loaded on the first image query) serve
+        every request."""
+        with self._lock:
+            if self._recommender is None:
+                from search.recommend import Recommender
+
+                self._recommender = Recommender.from_settings(self.store, self.settings)
+            return self._recommender
+
+    def use_recommender(self, recommender: Recommender) -> None:
+        """Serve recommendations from this recommender instead (tests, embedders)."""
+        with self._lock:
+            self._recommender = recommender
 
 
 def ctx() -> WebContext:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from search.query import QueryError
+from search.recommend import RecommendError
 from search.store import NotFound, StoreError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> Response:
         return error_response(404, str(exc))
+
+    @app.errorhandler(RecommendError)
+    def _recommend(exc: RecommendError) -> Response:
+        # The request is fine; the catalogue cannot answer it (no embeddings, another model).
+        return error_response(409, str(exc))
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

@@ -20,6 +20,23 @@ LEVEL = {"type": "string", "enum": ["shot", "episode", "programme"]}
 STATUS = {"type": "string", "enum": ["pending", "indexed", "failed"]}
 LINKS = {"type": "object", "additionalProperties": {"type": "string"},
          "description": "Related URLs (this server): page, thumbnail, media, API resources."}
+BLEND_METHOD = "blend-embedding-label-profile"
+SHOT_METHOD = "cosine-embedding"
+BLEND = ("similarity = (we * embedding_similarity + wl * label_similarity) / (we + wl), with "
+         "we = recommend.embedding_weight and wl = recommend.label_weight (see weights). "
+         "embedding_similarity is the cosine of the two items' mean frame embeddings; "
+         "label_similarity is the cosine of their label profiles: mean label scores weighted "
+         "TF-IDF-style across the catalogue (idf = ln((1 + N) / (1 + df)) + 1, df = items whose "
+         "mean score reaches recommend.idf_min_score), each label set normalised to unit "
+         "length so that every set weighs the same. A part is null when either item lacks "
+         "it (a catalogue indexed without an embedding tagger), and then drops out of the "
+         "blend with its weight. The item itself is never listed; ties break on the id.")
+SIMILARITY = {"type": "number", "minimum": -1, "maximum": 1,
+              "description": "the blend of the two parts below"}
+EMBEDDING_SIMILARITY = {"type": ["number", "null"], "minimum": -1, "maximum": 1,
+                        "description": "cosine of the mean frame embeddings"}
+LABEL_SIMILARITY = {"type": ["number", "null"], "minimum": -1, "maximum": 1,
+                    "description": "cosine of the TF-IDF-weighted label profiles"}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -109,10 +126,49 @@ SCHEMAS: dict[str, Any] = {
                       "episodes": array(ref("ProgrammeEpisode")),
                       "top_labels": ref("TopLabels"), "links": LINKS}),
     "SimilarProgramme": obj({"id": STR, "title": STR, "genre": STR,
-                             "similarity": {"type": "number", "minimum": 0, "maximum": 1}}),
+                             "similarity": SIMILARITY,
+                             "embedding_similarity": EMBEDDING_SIMILARITY,
+                             "label_similarity": LABEL_SIMILARITY, "links": LINKS}),
+    "BlendWeights": obj({"embedding": {"type": "number", "minimum": 0,
+                                       "description": "recommend.embedding_weight"},
+                         "label": {"type": "number", "minimum": 0,
+                                   "description": "recommend.label_weight"}}),
     "Similar": obj({"programme_id": STR,
-                    "method": {"type": "string", "enum": ["cosine-label-scores"]},
-                    "items": array(ref("SimilarProgramme"))}),
+                    "method": {"type": "string", "enum": [BLEND_METHOD]},
+                    "weights": ref("BlendWeights"),
+                    "items": array(ref("SimilarProgramme"))},
+                   description="Similar programmes, best first. " + BLEND),
+    "SimilarEpisode": obj({"id": STR, "title": STR, "air_date": DATE, "programme_id": STR,
+                           "programme_title": STR, "similarity": SIMILARITY,
+                           "embedding_similarity": EMBEDDING_SIMILARITY,
+                           "label_similarity": LABEL_SIMILARITY, "links": LINKS}),
+    "SimilarEpisodes": obj({"episode_id": STR,
+                            "method": {"type": "string", "enum": [BLEND_METHOD]},
+                            "weights": ref("BlendWeights"),
+                            "items": array(ref("SimilarEpisode"))},
+                           description="Similar episodes, best first. " + BLEND),
+    "UploadedImage": obj({"format": {"type": "string",
+                                     "enum": ["JPEG", "PNG", "WEBP", "BMP", "GIF"]},
+                          "width": INT, "height": INT,
+                          "bytes": {"type": "integer", "description": "size of the upload"}},
+                         description="The uploaded picture, as received"),
+    "ShotQuery": obj({"kind": {"type": "string", "enum": ["shot", "image"]},
+                      "shot_id": {"type": ["string", "null"],
+                                  "description": "the example shot (kind shot)"},
+                      "exclude_episode": {"type": "boolean",
+                                          "description": "the example shot's own episode "
+                                                         "was left out"},
+                      "image": {"anyOf": [ref("UploadedImage"), {"type": "null"}],
+                                "description": "the uploaded picture (kind image)"}}),
+    "SimilarShots": obj({"query": ref("ShotQuery"),
+                         "method": {"type": "string", "enum": [SHOT_METHOD]},
+                         "model": {"type": ["string", "null"],
+                                   "description": "the tagger that embedded the catalogue"},
+                         "items": {**array(ref("Hit")),
+                                   "description": "shots, most similar first; a hit's score "
+                                                  "is the cosine similarity of embeddings"}},
+                        description="Shots like an example, as search hits (evidence: the "
+                                    "shot's own best labels)"),
     "Episode": obj({"id": STR, "title": STR, "air_date": DATE, "description": STR,
                     "start_s": OPT_NUM, "end_s": OPT_NUM, "status": STATUS,
                     "error": OPT_STR, "duration_s": OPT_NUM, "n_frames": OPT_INT,
@@ -157,7 +213,11 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid parameter or query (the message says which)", 401: "no or wrong API key",
             403: "state-changing endpoints are disabled (no API key configured)",
-            404: "unknown id", 413: "request body too large"}
+            404: "unknown id", 413: "request body too large",
+            409: "the catalogue cannot answer: it has no embeddings, or they were made by "
+                 "another model than the configured embedding tagger (re-index)",
+            415: "not an image of a supported format (JPEG, PNG, WebP, BMP, GIF), or an "
+                 "unsupported request content type"}
     return {str(c): _json("Error", text[c]) for c in codes}
 
 
@@ -167,9 +227,22 @@ OFFSET = _param("offset", "query", {"type": "integer", "minimum": 0}, "items to 
 
 
 def _get(summary: str, schema: str, params: list[dict[str, Any]], *errors: int,
-         op: str) -> dict[str, Any]:
-    return {"get": {"operationId": op, "summary": summary, "parameters": params,
-                    "responses": {"200": _json(schema, summary), **_errors(*errors)}}}
+         op: str, description: str = "") -> dict[str, Any]:
+    out = {"operationId": op, "summary": summary, "parameters": params,
+           "responses": {"200": _json(schema, summary), **_errors(*errors)}}
+    if description:
+        out["description"] = description
+    return {"get": out}
+
+
+def _similar_limit(default: int) -> dict[str, Any]:
+    return _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100,
+                                     "default": default}, "how many")
+
+
+EXCLUDE_EPISODE = _param("exclude_episode", "query", {"type": "boolean", "default": False},
+                         "leave out the other shots of the example shot's episode "
+                         "(true or false)")
 
 
 def document(version: str) -> dict[str, Any]:
@@ -206,11 +279,51 @@ def document(version: str) -> dict[str, Any]:
             "A programme: episodes and top labels per label set", "Programme", [pid], 404,
             op="programme"),
         "/programmes/{programme_id}/similar": _get(
-            "Programmes with similar content (cosine similarity of label scores, each label "
-            "set weighted equally), the programme itself excluded", "Similar",
-            [pid, _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100,
-                                            "default": 5}, "how many")],
-            400, 404, op="similarProgrammes"),
+            "Programmes with similar content, the programme itself excluded", "Similar",
+            [pid, _similar_limit(5)], 400, 404, op="similarProgrammes", description=BLEND),
+        "/episodes/{episode_id}/similar": _get(
+            "Episodes with similar content, the episode itself excluded", "SimilarEpisodes",
+            [eid, _similar_limit(10)], 400, 404, op="similarEpisodes", description=BLEND),
+        "/shots/{shot_id}/similar": _get(
+            "Shots that look like this shot (nearest embeddings), the shot itself excluded",
+            "SimilarShots",
+            [_param("shot_id", "path", STR, "EPISODE@INDEX"), _similar_limit(10),
+             EXCLUDE_EPISODE],
+            400, 404, 409, op="similarShots",
+            description="Cosine similarity of the shots' embeddings (the embedding tagger's "
+                        "pooled features, averaged over the shot's frames), searched in the "
+                        "vector index kept beside the catalogue. 409 when the catalogue has "
+                        "no embeddings."),
+        "/similar": {"post": {
+            "operationId": "similarToExample",
+            "summary": "Query by example: the shots most like an uploaded picture or a shot",
+            "description": (
+                "Send a picture as multipart/form-data in the field `image` (JPEG, PNG, WebP, "
+                "BMP or GIF; at most server.max_upload_bytes for the whole body and "
+                "server.max_upload_pixels pixels), or JSON {\"shot\": \"EPISODE@INDEX\"}. "
+                "The picture is embedded by the tagger that embedded the catalogue and "
+                "compared with every shot by cosine similarity. Errors: 400 no picture or "
+                "shot, or a truncated/corrupt picture; 413 body or picture too large "
+                "(decompression bombs included: the size is checked before decoding); 415 "
+                "not a supported picture; 404 unknown shot; 409 the catalogue has no "
+                "embeddings or was embedded by another model."),
+            "parameters": [_similar_limit(10), EXCLUDE_EPISODE],
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": ["image"],
+                               "properties": {"image": {"type": "string",
+                                                        "contentMediaType": "image/*",
+                                                        "description": "the picture"}}},
+                    "encoding": {"image": {"contentType": "image/jpeg, image/png, "
+                                                          "image/webp, image/bmp, "
+                                                          "image/gif"}}},
+                "application/json": {
+                    "schema": {"type": "object", "required": ["shot"],
+                               "additionalProperties": False,
+                               "properties": {"shot": {"type": "string",
+                                                       "description": "EPISODE@INDEX"}}}}}},
+            "responses": {"200": _json("SimilarShots", "similar shots"),
+                          **_errors(400, 404, 409, 413, 415)}}},
         "/episodes/{episode_id}": _get("An episode with its top labels", "Episode", [eid],
                                        404, op="episode"),
         "/episodes/{episode_id}/timeline": _get(

@@ -1,4 +1,5 @@
-"""The editors' pages: search, player, programmes, labels (server-rendered Jinja2).
+"""The editors' pages: search, player, programmes, labels, similar shots (server-rendered
+Jinja2).
 
 Every catalogue string reaches the HTML through Jinja's autoescaping; nothing is marked safe.
 Data for scripts travels in ``data-*`` attributes, so the CSP can forbid inline scripts.
@@ -10,15 +11,17 @@ import re
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from search.engine import run_search
 from search.query import QueryError, Term
-from search.records import LEVELS, SearchPage
+from search.recommend import RecommendError
+from search.records import LEVELS, Hit, SearchPage, parse_shot_id
 from webui.context import ctx
 from webui.errors import BadParameter
+from webui.example import ACCEPT, Example, preview_data_url, read_example, shot_value
 from webui.media import is_playable
 from webui.params import date_arg, flag_arg, int_arg, level_arg, offset_arg, text_arg
-from webui.similar import similar_programmes
 from webui.suggest import OBJECT_SETS, field_for_set
 from webui.timeline import episode_timeline
 
@@ -137,7 +140,7 @@ def search() -> tuple[str, int]:
         if offset > 0:
             nav["prev"] = _page_url(max(0, offset - limit))
     return render_template(
-        "search.html", q=q, level=level, levels=LEVELS, limit=limit, offset=offset,
+        "search.html", q=q, level=level, levels=LEVELS, limit=limit, offset=offset, accept=ACCEPT,
         programme_id=programme_id, after=after, before=before, programmes=programmes,
         effective=effective, page=page, error=error, fixes=fixes, suggestions=suggestions,
         popular=_popular_labels() if not effective else [], nav=nav,
@@ -151,10 +154,13 @@ def programmes() -> str:
 
 @bp.get("/programmes/<programme_id>")
 def programme(programme_id: str) -> str:
-    store = ctx().store
-    prog = store.programme(programme_id)
+    context = ctx()
+    prog = context.store.programme(programme_id)
+    recommender = context.recommender()
     return render_template("programme.html", programme=prog,
-                           similar=similar_programmes(store, programme_id, 6))
+                           similar=recommender.similar_programmes(programme_id, 6),
+                           weights={"embedding": recommender.embedding_weight,
+                                    "label": recommender.label_weight})
 
 
 @bp.get("/episodes/<episode_id>")
@@ -197,3 +203,55 @@ def labels() -> str:
     return render_template("labels.html", sets=sets, current=current, labels=rows, match=match,
                            show_all=show_all, hidden=len(infos) - len(shown),
                            max_episodes=max_eps)
+
+
+def _example_shot(shot: str) -> dict[str, Any]:
+    """The example shot of a similar-shots page: its episode, times and best labels."""
+    episode_id, index = parse_shot_id(shot)
+    store = ctx().store
+    episode = store.episode(episode_id)  # NotFound -> 404
+    segment = next((s for s in store.segments(episode_id) if s["index"] == index), None)
+    if segment is None:
+        abort(404, description=f"episode {episode_id!r} has no shot {index}")
+    return {"id": shot, "index": index, "episode": episode, "segment": segment}
+
+
+@bp.route("/similar", methods=["GET", "POST"])
+def similar() -> tuple[str, int]:
+    """Shots like an example: ``?shot=EPISODE@INDEX`` (the "find similar" action of every
+    shot), or a picture POSTed from the search page's upload form (multipart, ``image``)."""
+    context = ctx()
+    limit = int_arg("limit", PAGE_SIZE, 1, 96)
+    exclude_episode = flag_arg("exclude_episode")
+    example: Example | None = None
+    shot: dict[str, Any] | None = None
+    preview: str | None = None
+    image: dict[str, Any] | None = None
+    hits: list[Hit] = []
+    error: str | None = None
+    status = 200
+    try:
+        if request.method == "POST":
+            example = read_example(context.max_upload_pixels)
+        elif request.args.get("shot", "").strip():
+            example = Example(shot=shot_value(text_arg("shot", max_length=300)))
+        if example is not None and example.shot is not None:
+            shot = _example_shot(example.shot)
+            hits = context.recommender().similar_shots(example.shot, limit,
+                                                       exclude_episode=exclude_episode)
+        elif example is not None and example.image is not None:
+            preview = preview_data_url(example.image.pixels)
+            image = example.image.describe()
+            recommender = context.recommender()
+            with context.embed_lock:
+                vector = recommender.embed_image(example.image.pixels)
+            hits = recommender.shots_like(vector, limit)
+    except HTTPException as exc:
+        if exc.code == 404:
+            raise
+        error, status = exc.description or exc.name, exc.code or 400
+    except RecommendError as exc:
+        error, status = str(exc), 409
+    return render_template("similar.html", shot=shot, preview=preview, image=image, hits=hits,
+                           error=error, exclude_episode=exclude_episode, limit=limit,
+                           accept=ACCEPT, searched=example is not None), status

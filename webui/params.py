@@ -61,3 +61,20 @@ def date_arg(name: str) -> dt.date | None:
 
 def flag_arg(name: str) -> bool:
     return request.args.get(name, "") in ("1", "true", "on", "yes")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def bool_arg(name: str, default: bool = False) -> bool:
+    """A strict boolean parameter: true/false (also 1/0, yes/no, on/off); else a 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadParameter(f"{name} must be true or false, got {raw[:40]!r}")

@@ -1,4 +1,5 @@
-// tvindex web UI: query autocompletion, form niceties, and the player's seeking and timeline.
+// tvindex web UI: query autocompletion, form niceties, search by picture, and the player's
+// seeking and timeline.
 // Plain JavaScript, no build step, no inline scripts (the CSP forbids them): pages pass data
 // in data-* attributes.
 "use strict";
@@ -21,6 +22,37 @@
         if (form.q.value.trim() || form.programme.value) form.requestSubmit();
       });
     }
+  }
+
+  // ---- search by picture ------------------------------------------------------------------
+  // The server checks everything again; this only saves uploading a file that is too large.
+  const upload = document.getElementById("upload-form");
+  if (upload) {
+    const file = upload.querySelector("input[type=file]");
+    const note = document.getElementById("upload-note");
+    const button = upload.querySelector("button[type=submit]");
+    const maxBytes = parseInt(upload.dataset.maxBytes || "0", 10);
+    const defaultNote = note ? note.textContent : "";
+    file.addEventListener("change", function () {
+      const chosen = file.files && file.files[0];
+      const tooLarge = chosen && maxBytes > 0 && chosen.size > maxBytes;
+      button.disabled = Boolean(tooLarge);
+      if (note) {
+        note.classList.toggle("is-error", Boolean(tooLarge));
+        note.textContent = tooLarge
+          ? "This file is " + (chosen.size / 1048576).toFixed(1) + " MB: over the limit. " + defaultNote
+          : defaultNote;
+      }
+    });
+    upload.addEventListener("submit", function () {
+      button.disabled = true;
+      button.textContent = "Searching…";
+    });
+    // Back from the results page: the form is usable again.
+    window.addEventListener("pageshow", function () {
+      button.disabled = false;
+      button.textContent = "Find similar shots";
+    });
   }
 
   // ---- autocompletion ---------------------------------------------------------------------
@@ -139,6 +171,14 @@
     document.querySelectorAll("[data-index]").forEach(function (el) {
       el.classList.toggle("is-current", el.dataset.index === current);
     });
+    // The side panel's "shots like this one" follows the current shot.
+    const similar = document.getElementById("current-similar");
+    const card = current !== null ? document.getElementById("shot-" + current) : null;
+    const action = card && card.parentElement.querySelector(".similar-action");
+    if (similar && action) {
+      similar.href = action.getAttribute("href");
+      similar.textContent = "Shots like shot " + current;
+    }
   }
 
   if (video) {
