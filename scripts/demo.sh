@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one-shot demo: index the demo catalogue (demo/catalogue.csv, the shared sample footage cut
-# into 5 programmes / 11 episodes) with the two offline teachers, then answer a few queries.
+# into 5 programmes / 11 episodes) with the two offline teachers, then answer a few queries,
+# recommendations and a query by example.
 # Run through `make demo`, which sets up the environment first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +22,8 @@ run search "object:bicycle" --level shot --limit 3
 run search "object:person" --level programme --limit 3
 run search 'object:car -object:person programme:"Ciutat en bici"' --level shot --limit 3
 run labels --set coco80 --match bi
+run vectors status
+run similar programme la-placa --limit 3
+run similar shot bici-01@2 --limit 3
+run similar image "$TVINDEX_SHARED_DIR/media/images/dog.jpg" --limit 3
 run tag "$TVINDEX_SHARED_DIR/media/video/bikes.mp4" --sampling shots --top 5 --no-progress

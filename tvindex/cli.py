@@ -15,7 +15,8 @@ import sys
 
 from tvindex import __version__
 
-COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "serve", "train")
+COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "similar", "vectors",
+            "serve", "train", "report")
 
 
 class UserError(Exception):

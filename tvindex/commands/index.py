@@ -42,19 +42,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.indexing import run_index
     from indexer.taggers import create_tagger
     from search.store import open_store
+    from search.vector_catalogue import VectorCatalogue
 
     catalogue = load_catalogue(args.source)
     taggers = [create_tagger(name, settings) for name in settings.taggers.active]
     with open_store(settings) as store:
         report = run_index(catalogue, store, taggers, settings, force=args.force,
                            shard=args.shard, progress=not args.no_progress)
+        # Keep the vector indexes (similar shots, query by example) in step with the store.
+        vectors = VectorCatalogue.from_settings(store, settings).sync()
+    report_vectors = vectors.to_dict()
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+        print(json.dumps(report.to_dict() | {"vectors": report_vectors}, indent=1))
     else:
         r = report.to_dict()
         print(f"indexed {r['indexed']}, unchanged {r['skipped']}, failed {len(r['failed'])}; "
               f"{r['frames']} frames in {r['seconds']} s "
-              f"({r['frames_per_s'] or 0} frames/s)")
+              f"({r['frames_per_s'] or 0} frames/s); vectors: "
+              + ", ".join(f"{n} {level}s" for level, n in report_vectors["counts"].items()))
         for ep, why in report.failed.items():
             print(f"  failed {ep}: {why}", file=sys.stderr)
     return 0

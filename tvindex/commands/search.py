@@ -31,7 +31,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"{page.total} {args.level}(s) match; showing {page.offset + 1 if page.hits else 0}"
           f"-{page.offset + len(page.hits)}")
-    for n, h in enumerate(page.hits, page.offset + 1):
+    print_hits(page.hits, page.offset + 1)
+    return 0
+
+
+def print_hits(hits, first: int = 1) -> None:
+    """One line per hit (rank, score, id, where) and a line of evidence."""
+    for n, h in enumerate(hits, first):
         where = h.programme_title
         if h.episode_id:
             where += f" / {h.episode_title or h.episode_id}"
@@ -42,4 +48,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{n:3d}. {h.score:.3f}  {h.id}  {where}")
         if ev:
             print(f"       {ev}")
-    return 0

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)  # never in debug mode: tracebacks stay in the log
     server = create_server(
         app, host=server_cfg.host, port=server_cfg.port, threads=server_cfg.threads,
-        max_request_body_size=server_cfg.max_request_bytes,
+        # Image uploads (POST /api/v1/similar) may be larger; the app bounds every route.
+        max_request_body_size=max(server_cfg.max_request_bytes, server_cfg.max_upload_bytes),
         max_request_header_size=64 * 1024, ident="tvindex", clear_untrusted_proxy_headers=True)
     host = server_cfg.host
     url_host = f"[{host}]" if ":" in host else host

@@ -1,0 +1,327 @@
+"""Recommendations: similar programmes, episodes and shots, and query by example.
+
+Two representations of a programme or an episode, both unit vectors:
+
+- its **embedding**: the mean of its frames' unit-length embeddings (the embedding tagger's
+  pooled penultimate features; see ``taggers.embedding``), L2-normalised (from the store);
+- its **label profile**: its label-score vectors weighted TF-IDF-style across the catalogue
+  and L2-normalised per label set, then concatenated and normalised again, so every label set
+  weighs the same and a label present nearly everywhere (``person``) counts less than a
+  distinctive one. For label ``j`` of a set over the N items of the level,
+  ``df_j`` = items whose mean score for ``j`` reaches ``recommend.idf_min_score`` and
+  ``idf_j = ln((1 + N) / (1 + df_j)) + 1`` (scikit-learn's smoothed idf).
+
+**Similarity** of two items = ``(we * cos(embeddings) + wl * cos(profiles)) / (we + wl)``, with
+``we`` = ``recommend.embedding_weight`` and ``wl`` = ``recommend.label_weight``. When an item
+has no embedding (a catalogue indexed with detectors only), the label term alone is used
+(and vice versa). The item itself is never returned; ties break on the id, so answers are
+deterministic. Programmes and episodes are compared exactly against every item of their
+level (a few thousand; their matrices are cached until the store changes); shots go through
+the FAISS shot index (``search/vector_catalogue.py``), millions of them.
+
+**Query by example**: a shot id, or an image embedded by the same tagger that embedded the
+catalogue, gives the nearest shots by cosine of embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.records import Evidence, Hit, Level, parse_shot_id
+from search.store import CatalogueStore, NotFound, StoreError
+from search.vector_catalogue import VectorCatalogue, episode_versions
+
+
+class RecommendError(StoreError):
+    """A recommendation cannot be made (no embeddings, another model); message says why."""
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def tfidf_weights(scores: np.ndarray, min_score: float) -> np.ndarray:
+    """[N, n] mean scores of N items -> idf [n]: ln((1 + N) / (1 + df)) + 1."""
+    n_items = scores.shape[0]
+    df = (np.asarray(scores) >= min_score).sum(axis=0)
+    return np.log((1.0 + n_items) / (1.0 + df)) + 1.0
+
+
+def label_profiles(store: CatalogueStore, level: Level, min_score: float = 0.05
+                   ) -> tuple[list[str], np.ndarray]:
+    """Ids (sorted) and unit TF-IDF label profiles [N, sum of label-set sizes] of every indexed
+    episode or programme. A set an item lacks contributes a zero block."""
+    blocks: list[tuple[dict[str, int], np.ndarray]] = []
+    ids: set[str] = set()
+    for ls in store.label_sets():
+        set_ids, scores = store.vectors(level, ls.name)
+        if not set_ids:
+            continue
+        weighted = l2_rows(scores * tfidf_weights(scores, min_score))
+        blocks.append(({item: i for i, item in enumerate(set_ids)}, weighted))
+        ids.update(set_ids)
+    order = sorted(ids)
+    if not order:
+        return [], np.zeros((0, 0), np.float32)
+    matrix = np.zeros((len(order), sum(b.shape[1] for _, b in blocks)), np.float64)
+    col = 0
+    for index, block in blocks:
+        rows = [(r, index[item]) for r, item in enumerate(order) if item in index]
+        dst, src = zip(*rows)
+        matrix[list(dst), col:col + block.shape[1]] = block[list(src)]
+        col += block.shape[1]
+    return order, l2_rows(matrix).astype(np.float32)
+
+
+@dataclass
+class LevelMatrices:
+    """Everything needed to compare the items of one level, aligned on ``ids``."""
+
+    ids: list[str]
+    position: dict[str, int]
+    embeddings: np.ndarray  # [N, D] unit rows, zeros where an item has none
+    has_embedding: np.ndarray  # [N] bool
+    profiles: np.ndarray  # [N, L] unit rows, zeros where an item has none
+    has_profile: np.ndarray  # [N] bool
+
+
+class Recommender:
+    """Similar items and query by example over one store (and its vector indexes)."""
+
+    def __init__(self, store: CatalogueStore, vectors: VectorCatalogue | None = None, *,
+                 embedding_weight: float = 0.5, label_weight: float = 0.5,
+                 idf_min_score: float = 0.05, embedder: Any = None) -> None:
+        if embedding_weight < 0 or label_weight < 0 or embedding_weight + label_weight <= 0:
+            raise ValueError("weights must be >= 0 and not both 0")
+        self.store = store
+        self.vectors = vectors
+        self.embedding_weight = float(embedding_weight)
+        self.label_weight = float(label_weight)
+        self.idf_min_score = float(idf_min_score)
+        self._embedder = embedder
+        self._embedder_factory = None
+        self._lock = threading.Lock()
+        self._cache: dict[Level, tuple[str, LevelMatrices]] = {}
+
+    @classmethod
+    def from_settings(cls, store: CatalogueStore, settings: Any,
+                      vectors: VectorCatalogue | None = None) -> Recommender:
+        r = settings.recommend
+        self = cls(store, vectors or VectorCatalogue.from_settings(store, settings),
+                   embedding_weight=r.embedding_weight, label_weight=r.label_weight,
+                   idf_min_score=r.idf_min_score)
+        self._embedder_factory = lambda: _build_embedder(settings)
+        return self
+
+    # --- programmes and episodes ---------------------------------------------------------
+    def _state_key(self) -> str:
+        versions = episode_versions(self.store)
+        blob = json.dumps([sorted(versions.items()), self.store.embedding_model()])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def matrices(self, level: Level) -> LevelMatrices:
+        """The level's embeddings and label profiles, cached until the store changes."""
+        if level not in ("episode", "programme"):
+            raise ValueError(f"level must be episode or programme, not {level!r}")
+        key = self._state_key()
+        with self._lock:
+            cached = self._cache.get(level)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        emb_ids, emb = self.store.embeddings(level)
+        prof_ids, prof = label_profiles(self.store, level, self.idf_min_score)
+        ids = sorted(set(emb_ids) | set(prof_ids))
+        position = {item: i for i, item in enumerate(ids)}
+        embeddings = np.zeros((len(ids), emb.shape[1] if emb.size else 0), np.float32)
+        profiles = np.zeros((len(ids), prof.shape[1] if prof.size else 0), np.float32)
+        has_emb = np.zeros(len(ids), bool)
+        has_prof = np.zeros(len(ids), bool)
+        if emb_ids:
+            rows = [position[i] for i in emb_ids]
+            embeddings[rows] = emb
+            has_emb[rows] = True
+        if prof_ids:
+            rows = [position[i] for i in prof_ids]
+            profiles[rows] = prof
+            has_prof[rows] = True
+        result = LevelMatrices(ids, position, embeddings, has_emb, profiles, has_prof)
+        with self._lock:
+            self._cache[level] = (key, result)
+        return result
+
+    def similar(self, level: Level, item_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The ``limit`` items of ``level`` (episode or programme) most similar to
+        ``item_id``, itself excluded, best first: ``[{"id", "similarity",
+        "embedding_similarity", "label_similarity"}]`` (the parts are None when either side
+        lacks that representation). Empty when the item is not indexed."""
+        m = self.matrices(level)
+        row = m.position.get(item_id)
+        if row is None:
+            return []
+        emb_sim = m.embeddings @ m.embeddings[row] if m.has_embedding[row] else None
+        prof_sim = m.profiles @ m.profiles[row] if m.has_profile[row] else None
+        out = []
+        for i, other in enumerate(m.ids):
+            if i == row:
+                continue
+            e = float(emb_sim[i]) if emb_sim is not None and m.has_embedding[i] else None
+            p = float(prof_sim[i]) if prof_sim is not None and m.has_profile[i] else None
+            total = self.blend(e, p)
+            if total is None:
+                continue
+            out.append((-total, other, e, p))
+        out.sort(key=lambda t: (t[0], t[1]))
+        return [{"id": other, "similarity": _round(-neg), "embedding_similarity": _round(e),
+                 "label_similarity": _round(p)} for neg, other, e, p in out[:limit]]
+
+    def blend(self, embedding_sim: float | None, label_sim: float | None) -> float | None:
+        """The documented blend; a missing part drops out with its weight."""
+        parts = [(self.embedding_weight, embedding_sim), (self.label_weight, label_sim)]
+        parts = [(w, s) for w, s in parts if s is not None and w > 0]
+        if not parts:
+            return None
+        return sum(w * s for w, s in parts) / sum(w for w, _ in parts)
+
+    def similar_programmes(self, programme_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Similar programmes with their title and genre. Unknown id: ``NotFound``."""
+        self.store.programme(programme_id)
+        meta = {p["id"]: p for p in self.store.programmes()}
+        return [{**item, "title": meta[item["id"]]["title"], "genre": meta[item["id"]]["genre"]}
+                for item in self.similar("programme", programme_id, limit)
+                if item["id"] in meta]
+
+    def similar_episodes(self, episode_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Similar episodes with titles and programmes. Unknown id: ``NotFound``."""
+        self.store.episode(episode_id)
+        out = []
+        for item in self.similar("episode", episode_id, limit):
+            ep = self.store.episode(item["id"])
+            out.append({**item, "title": ep["title"], "air_date": ep["air_date"],
+                        "programme_id": ep["programme_id"],
+                        "programme_title": ep["programme_title"]})
+        return out
+
+    # --- shots ---------------------------------------------------------------------------
+    def _vectors(self) -> VectorCatalogue:
+        if self.vectors is None:
+            raise RecommendError("no vector index is configured")
+        self.vectors.ensure_current()
+        return self.vectors
+
+    def shot_embedding(self, shot: str) -> np.ndarray:
+        """The stored unit embedding of a shot. Unknown shot: NotFound; none: RecommendError."""
+        episode_id, _ = parse_shot_id(shot)
+        self.store.episode(episode_id)  # NotFound
+        ids, x = self.store.embeddings("shot", [episode_id])
+        try:
+            return x[ids.index(shot)]
+        except ValueError:
+            if shot not in {s["id"] for s in self.store.segments(episode_id)}:
+                raise NotFound(f"unknown shot {shot!r}") from None
+            raise RecommendError(f"shot {shot!r} has no embedding (its episode was indexed "
+                                 "without an embedding tagger; see taggers.embedding)") from None
+
+    def similar_shots(self, shot: str, limit: int = 10,
+                      exclude_episode: bool = False) -> list[Hit]:
+        """The shots nearest to ``shot`` by embedding, itself excluded (and, with
+        ``exclude_episode``, every shot of its own episode)."""
+        query = self.shot_embedding(shot)
+        vectors = self._vectors()
+        exclude = {shot}
+        if exclude_episode:
+            episode_id, _ = parse_shot_id(shot)
+            exclude |= {s["id"] for s in self.store.segments(episode_id)}
+        pairs = vectors.search("shot", query[None, :], limit, exclude)[0]
+        return self.shot_hits(pairs)
+
+    def shots_like(self, vector: np.ndarray, limit: int = 10) -> list[Hit]:
+        """The shots nearest to a unit query embedding (query by example)."""
+        vectors = self._vectors()
+        index = vectors.index("shot")
+        # A picture unlike the catalogue needs more cells scanned (see search/vectors.py).
+        nprobe = min(index.nlist, 4 * index.nprobe) if index.nprobe else None
+        pairs = vectors.search("shot", np.asarray(vector, np.float32)[None, :], limit,
+                               nprobe=nprobe)[0]
+        return self.shot_hits(pairs)
+
+    def embed_image(self, image: np.ndarray) -> np.ndarray:
+        """An RGB image [H, W, 3] uint8 -> the unit embedding the catalogue's shots are
+        comparable with. RecommendError when the catalogue has no embeddings or was embedded
+        by another model than the configured embedding tagger."""
+        model = self.store.embedding_model()
+        if model is None:
+            raise RecommendError("the catalogue has no embeddings: index it with an embedding "
+                                 "tagger (taggers.embedding)")
+        embedder = self.embedder()
+        if embedder is None:
+            raise RecommendError("no embedding tagger is configured (taggers.embedding)")
+        if embedder.identity() != model:
+            raise RecommendError(f"the catalogue was embedded by {model}, but the configured "
+                                 f"embedding tagger is {embedder.identity()}; re-index first")
+        _, features = embedder.predict_with_embeddings([image])
+        v = np.asarray(features[0], np.float64)
+        norm = np.linalg.norm(v)
+        if not np.isfinite(norm) or norm == 0:
+            raise RecommendError("the image gave an empty embedding")
+        return (v / norm).astype(np.float32)
+
+    def embedder(self):
+        """The embedding tagger, built once on first use (it loads a network)."""
+        with self._lock:
+            if self._embedder is None and self._embedder_factory is not None:
+                self._embedder = self._embedder_factory()
+            return self._embedder
+
+    def shot_hits(self, pairs: list[tuple[str, float]]) -> list[Hit]:
+        """(shot id, similarity) pairs -> search hits with times, titles and top labels."""
+        hits = []
+        episodes: dict[str, tuple[dict, dict[str, dict]]] = {}
+        for sid, score in pairs:
+            episode_id, _ = parse_shot_id(sid)
+            if episode_id not in episodes:
+                try:
+                    ep = self.store.episode(episode_id)
+                    segs = {s["id"]: s for s in self.store.segments(episode_id)}
+                except NotFound:
+                    continue  # removed since the index was synced: never show stale ids
+                episodes[episode_id] = (ep, segs)
+            ep, segs = episodes[episode_id]
+            seg = segs.get(sid)
+            if seg is None:
+                continue
+            evidence = [Evidence(name, item["label"], item["score"])
+                        for name, items in seg["top_labels"].items() for item in items[:2]]
+            hits.append(Hit(level="shot", id=sid, score=_round(score) or 0.0,
+                            programme_id=ep["programme_id"],
+                            programme_title=ep["programme_title"], episode_id=episode_id,
+                            episode_title=ep["title"], air_date=ep["air_date"],
+                            start_s=seg["start_s"], end_s=seg["end_s"], time_s=seg["time_s"],
+                            evidence=evidence))
+        return hits
+
+
+def _round(x: float | None) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(min(1.0, max(-1.0, x)), 4)
+
+
+def _build_embedder(settings: Any):
+    """The configured embedding tagger (``taggers.embedding``), or None: the indexer's own
+    rule (``indexer.pipeline.choose_embedder``) applied to the active taggers."""
+    from indexer.pipeline import choose_embedder
+    from indexer.taggers import create_tagger
+
+    if settings.taggers.embedding == "none":
+        return None
+    return choose_embedder([create_tagger(name, settings) for name in settings.taggers.active],
+                           settings)

@@ -1,0 +1,69 @@
+"""``tvindex similar {programme,episode,shot,image} ID_OR_FILE``: recommendations and query by
+example from the command line (the same engine as the API: ``search/recommend.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tvindex.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("similar", help="similar programmes/episodes/shots, or shots like an image")
+    p.add_argument("kind", choices=["programme", "episode", "shot", "image"])
+    p.add_argument("target", help="programme or episode id, shot id EPISODE@INDEX, or an image file")
+    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
+
+
+def _read_image(path: str):
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from tvindex.cli import UserError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UserError(f"{path}: not a readable image ({exc})") from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from search.recommend import Recommender, RecommendError
+    from search.store import NotFound, open_store
+    from tvindex.cli import UserError
+    from tvindex.commands.search import print_hits
+
+    with open_store(settings) as store:
+        rec = Recommender.from_settings(store, settings)
+        try:
+            if args.kind == "programme":
+                items = rec.similar_programmes(args.target, args.limit)
+            elif args.kind == "episode":
+                items = rec.similar_episodes(args.target, args.limit)
+            elif args.kind == "shot":
+                items = rec.similar_shots(args.target, args.limit)
+            else:
+                items = rec.shots_like(rec.embed_image(_read_image(args.target)), args.limit)
+        except (NotFound, RecommendError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+    if args.kind in ("shot", "image"):
+        if args.json:
+            print(json.dumps([h.to_dict() for h in items], indent=1))
+        else:
+            print_hits(items)
+        return 0
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return 0
+    for n, item in enumerate(items, 1):
+        parts = "/".join("-" if v is None else f"{v:.2f}"
+                         for v in (item["embedding_similarity"], item["label_similarity"]))
+        print(f"{n:3d}. {item['similarity']:.3f}  {item['id']}  {item['title']}  "
+              f"(embedding/labels {parts})")
+    return 0
