@@ -21,6 +21,27 @@ Label fields, for every label the store keeps (``keep_mask``), keyed by the glob
   exact float32, which the ranking query reads with ``field_value_factor``;
 - ``s`` (object, not indexed): the exact scores, read back to re-score hits exactly.
 
+Embeddings (mapping version 2), on episode and shot documents:
+
+- ``embedding`` (binary): the mean of the frames' unit embeddings, float32 little-endian,
+  base64 (not renormalised; ``CatalogueStore.embeddings`` normalises on read);
+- ``embedding_model`` (keyword): the embedding tagger's identity, also on shots so that
+  reading one model's shot embeddings is a server-side filter;
+- episodes only: ``embedding_frames`` (integer, the episode's weight in its programme's
+  mean) and ``embedding_at`` (long, ns since the epoch: the latest names the store's
+  ``embedding_model()``).
+
+Why ``binary`` and not ``dense_vector`` with ``index: false`` (which the emulator accepts):
+nothing searches vectors in the cluster (similarity search is FAISS, built from a full read
+of the embeddings), and that full read is the cost that matters. A ``dense_vector`` comes
+back as a JSON array of numbers: at 1 280 dimensions a page of 500 shots is 14 MB of JSON
+that takes the client 260 ms to parse (about 9 minutes per million shots, before transfer),
+against 3.4 MB and 25 ms as base64 (about 50 s per million). A ``dense_vector`` also fixes
+its dimension on the first document, so re-indexing in place with a new embedding model of
+another size would be refused document by document; bytes have no dimension in the mapping
+(a model's dimension is checked on read). Programme embeddings are not stored: they are the
+frame-weighted mean of the episodes', computed on read.
+
 Titles and descriptions are ``text`` with Catalan, Spanish and English sub-fields.
 A change of anything here bumps ``MAPPING_VERSION``: the store then copies each index into a
 new one and swaps the alias in one atomic call, so searches never see a half-built index.
@@ -30,7 +51,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2
 KINDS = ("meta", "programmes", "episodes", "shots")
 FIELD_LIMIT = 10_000  # 2 float fields per label: imagenet1k + places365 + coco80 fit easily
 
@@ -80,6 +101,8 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "gen": _KW, "pending_gen": _KW, "dirty": {"type": "boolean"},
         "dirty_since": {"type": "date"},
         "vectors": _VECTORS, **_LABEL_FIELDS,
+        "embedding": {"type": "binary"}, "embedding_model": _KW,
+        "embedding_frames": {"type": "integer"}, "embedding_at": {"type": "long"},
     },
     "shots": {
         "episode_id": _KW, "programme_id": _KW, "genre_lc": _KW,
@@ -89,6 +112,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "time_s": {"type": "double"}, "n_frames": {"type": "integer"},
         "top": {"type": "object", "enabled": False},
         "thumbnail": {"type": "binary"},
+        "embedding": {"type": "binary"}, "embedding_model": _KW,
         **_LABEL_FIELDS,
     },
 }

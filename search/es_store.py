@@ -35,6 +35,11 @@ change which hits belong to the requested page, then re-scores them exactly with
 by insertion order (programme/episode
 ``seq``, then shot index), as SQLite's row keys do.
 
+**Embeddings** (mapping version 2, see ``es_mappings``): each shot document carries its
+segment's mean embedding and the model's identity, and the episode document (written by the
+same commit) the episode's, so they are replaced, hidden and dropped exactly like the label
+fields. Programme embeddings are computed on read from the episodes'.
+
 **Model and mapping changes**: :meth:`EsStore.rebuilding` builds a fresh set of indices while
 searches keep reading the current ones, then swaps every alias in one ``_aliases`` call; a
 newer ``MAPPING_VERSION`` copies each index (``_reindex``) and swaps its alias on open.
@@ -69,17 +74,27 @@ from search.records import (
     ProgrammeRecord,
     shot_id,
 )
-from search.store import CatalogueStore, NotFound, StoreError, keep_mask
+from search.store import (
+    CatalogueStore,
+    NotFound,
+    StoreError,
+    embedding_frames,
+    episode_embeddings,
+    keep_mask,
+    no_embeddings,
+    normalise_rows,
+)
 
 log = logging.getLogger(__name__)
 SCAN_PAGE = 1000
+MAX_TERMS = 10_000  # ids in one terms filter (the cluster's default limit is 65 536)
 ABANDONED_WRITE_S = 3600  # an episode write takes seconds to minutes; older ones were abandoned
 EPISODE_META = ("id", "programme_id", "title", "media_path", "air_date", "description",
                 "start_s", "end_s", "genre_lc", "seq")
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _b64(a: np.ndarray) -> str:
@@ -103,11 +118,19 @@ def generation(tags: EpisodeTags) -> str:
             h.update(np.ascontiguousarray(st.score, np.float32).tobytes())
             h.update(np.ascontiguousarray(st.coverage, np.float32).tobytes())
 
+    # Embeddings count only when the episode has some, so tags without any keep the
+    # generation they had before embeddings were stored.
+    embedded = tags.embedding is not None
     for seg in tags.segments:
         h.update(f"|{seg.index}|{seg.start_s}|{seg.end_s}|{seg.time_s}|".encode())
         stats(seg.stats)
         h.update(hashlib.sha256(seg.thumbnail or b"").digest())
+        if embedded and seg.embedding is not None:
+            h.update(b"|e|" + np.ascontiguousarray(seg.embedding, np.float32).tobytes())
     stats(tags.stats)
+    if embedded:
+        h.update(f"|{tags.embedding_model}|".encode())
+        h.update(np.ascontiguousarray(tags.embedding, np.float32).tobytes())
     return h.hexdigest()
 
 
@@ -556,6 +579,8 @@ class EsStore(EsSearch, CatalogueStore):
         missing = set(tags.stats) - set(first)
         if missing:
             raise StoreError(f"label sets not registered: {sorted(missing)}")
+        embedded = episode_embeddings(tags)
+        seg_emb = dict(embedded[1]) if embedded is not None else {}
         gen = generation(tags)
         eid = tags.episode_id
         ep_keep = {name: keep_mask(st, self.min_score, self.top_k)
@@ -581,12 +606,21 @@ class EsStore(EsSearch, CatalogueStore):
                         "thumbnail": base64.b64encode(seg.thumbnail).decode("ascii")
                         if seg.thumbnail else None,
                         **_label_fields(seg.stats, first, self.min_score, self.top_k, ep_keep)}
+                if seg.index in seg_emb:
+                    body["embedding"] = _b64(seg_emb[seg.index])
+                    body["embedding_model"] = tags.embedding_model
                 yield ({"index": {"_index": self._idx["shots"],
                                   "_id": f"{shot_id(eid, seg.index)}#{gen}"}}, body)
 
         self.client.bulk(shot_docs(), f"write shots of {eid}", refresh=True)
         # 3. commit: one document write
         n_frames = max((st.n_frames for st in tags.stats.values()), default=0)
+        emb_fields: dict[str, Any] = {}
+        if embedded is not None:
+            emb_fields = {"embedding": _b64(embedded[0]),
+                          "embedding_model": tags.embedding_model,
+                          "embedding_frames": embedding_frames(tags),
+                          "embedding_at": time.time_ns()}
         self._flag_programme(src["programme_id"])
         self._commit_episode(eid, marked["_seq_no"], marked["_primary_term"], {
             "status": "indexed", "fingerprint": tags.fingerprint,
@@ -596,7 +630,7 @@ class EsStore(EsSearch, CatalogueStore):
             "n_segments": len(tags.segments), "sampling": tags.sampling,
             "gen": gen, "pending_gen": gen, "dirty": True,
             **_label_fields(tags.stats, first, self.min_score, self.top_k),
-            "vectors": _vectors(tags.stats)})
+            "vectors": _vectors(tags.stats), **emb_fields})
         # 4. clean up and recompute the programme
         self._finish(eid, gen, src["programme_id"])
 
@@ -853,3 +887,121 @@ class EsStore(EsSearch, CatalogueStore):
         if not rows:
             return [], np.zeros((0, 0), np.float32)
         return ids, np.stack(rows)
+
+    # --- embeddings ----------------------------------------------------------------------
+    def embedding_model(self) -> str | None:
+        resp = self._call("read embedding model", self.es.search, index=self._idx["episodes"],
+                          query={"bool": {"filter": [{"term": {"status": "indexed"}},
+                                                     {"exists": {"field": "embedding_model"}}]}},
+                          sort=[{"embedding_at": "desc"}, {"id": "desc"}], size=1,
+                          source=["embedding_model"], track_total_hits=False)
+        hits = resp["hits"]["hits"]
+        return hits[0]["_source"]["embedding_model"] if hits else None
+
+    def embeddings(self, level: Level, episode_ids: Sequence[str] | None = None
+                   ) -> tuple[list[str], np.ndarray]:
+        """See ``CatalogueStore.embeddings``. Episodes and programmes come from one scan of
+        the indexed episodes of the current model (programmes: frame-weighted means computed
+        here); shots from a ``search_after`` scan of the shots of that model reading only
+        ``episode_id``, ``index``, ``gen`` and ``embedding``, minus the generations their
+        episodes have not committed (as searches hide them)."""
+        if level not in ("shot", "episode", "programme"):
+            raise StoreError(f"unknown level {level!r}")
+        model = self.embedding_model()
+        if model is None:
+            return no_embeddings()
+        wanted = None if episode_ids is None else sorted(set(episode_ids))
+        if wanted is not None and not wanted:
+            return no_embeddings()
+        clauses: list[dict[str, Any]] = [{"term": {"status": "indexed"}},
+                                         {"term": {"embedding_model": model}}]
+        if level == "programme":
+            if wanted is not None:
+                progs = sorted({src["programme_id"] for src in self._mget(
+                    "episodes", wanted, ["programme_id"]).values()})
+                if not progs:
+                    return no_embeddings()
+                clauses.append({"terms": {"programme_id": progs}})
+            return self._programme_embeddings(clauses)
+        # Longer id lists than a terms query takes (65 536 by default) filter here instead.
+        keep = set(wanted) if wanted is not None and len(wanted) > MAX_TERMS else None
+        if wanted is not None and keep is None:
+            clauses.append({"terms": {"id": wanted}})
+        if level == "episode":
+            ids, rows = [], []
+            for hit in self._scan("episodes", {"bool": {"filter": clauses}}, [{"id": "asc"}],
+                                  ["id", "embedding"]):
+                if keep is None or hit["_source"]["id"] in keep:
+                    ids.append(hit["_source"]["id"])
+                    rows.append(_unb64(hit["_source"]["embedding"]))
+            return ids, self._matrix(rows, model)
+        committed = {h["_source"]["id"]: h["_source"]["gen"] for h in self._scan(
+            "episodes", {"bool": {"filter": clauses}}, [{"id": "asc"}], ["id", "gen"])
+            if keep is None or h["_source"]["id"] in keep}
+        if not committed:
+            return no_embeddings()
+        shot_filter: list[dict[str, Any]] = [{"term": {"embedding_model": model}}]
+        if wanted is not None and len(committed) <= MAX_TERMS:
+            shot_filter.append({"terms": {"episode_id": sorted(committed)}})
+        query = {"bool": {"filter": shot_filter, "must_not": self._hidden_shots()}}
+        # Preallocate for the count; a concurrent write may change it (then grow or trim).
+        expected = int(self._call("count shots", self.es.count, index=self._idx["shots"],
+                                  query=query)["count"])
+        names: list[str] = []
+        out: np.ndarray | None = None
+        extra: list[np.ndarray] = []
+        d = 0
+        # (episode id, index) is unique among visible shots; gen breaks ties with a
+        # generation written while the scan runs, so search_after never skips a document.
+        for hit in self._scan("shots", query, [{"episode_id": "asc"}, {"index": "asc"},
+                                                {"gen": "asc"}],
+                              ["episode_id", "index", "gen", "embedding"]):
+            src = hit["_source"]
+            if committed.get(src["episode_id"]) != src.get("gen") or not src.get("embedding"):
+                continue
+            v = _unb64(src["embedding"])
+            if out is None:
+                d = v.size
+                out = np.empty((expected, d), np.float32)
+            if v.size != d:
+                raise StoreError(f"shot {shot_id(src['episode_id'], src['index'])}: embedding "
+                                 f"of dimension {v.size}, model {model!r} has {d}")
+            if len(names) < expected:
+                out[len(names)] = v
+            else:
+                extra.append(v)
+            names.append(shot_id(src["episode_id"], int(src["index"])))
+        if out is None:
+            return no_embeddings()
+        if extra:
+            out = np.concatenate([out, np.stack(extra)])
+        elif len(names) < expected:
+            out = out[:len(names)].copy()
+        return names, normalise_rows(out)
+
+    def _programme_embeddings(self, clauses: list[dict[str, Any]]
+                              ) -> tuple[list[str], np.ndarray]:
+        ids: list[str] = []
+        sums: list[np.ndarray] = []
+        for hit in self._scan("episodes", {"bool": {"filter": clauses}},
+                              [{"programme_id": "asc"}, {"id": "asc"}],
+                              ["programme_id", "embedding", "embedding_frames"]):
+            src = hit["_source"]
+            v = _unb64(src["embedding"]).astype(np.float64)
+            if sums and v.size != sums[0].size:
+                raise StoreError("episode embeddings of one model have different dimensions")
+            if not ids or ids[-1] != src["programme_id"]:
+                ids.append(src["programme_id"])
+                sums.append(np.zeros(v.size, np.float64))
+            sums[-1] += int(src.get("embedding_frames") or 1) * v
+        if not ids:
+            return no_embeddings()
+        return ids, normalise_rows(np.stack(sums).astype(np.float32))
+
+    @staticmethod
+    def _matrix(rows: list[np.ndarray], model: str) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, 0), np.float32)
+        if len({r.size for r in rows}) > 1:
+            raise StoreError(f"embeddings of model {model!r} have different dimensions")
+        return normalise_rows(np.stack(rows))

@@ -10,7 +10,18 @@ Layout (schema version in ``meta``; forward migrations in ``MIGRATIONS``):
   thousand rows;
 - episode_vectors / programme_vectors: dense float32 score and coverage vectors per label set
   (programme aggregates are recomputed exactly from their episodes' vectors);
-- episode_labels / programme_labels: the kept labels as rows, for ranking at those levels.
+- episode_labels / programme_labels: the kept labels as rows, for ranking at those levels;
+- episode_embeddings (schema 2): per episode, the mean of its frames' unit embeddings [D]
+  float32 (not renormalised), the embedding model's identity, D, the frame count that weighs
+  it in its programme, and ``seq`` (the store generation of its write: the most recent one
+  names ``embedding_model()``);
+- segment_embeddings (schema 2): per episode, all its segments' mean embeddings as one packed
+  blob ([S, D] float32, rows in segment order) with their segment indices (uint32), like the
+  postings: replacing an episode is one DELETE, and reading a million shots' embeddings a few
+  thousand rows copied into one preallocated array.
+Programme embeddings are not stored: ``embeddings("programme")`` computes the frame-weighted
+mean over the indexed episodes' rows of the current model on read (a few thousand rows), so
+they can never be stale, whatever model each episode was embedded with.
 Every write of one episode happens in one transaction. User text only ever reaches SQL as
 bound parameters.
 """
@@ -44,9 +55,18 @@ from search.records import (
     shot_id,
 )
 from search.shot_columns import ShotColumnCache
-from search.store import CatalogueStore, NotFound, StoreError, keep_mask
+from search.store import (
+    CatalogueStore,
+    NotFound,
+    StoreError,
+    embedding_frames,
+    episode_embeddings,
+    keep_mask,
+    no_embeddings,
+    normalise_rows,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index
 
 MIGRATIONS: dict[int, str] = {
@@ -95,6 +115,14 @@ MIGRATIONS: dict[int, str] = {
         label_id INTEGER NOT NULL, programme_key INTEGER NOT NULL, score REAL NOT NULL,
         coverage REAL NOT NULL, PRIMARY KEY (label_id, programme_key)) WITHOUT ROWID;
     CREATE INDEX programme_labels_programme ON programme_labels(programme_key);
+    """,
+    2: """
+    CREATE TABLE episode_embeddings (
+        episode_key INTEGER PRIMARY KEY, model TEXT NOT NULL, dims INTEGER NOT NULL,
+        n_frames INTEGER NOT NULL, seq INTEGER NOT NULL, vector BLOB NOT NULL);
+    CREATE INDEX episode_embeddings_model ON episode_embeddings(model, seq);
+    CREATE TABLE segment_embeddings (
+        episode_key INTEGER PRIMARY KEY, idx BLOB NOT NULL, vectors BLOB NOT NULL);
     """,
 }
 
@@ -248,7 +276,8 @@ class SqliteStore(CatalogueStore):
         return row[0], row[1]
 
     def _delete_episode_tags(self, db: sqlite3.Connection, key: int) -> None:
-        for table in ("segments", "segment_postings", "episode_vectors", "episode_labels"):
+        for table in ("segments", "segment_postings", "episode_vectors", "episode_labels",
+                      "episode_embeddings", "segment_embeddings"):
             db.execute(f"DELETE FROM {table} WHERE episode_key=?", (key,))  # noqa: S608
 
     def write_episode(self, tags: EpisodeTags) -> None:
@@ -258,7 +287,19 @@ class SqliteStore(CatalogueStore):
             missing = set(tags.stats) - set(sets)
             if missing:
                 raise StoreError(f"label sets not registered: {sorted(missing)}")
+            embedded = episode_embeddings(tags)
             self._delete_episode_tags(db, key)
+            if embedded is not None:
+                vector, segs = embedded
+                seq = int(db.execute("SELECT value FROM meta WHERE key='generation'")
+                          .fetchone()[0])
+                db.execute("INSERT INTO episode_embeddings VALUES (?,?,?,?,?,?)",
+                           (key, tags.embedding_model, vector.size, embedding_frames(tags),
+                            seq, vector.tobytes()))
+                if segs:
+                    db.execute("INSERT INTO segment_embeddings VALUES (?,?,?)",
+                               (key, np.asarray([i for i, _ in segs], np.uint32).tobytes(),
+                                np.stack([v for _, v in segs]).tobytes()))
             n_frames = 0
             seg_rows = []
             for seg in tags.segments:
@@ -304,7 +345,7 @@ class SqliteStore(CatalogueStore):
                 "error=NULL, indexed_at=?, duration_s=?, n_frames=?, n_segments=?, sampling=? "
                 "WHERE key=?",
                 (tags.fingerprint, tags.config_version,
-                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), tags.duration_s,
+                 dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), tags.duration_s,
                  n_frames, len(tags.segments), tags.sampling, key))
             self._refresh_programme(db, prog_key, sets)
 
@@ -510,6 +551,95 @@ class SqliteStore(CatalogueStore):
         if not rows:
             return [], np.zeros((0, 0), np.float32)
         return [r[0] for r in rows], np.stack([_f32(r[1]) for r in rows])
+
+    # --- embeddings ----------------------------------------------------------------------
+    def embedding_model(self) -> str | None:
+        row = self.db.execute(
+            "SELECT ee.model FROM episode_embeddings ee JOIN episodes e "
+            "ON e.key = ee.episode_key AND e.status = 'indexed' "
+            "ORDER BY ee.seq DESC, ee.episode_key DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def embeddings(self, level: Level, episode_ids: Sequence[str] | None = None
+                   ) -> tuple[list[str], np.ndarray]:
+        if level not in ("shot", "episode", "programme"):
+            raise StoreError(f"unknown level {level!r}")
+        db = self.db
+        # One read transaction: the model, the count and the rows agree under a writer.
+        db.execute("BEGIN")
+        try:
+            return self._embeddings(db, level, episode_ids)
+        finally:
+            db.execute("COMMIT")
+
+    def _embeddings(self, db: sqlite3.Connection, level: Level,
+                    episode_ids: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
+        model = self.embedding_model()
+        if model is None:
+            return no_embeddings()
+        # The filter as one JSON parameter: no limit on the number of ids.
+        where, params = "e.status = 'indexed' AND ee.model = ?", [model]
+        if episode_ids is not None:
+            only = json.dumps(list(episode_ids))
+            if level == "programme":
+                where += (" AND e.programme_key IN (SELECT programme_key FROM episodes "
+                          "WHERE id IN (SELECT value FROM json_each(?)))")
+            else:
+                where += " AND e.id IN (SELECT value FROM json_each(?))"
+            params.append(only)
+        dims = [r[0] for r in db.execute(
+            f"SELECT DISTINCT ee.dims FROM episode_embeddings ee JOIN episodes e "  # noqa: S608
+            f"ON e.key = ee.episode_key WHERE {where}", params)]
+        if not dims:
+            return no_embeddings()
+        if len(dims) > 1:
+            raise StoreError(f"embedding model {model!r} has rows of {len(dims)} different "
+                             f"dimensions {sorted(dims)}; re-index its episodes")
+        d = dims[0]
+        if level == "episode":
+            rows = db.execute(
+                f"SELECT e.id, ee.vector FROM episode_embeddings ee JOIN episodes e "  # noqa: S608
+                f"ON e.key = ee.episode_key WHERE {where} ORDER BY e.id", params).fetchall()
+            out = np.empty((len(rows), d), np.float32)
+            for j, (_, blob) in enumerate(rows):
+                out[j] = _f32(blob)
+            return [r[0] for r in rows], normalise_rows(out)
+        if level == "programme":
+            ids: list[str] = []
+            sums: list[np.ndarray] = []
+            for pid, n, blob in db.execute(
+                    f"SELECT p.id, ee.n_frames, ee.vector FROM episode_embeddings ee "  # noqa: S608
+                    f"JOIN episodes e ON e.key = ee.episode_key JOIN programmes p "
+                    f"ON p.key = e.programme_key WHERE {where} ORDER BY p.id", params):
+                if not ids or ids[-1] != pid:
+                    ids.append(pid)
+                    sums.append(np.zeros(d, np.float64))
+                sums[-1] += n * _f32(blob).astype(np.float64)
+            return ids, normalise_rows(np.stack(sums).astype(np.float32))
+        # Shots: the episodes in id order first (small rows: sorting rows that carry the
+        # blobs would copy them all through a temporary b-tree), the count from the blob
+        # lengths (kept in the record headers), then every episode's packed block by its
+        # key, copied into one preallocated array.
+        episodes = db.execute(
+            f"SELECT e.key, e.id, length(se.idx) / 4 FROM segment_embeddings se "  # noqa: S608
+            f"JOIN episode_embeddings ee ON ee.episode_key = se.episode_key "
+            f"JOIN episodes e ON e.key = se.episode_key WHERE {where} ORDER BY e.id",
+            params).fetchall()
+        out = np.empty((sum(n for _, _, n in episodes), d), np.float32)
+        names: list[str] = []
+        at = 0
+        for key, eid, n in episodes:
+            idx_blob, blob = db.execute("SELECT idx, vectors FROM segment_embeddings "
+                                        "WHERE episode_key=?", (key,)).fetchone()
+            idx = np.frombuffer(idx_blob, np.uint32)
+            block = _f32(blob)
+            if idx.size != n or block.size != n * d:
+                raise StoreError(f"episode {eid}: stored segment embeddings do not match "
+                                 f"their {idx.size} indices of dimension {d}")
+            out[at:at + n] = block.reshape(n, d)
+            at += n
+            names.extend(f"{eid}@{i}" for i in idx.tolist())
+        return names, normalise_rows(out)
 
     # --- search --------------------------------------------------------------------------
     def _allowed(self, query: Any, level: Level) -> np.ndarray | None:

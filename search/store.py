@@ -119,6 +119,29 @@ class CatalogueStore(ABC):
         """Ids and score vectors [N, n_labels] of every item of a level (episode/programme)."""
 
     @abstractmethod
+    def embedding_model(self) -> str | None:
+        """Identity of the tagger whose embeddings the store serves: the model of the most
+        recently written episode that has embeddings (None when no episode has any). Items
+        embedded by another model (mid-way through a re-index after a model change) are left
+        out of ``embeddings`` until they are re-indexed."""
+
+    @abstractmethod
+    def embeddings(self, level: Level, episode_ids: Sequence[str] | None = None
+                   ) -> tuple[list[str], np.ndarray]:
+        """Ids and L2-normalised float32 embeddings [N, D] of the indexed items of a level
+        that have one from ``embedding_model()``, ordered by id (shots by episode id, then
+        index; shot ids are "EPISODE@INDEX"). Episodes are the mean of their frames' unit
+        embeddings, programmes the frame-weighted mean over their episodes, then normalised.
+        ``episode_ids`` restricts shots and episodes to those episodes (programmes: to the
+        programmes of those episodes). Nothing stored: ``([], zeros((0, 0)))``.
+
+        In detail, for every backend: ids sorted by code point (SQLite's BINARY collation and
+        Elasticsearch's keyword order agree), shots by (episode id, integer index); an
+        episode's weight in its programme is ``embedding_frames(tags)``; a row of zeros stays
+        zeros (never NaN); no row at all (nothing stored, or nothing matches the filter)
+        gives ``([], zeros((0, 0)))``."""
+
+    @abstractmethod
     def search(self, query: Any, level: Level = "shot", limit: int = 20,
                offset: int = 0) -> SearchPage:
         """Run a resolved query (``search.query.ResolvedQuery``)."""
@@ -146,6 +169,58 @@ class CatalogueStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def no_embeddings() -> tuple[list[str], np.ndarray]:
+    return [], np.zeros((0, 0), np.float32)
+
+
+def normalise_rows(m: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """L2-normalise the rows of ``m`` (float32 [N, D]) in place; rows of zeros stay zeros.
+    By chunks of rows, without an [N, D] temporary (``np.linalg.norm`` makes one, and is
+    ~30x slower on a million rows)."""
+    for lo in range(0, len(m), chunk):
+        c = m[lo:lo + chunk]
+        norms = np.sqrt(np.einsum("ij,ij->i", c, c))[:, None]
+        np.divide(c, norms, out=c, where=norms > 0)
+    return m
+
+
+def embedding_frames(tags: EpisodeTags) -> int:
+    """The weight of an episode's embedding in its programme's: its frame count (the largest
+    label set's, as the episode's ``n_frames``), else its segment count; at least 1."""
+    n = max((st.n_frames for st in tags.stats.values()), default=0)
+    return max(int(n) or len(tags.segments), 1)
+
+
+def episode_embeddings(tags: EpisodeTags
+                       ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]] | None:
+    """What a backend stores of an episode's embeddings: the episode's [D] float32 mean and
+    its segments' ``(index, [D] mean)`` sorted by index (segments without one left out); None
+    when the episode has none (``tags.embedding`` None: segment embeddings are then ignored).
+    Raises StoreError for an embedding without a model, mixed dimensions or non-finite
+    values."""
+    if tags.embedding is None:
+        return None
+    if not tags.embedding_model:
+        raise StoreError(f"episode {tags.episode_id}: embeddings without an embedding_model")
+    ep = np.ascontiguousarray(tags.embedding, np.float32)
+    if ep.ndim != 1 or ep.size == 0:
+        raise StoreError(f"episode {tags.episode_id}: embedding must be a non-empty [D] "
+                         f"vector, not shape {ep.shape}")
+    segs = []
+    for s in tags.segments:
+        if s.embedding is None:
+            continue
+        v = np.ascontiguousarray(s.embedding, np.float32)
+        if v.shape != ep.shape:
+            raise StoreError(f"episode {tags.episode_id}: segment {s.index} embedding has shape "
+                             f"{v.shape}, the episode's {ep.shape}")
+        segs.append((int(s.index), v))
+    segs.sort(key=lambda x: x[0])
+    if not np.isfinite(ep).all() or any(not np.isfinite(v).all() for _, v in segs):
+        raise StoreError(f"episode {tags.episode_id}: non-finite embedding values")
+    return ep, segs
 
 
 def hit_sort_key(hit: Hit) -> tuple:

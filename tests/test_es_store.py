@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from es_server import EsServer, FaultProxy, emulator_gap, known_gap
-from test_store import OBJ, SCN, episode_tags, seg
+from test_store import OBJ, SCN, embedded, episode_tags, seg, tags_bd1
 
 from search.engine import run_search
 from search.es_client import EsConfig
@@ -93,6 +93,9 @@ def test_layout_shards_replicas_and_aliases(es_server: EsServer, es_prefix: str)
             assert mapping["properties"]["rf"]["type"] == "rank_features"
             assert mapping["properties"]["labels"]["type"] == "keyword"
             assert mapping["_meta"]["mapping_version"] == MAPPING_VERSION
+            if kind != "programmes":  # embeddings: bytes, no dimension fixed by the mapping
+                assert mapping["properties"]["embedding"]["type"] == "binary"
+                assert mapping["properties"]["embedding_model"]["type"] == "keyword"
         props = s.es.indices.get_mapping(index=concrete(es_prefix, "programmes"))
         title = props[concrete(es_prefix, "programmes")]["mappings"]["properties"]["title"]
         assert {k: v["analyzer"] for k, v in title["fields"].items() if "analyzer" in v} == {
@@ -207,6 +210,11 @@ def test_older_mapping_is_migrated_behind_the_alias(es_server: EsServer, es_pref
         assert new != index and not s.es.indices.exists(index=index)
         assert s.schema_version() == MAPPING_VERSION
         assert [h.id for h in run_search(s, "object:dog", "episode").hits] == ["bd1"]
+        # the migrated index takes the new fields
+        assert s.embedding_model() is None
+        s.write_episode(embedded(tags_bd1(), [[[1, 0]], [[0, 1]]]))
+        assert s.embeddings("episode")[0] == ["bd1"]
+        assert s.embeddings("shot")[0] == ["bd1@0", "bd1@1"]
 
 
 def test_newer_mapping_is_refused(es_server: EsServer, es_prefix: str):
@@ -321,3 +329,61 @@ def test_next_run_tidies_what_crashed_writers_left(store: EsStore):
     store.upsert_catalogue([], [])
     assert shots() == committed
     assert store.es.get(index=idx["episodes"], id="bd1")["_source"]["dirty"] is False
+
+
+
+def test_generation_covers_embeddings():
+    """Same tags, same generation; other embeddings (or model), another one; tags without
+    embeddings keep the generation they had before embeddings were stored."""
+    plain = tags_bd1()
+    assert generation(plain) == "9e7f1de16051266f"  # as before mapping version 2
+    a = generation(embedded(tags_bd1(), [[[1, 0]], [[0, 1]]]))
+    assert a == generation(embedded(tags_bd1(), [[[1, 0]], [[0, 1]]])) != generation(plain)
+    assert a != generation(embedded(tags_bd1(), [[[1, 0]], [[1, 1]]]))
+    assert a != generation(embedded(tags_bd1(), [[[1, 0]], [[0, 1]]], model="m2"))
+
+
+def test_shot_embeddings_page_and_read_only_what_they_need(store: EsStore, monkeypatch):
+    """More shots than one page, in (episode id, integer index) order; only the needed fields
+    are read; an uncommitted generation's shots are never returned."""
+    store.upsert_catalogue([ProgrammeRecord("p", "P")],
+                           [EpisodeRecord("e", "p", "E", "/m/e.mp4", dt.date(2020, 1, 1)),
+                            EpisodeRecord("d", "p", "D", "/m/d.mp4", dt.date(2020, 1, 1))])
+    store.register_label_sets([OBJ, SCN])
+    rng = np.random.default_rng(0)
+    n = 1203
+    frames = rng.standard_normal((n, 8))
+    segments = []
+    for i in range(n):
+        s = seg(0, [[0.5, 0.5, 0.0, 0.0]], [[0.5, 0.3, 0.2]], i)
+        s.index = i
+        segments.append(s)
+    store.write_episode(embedded(episode_tags("e", segments), [[list(f)] for f in frames]))
+    store.write_episode(embedded(episode_tags("d", [seg(0, [[0.5, 0.5, 0.0, 0.0]],
+                                                        [[0.5, 0.3, 0.2]], 0)]), [[[1] * 8]]))
+    calls: list[dict] = []
+    call = store._call
+
+    def spy(what, fn, **kwargs):
+        calls.append({"what": what, **kwargs})
+        return call(what, fn, **kwargs)
+
+    monkeypatch.setattr(store, "_call", spy)
+    names, m = store.embeddings("shot")
+    assert names == ["d@0"] + [f"e@{i}" for i in range(n)]
+    expected = frames / np.linalg.norm(frames, axis=1, keepdims=True)
+    np.testing.assert_allclose(m[1:], expected, atol=1e-6)
+    shot_reads = [c for c in calls if c["what"] == "search shots"]
+    assert len(shot_reads) == 2 and "search_after" in shot_reads[1]
+    assert all(set(c["source"]) == {"episode_id", "index", "gen", "embedding"}
+               for c in shot_reads)
+    monkeypatch.undo()
+    # a generation being written beside the committed one stays invisible
+    gen = store._get("episodes", "d")["_source"]["gen"]
+    doc = store.es.get(index=store._idx["shots"], id=f"d@0#{gen}")["_source"]
+    store.es.index(index=store._idx["shots"], id="d@1#other", refresh=True,
+                   document={**doc, "index": 1, "gen": "other"})
+    assert store.embeddings("shot", ["d"])[0] == ["d@0"]
+    store.es.update(index=store._idx["episodes"], id="d", refresh=True,
+                    doc={"dirty": True, "pending_gen": "other"})
+    assert store.embeddings("shot", ["d"])[0] == ["d@0"]

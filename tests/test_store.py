@@ -96,6 +96,7 @@ def raw_dump(backend: str) -> Callable[[CatalogueStore], Any]:
             docs = sorted((h["_id"], h["_source"]) for h in hits["hits"]["hits"])
             for _, src in docs:
                 src.pop("indexed_at", None)
+                src.pop("embedding_at", None)
             out[kind] = docs
         return out
 
@@ -255,3 +256,275 @@ def test_tiny_probabilities_kept_by_top_k_rank_like_the_documented_score(make_st
     assert page.hits[2].score == pytest.approx((0.9 * 1e-6 * 1.0) ** (1 / 3), rel=1e-2)
     assert ids(run_search(store, "scene:beach OR scene:kitchen", "shot")) == ["e@0", "e@2",
                                                                                "e@1"]
+
+
+# --- embeddings ------------------------------------------------------------------------------
+def unit_rows(frames: list[list[float]]) -> np.ndarray:
+    f = np.asarray(frames, np.float64)
+    norms = np.linalg.norm(f, axis=1, keepdims=True)
+    return np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+
+
+def embedded(tags: EpisodeTags, frames: list[list[list[float]]], model: str = "m1"
+             ) -> EpisodeTags:
+    """Attach embeddings as the indexer makes them: per segment, the mean of its frames' unit
+    embeddings (``frames[i]``: segment i's raw frame vectors); the episode's over all frames."""
+    for s, f in zip(tags.segments, frames, strict=True):
+        s.embedding = unit_rows(f).mean(axis=0).astype(np.float32)
+    tags.embedding = unit_rows([r for f in frames for r in f]).mean(axis=0).astype(np.float32)
+    tags.embedding_model = model
+    return tags
+
+
+def normalised(*vectors) -> np.ndarray:
+    m = np.asarray(vectors, np.float64)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+# Raw frame embeddings (D = 4), as many frames per segment as the store fixture's segments.
+BD1 = [[[1, 0, 0, 0], [0, 2, 0, 0]], [[1, 1, 0, 0]]]
+BD2 = [[[0, 0, 3, 0]]]
+C1 = [[[0, 0, 0, 1]], [[1, 0, 0, 1]]]
+
+
+def tags_bd1() -> EpisodeTags:
+    return episode_tags("bd1", [
+        seg(0, [[0.9, 0.9, 0.0, 0.0], [0.7, 0.7, 0.0, 0.0]], [[0.8, 0.1, 0.1]] * 2, 0.0),
+        seg(1, [[0.9, 0.3, 0.6, 0.0]], [[0.6, 0.3, 0.1]], 5.0)])
+
+
+def tags_bd2() -> EpisodeTags:
+    return episode_tags("bd2", [seg(0, [[0.2, 0.95, 0.0, 0.0]], [[0.9, 0.05, 0.05]], 0.0)])
+
+
+def tags_c1() -> EpisodeTags:
+    return episode_tags("c1", [
+        seg(0, [[0.99, 0.0, 0.9, 0.8]], [[0.0, 0.9, 0.1]], 0.0),
+        seg(1, [[0.95, 0.6, 0.9, 0.0]], [[0.1, 0.8, 0.1]], 5.0)])
+
+
+@pytest.fixture()
+def emb_store(store: CatalogueStore) -> CatalogueStore:
+    """The store fixture's catalogue, written again with embeddings of model m1."""
+    store.write_episode(embedded(tags_bd1(), BD1))
+    store.write_episode(embedded(tags_bd2(), BD2))
+    store.write_episode(embedded(tags_c1(), C1))
+    return store
+
+
+def frames_mean(frames: list[list[list[float]]]) -> np.ndarray:
+    return unit_rows([r for f in frames for r in f]).mean(axis=0)
+
+
+def check(got: tuple[list[str], np.ndarray], ids_: list[str], rows) -> None:
+    names, m = got
+    assert names == ids_
+    assert m.dtype == np.float32 and m.shape == (len(ids_), 4)
+    np.testing.assert_allclose(m, np.asarray(rows), atol=1e-6)
+
+
+def test_embeddings_round_trip(emb_store: CatalogueStore):
+    s = emb_store
+    assert s.embedding_model() == "m1"
+    seg_means = [unit_rows(f).mean(axis=0) for f in BD1 + BD2 + C1]
+    check(s.embeddings("shot"), ["bd1@0", "bd1@1", "bd2@0", "c1@0", "c1@1"],
+          normalised(*seg_means))
+    e_bd1, e_bd2, e_c1 = frames_mean(BD1), frames_mean(BD2), frames_mean(C1)
+    check(s.embeddings("episode"), ["bd1", "bd2", "c1"], normalised(e_bd1, e_bd2, e_c1))
+    # programme: frame-weighted mean of the episodes' (unnormalised) means: 3 + 1 frames
+    check(s.embeddings("programme"), ["beach-dogs", "city"],
+          normalised(3 * e_bd1 + 1 * e_bd2, e_c1))
+    # the label data is untouched by the embeddings
+    assert [h.id for h in run_search(s, "object:dog", "shot").hits] == [
+        "bd2@0", "bd1@0", "c1@1", "bd1@1"]
+
+
+def test_embeddings_replaced_on_rewrite(emb_store: CatalogueStore):
+    s = emb_store
+    new = [[[0, 1, 0, 0]]]
+    s.write_episode(embedded(episode_tags("bd1", [
+        seg(0, [[0.5, 0.5, 0.0, 0.0]], [[0.8, 0.1, 0.1]], 0.0)]), new))
+    names, m = s.embeddings("shot")
+    assert names == ["bd1@0", "bd2@0", "c1@0", "c1@1"]
+    np.testing.assert_allclose(m[0], [0, 1, 0, 0], atol=1e-6)
+    e_bd2 = frames_mean(BD2)
+    check(s.embeddings("programme", ["bd1"]), ["beach-dogs"],
+          normalised(1 * frames_mean(new) + 1 * e_bd2))
+    # written again without embeddings: the episode has none any more
+    s.write_episode(tags_bd1())
+    assert s.embeddings("shot")[0] == ["bd2@0", "c1@0", "c1@1"]
+    assert s.embeddings("episode")[0] == ["bd2", "c1"]
+    check(s.embeddings("programme"), ["beach-dogs", "city"],
+          normalised(e_bd2, frames_mean(C1)))
+    assert s.embedding_model() == "m1"
+
+
+def test_embeddings_dropped_by_failure_and_removal(emb_store: CatalogueStore):
+    s = emb_store
+    s.mark_failed("bd2", "corrupt file")
+    assert s.embeddings("shot")[0] == ["bd1@0", "bd1@1", "c1@0", "c1@1"]
+    check(s.embeddings("programme"), ["beach-dogs", "city"],
+          normalised(frames_mean(BD1), frames_mean(C1)))
+    s.remove_episode("c1")
+    assert s.embeddings("shot")[0] == ["bd1@0", "bd1@1"]
+    assert s.embeddings("episode")[0] == ["bd1"]
+    assert s.embeddings("programme")[0] == ["beach-dogs"]
+    s.mark_failed("bd1", "gone")
+    assert s.embedding_model() is None
+    for level in ("shot", "episode", "programme"):
+        names, m = s.embeddings(level)
+        assert names == [] and m.shape == (0, 0) and m.dtype == np.float32
+
+
+def test_embeddings_filtered_by_episode(emb_store: CatalogueStore):
+    s = emb_store
+    assert s.embeddings("shot", ["c1"])[0] == ["c1@0", "c1@1"]
+    assert s.embeddings("shot", ["c1", "bd2", "nope"])[0] == ["bd2@0", "c1@0", "c1@1"]
+    assert s.embeddings("episode", ["bd2", "nope"])[0] == ["bd2"]
+    # programmes of the episodes, with all their episodes
+    check(s.embeddings("programme", ["bd2"]), ["beach-dogs"],
+          normalised(3 * frames_mean(BD1) + frames_mean(BD2)))
+    for level in ("shot", "episode", "programme"):
+        names, m = s.embeddings(level, [])
+        assert names == [] and m.shape == (0, 0)
+        assert s.embeddings(level, ["nope"])[0] == []
+
+
+def test_embeddings_of_another_model_are_left_out(emb_store: CatalogueStore):
+    """Mid-way through a re-index after a model change (of another dimension, too), only the
+    episodes of the newest model are served."""
+    s = emb_store
+    s.write_episode(embedded(tags_c1(), [[[0, 0, 1]], [[0, 1, 0]]], model="m2"))
+    assert s.embedding_model() == "m2"
+    names, m = s.embeddings("shot")
+    assert names == ["c1@0", "c1@1"] and m.shape == (2, 3)
+    np.testing.assert_allclose(m, [[0, 0, 1], [0, 1, 0]], atol=1e-6)
+    assert s.embeddings("episode")[0] == ["c1"]
+    assert s.embeddings("programme")[0] == ["city"]
+    s.write_episode(embedded(tags_bd1(), [[[1, 0, 0], [1, 0, 0]], [[0, 1, 0]]], model="m2"))
+    assert s.embeddings("episode")[0] == ["bd1", "c1"]
+    # beach-dogs from bd1 alone: bd2 is still m1
+    names, m = s.embeddings("programme")
+    assert names == ["beach-dogs", "city"]
+    np.testing.assert_allclose(m[0], normalised([2 / 3, 1 / 3, 0])[0], atol=1e-6)
+    assert s.embeddings("shot", ["bd2"])[0] == []
+    # the m2 episodes fail: the newest written episode with embeddings is m1 again
+    s.mark_failed("bd1", "x")
+    s.mark_failed("c1", "x")
+    assert s.embedding_model() == "m1"
+    assert s.embeddings("shot")[0] == ["bd2@0"]
+
+
+def test_embedding_order_and_zero_vectors(make_store):
+    """Ids sorted by episode id, then by the integer segment index (10 after 9), whatever
+    order they were written in; a mean of zero stays zero (never NaN)."""
+    s = make_store()
+    s.upsert_catalogue([ProgrammeRecord("z", "Z"), ProgrammeRecord("a", "A")],
+                       [EpisodeRecord("z9", "a", "Z9", "/m/z.mp4"),
+                        EpisodeRecord("a10", "z", "A10", "/m/a.mp4")])
+    s.register_label_sets([OBJ, SCN])
+    order = [3, 11, 0, 10, 2, 1, 9]
+    segments = [seg(i, [[0.5, 0.1, 0.1, 0.1]], [[0.3, 0.3, 0.4]], 5.0 * i) for i in order]
+    s.write_episode(embedded(episode_tags("z9", segments),
+                             [[[i + 1, 1, 0, 0]] for i in order]))
+    zero = [seg(0, [[0.5, 0.1, 0.1, 0.1]] * 2, [[0.3, 0.3, 0.4]] * 2, 0.0)]
+    s.write_episode(embedded(episode_tags("a10", zero), [[[1, 0, 0, 0], [-1, 0, 0, 0]]]))
+    names, m = s.embeddings("shot")
+    assert names == ["a10@0"] + [f"z9@{i}" for i in sorted(order)]
+    assert not np.isnan(m).any()
+    np.testing.assert_array_equal(m[0], 0)
+    np.testing.assert_allclose(m[-1], normalised([12, 1, 0, 0])[0], atol=1e-6)
+    names, m = s.embeddings("episode")
+    assert names == ["a10", "z9"] and not np.isnan(m).any()
+    np.testing.assert_array_equal(m[0], 0)
+    names, m = s.embeddings("programme")
+    assert names == ["a", "z"] and not np.isnan(m).any()
+    np.testing.assert_array_equal(m[1], 0)
+
+
+def test_empty_store_has_no_embeddings(empty_store: CatalogueStore):
+    assert empty_store.embedding_model() is None
+    for level in ("shot", "episode", "programme"):
+        names, m = empty_store.embeddings(level)
+        assert names == [] and m.shape == (0, 0) and m.dtype == np.float32
+
+
+def test_episodes_without_embeddings(store: CatalogueStore):
+    assert store.embedding_model() is None
+    for level in ("shot", "episode", "programme"):
+        names, m = store.embeddings(level)
+        assert names == [] and m.shape == (0, 0) and m.dtype == np.float32
+    # one episode with embeddings among others without
+    store.write_episode(embedded(tags_bd2(), BD2))
+    assert store.embeddings("shot")[0] == ["bd2@0"]
+    assert store.embeddings("episode")[0] == ["bd2"]
+    check(store.embeddings("programme"), ["beach-dogs"], normalised(frames_mean(BD2)))
+    with pytest.raises(StoreError, match="unknown level"):
+        store.embeddings("scene")
+
+
+def test_bad_embeddings_are_refused(store: CatalogueStore):
+    tags = embedded(tags_bd2(), BD2)
+    tags.embedding_model = ""
+    with pytest.raises(StoreError, match="without an embedding_model"):
+        store.write_episode(tags)
+    tags = embedded(tags_bd2(), BD2)
+    tags.segments[0].embedding = np.ones(3, np.float32)
+    with pytest.raises(StoreError, match="shape"):
+        store.write_episode(tags)
+    assert store.embedding_model() is None and store.episode("bd2")["status"] == "indexed"
+
+
+def test_sqlite_v1_file_is_migrated(tmp_path: Path):
+    """A catalogue written by schema 1 (before embeddings) opens, migrates to 2 in place and
+    keeps its data; it then stores embeddings."""
+    from search.sqlite_store import MIGRATIONS
+
+    # The v1 file, made as SqliteStore._migrate made it ...
+    old = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(old, isolation_level=None)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    for statement in MIGRATIONS[1].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute("INSERT INTO meta VALUES ('generation', '0')")
+    # ... holding an indexed catalogue: the rows of schema 1's tables as the writer makes them.
+    with SqliteStore(tmp_path / "src.sqlite", top_k=0) as src:
+        src.upsert_catalogue(
+            [ProgrammeRecord("beach-dogs", "Beach Dogs")],
+            [EpisodeRecord("bd1", "beach-dogs", "One", "/m/a.mp4", dt.date(2021, 5, 1)),
+             EpisodeRecord("bd2", "beach-dogs", "Two", "/m/b.mp4", dt.date(2019, 5, 1))])
+        src.register_label_sets([OBJ, SCN])
+        src.write_episode(tags_bd1())
+    tables = [t.split("(")[0].split()[-1] for t in MIGRATIONS[1].split(";")
+              if "CREATE TABLE" in t]
+    db.execute("ATTACH DATABASE ? AS src", (str(tmp_path / "src.sqlite"),))
+    for t in tables:
+        db.execute(f"INSERT INTO main.{t} SELECT * FROM src.{t}")  # noqa: S608
+    db.execute("UPDATE meta SET value='7' WHERE key='generation'")
+    db.execute("DETACH DATABASE src")
+    before = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()  # noqa: S608
+              for t in tables}
+    assert before["segments"] and before["segment_postings"]
+    db.close()
+
+    with SqliteStore(old, top_k=0) as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.generation() > 7
+        after = sqlite3.connect(old)
+        assert {t: after.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()  # noqa: S608
+                for t in tables} == before
+        after.close()
+        assert [h.id for h in run_search(s, "object:dog", "shot").hits] == ["bd1@0", "bd1@1"]
+        assert {e.id: e.status for e in s.episode_states()} == {"bd1": "indexed",
+                                                               "bd2": "pending"}
+        assert s.embedding_model() is None
+        assert s.embeddings("shot")[0] == []
+        s.write_episode(embedded(tags_bd2(), BD2))
+        assert s.embeddings("episode")[0] == ["bd2"]
+        s.write_episode(embedded(tags_bd1(), BD1))
+        check(s.embeddings("programme"), ["beach-dogs"],
+              normalised(3 * frames_mean(BD1) + frames_mean(BD2)))
+    with SqliteStore(old, top_k=0) as s:  # opening again migrates nothing
+        assert s.schema_version() == 2 and s.embeddings("shot")[0][:1] == ["bd1@0"]
