@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
     from indexer.indexing import run_index
     from indexer.taggers import create_tagger
-    from search.store import open_store
+    from search.store import StoreUnavailable, open_store
     from search.vector_catalogue import VectorCatalogue
 
     catalogue = load_catalogue(args.source)
@@ -50,8 +50,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = run_index(catalogue, store, taggers, settings, force=args.force,
                            shard=args.shard, progress=not args.no_progress)
         # Keep the vector indexes (similar shots, query by example) in step with the store.
-        vectors = VectorCatalogue.from_settings(store, settings).sync()
-    report_vectors = vectors.to_dict()
+        # A store that went away is not this run's failure: the episodes already say what
+        # happened, and the next run (or the web server) syncs.
+        try:
+            report_vectors = VectorCatalogue.from_settings(store, settings).sync().to_dict()
+        except StoreUnavailable as exc:
+            print(f"tvindex: warning: vector indexes not synced ({exc}); the next run syncs",
+                  file=sys.stderr)
+            report_vectors = {"counts": {}, "error": str(exc)}
     if args.json:
         print(json.dumps(report.to_dict() | {"vectors": report_vectors}, indent=1))
     else:
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"indexed {r['indexed']}, unchanged {r['skipped']}, failed {len(r['failed'])}; "
               f"{r['frames']} frames in {r['seconds']} s "
               f"({r['frames_per_s'] or 0} frames/s); vectors: "
-              + ", ".join(f"{n} {level}s" for level, n in report_vectors["counts"].items()))
+              + (", ".join(f"{n} {level}s" for level, n in report_vectors["counts"].items())
+                 or "not synced"))
         for ep, why in report.failed.items():
             print(f"  failed {ep}: {why}", file=sys.stderr)
     return 0
