@@ -239,3 +239,20 @@ def test_timm_lite0_recognises_a_dog(model_dir: Path, media_dir: Path, tmp_path:
     logits = tagger.predict([image])["imagenet1k"][0]
     # ImageNet classes 151..268 are dog breeds.
     assert 151 <= int(np.argmax(logits)) <= 268
+
+
+def test_yolo_import_leaves_pillow_open_alone():
+    """Ultralytics replaces PIL.Image.open on import (to pip-install a HEIF plugin on the
+    first unidentified file); the yolo tagger's import puts Pillow's own function back, so an
+    unreadable upload is refused by Pillow and nothing tries to install packages."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from indexer.taggers.yolo import ultralytics_tasks
+
+    before = Image.open
+    ultralytics_tasks()
+    assert Image.open is before
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"hello, this is not a picture\n" * 20))

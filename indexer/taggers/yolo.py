@@ -37,17 +37,29 @@ def max_over_candidates(scores: torch.Tensor) -> torch.Tensor:
     return scores.amax(dim=2)
 
 
+def ultralytics_tasks():
+    """``ultralytics.nn.tasks``, imported without Ultralytics' process-wide side effect: on
+    import it replaces ``PIL.Image.open`` with a wrapper that, the first time Pillow cannot
+    identify a file, tries to pip-install a HEIF plugin. Our upload validation (query by
+    example) must get Pillow's own answer, so Pillow's function is put back."""
+    from PIL import Image
+
+    original = Image.open
+    try:
+        from ultralytics.nn import tasks
+    finally:
+        Image.open = original
+    return tasks
+
+
 def load_yolo(weights: str, settings: Settings) -> torch.nn.Module:
     """A ``.yaml`` builds the architecture with random weights (Ultralytics' bundled model
     files, for tests); anything else is a checkpoint found by the model resolver."""
+    tasks = ultralytics_tasks()
     if weights.endswith((".yaml", ".yml")):
-        from ultralytics.nn.tasks import DetectionModel
-
-        return DetectionModel(weights, nc=80, verbose=False)
-    from ultralytics.nn.tasks import load_checkpoint
-
+        return tasks.DetectionModel(weights, nc=80, verbose=False)
     path = resolve_weights(weights, settings, config_key="taggers.yolo.weights")
-    model, _ = load_checkpoint(path)
+    model, _ = tasks.load_checkpoint(path)
     return model
 
 
