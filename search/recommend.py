@@ -98,7 +98,7 @@ class Recommender:
     """Similar items and query by example over one store (and its vector indexes)."""
 
     def __init__(self, store: CatalogueStore, vectors: VectorCatalogue | None = None, *,
-                 embedding_weight: float = 0.5, label_weight: float = 0.5,
+                 embedding_weight: float = 0.7, label_weight: float = 0.3,
                  idf_min_score: float = 0.05, embedder: Any = None) -> None:
         if embedding_weight < 0 or label_weight < 0 or embedding_weight + label_weight <= 0:
             raise ValueError("weights must be >= 0 and not both 0")

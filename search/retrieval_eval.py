@@ -261,8 +261,8 @@ def _blend_scores(blender: Recommender, emb_sim: np.ndarray | None, has_emb: np.
     return out if np.isfinite(out).any() else None
 
 
-def leave_one_episode_out(store: CatalogueStore, *, embedding_weight: float = 0.5,
-                          label_weight: float = 0.5, idf_min_score: float = 0.05,
+def leave_one_episode_out(store: CatalogueStore, *, embedding_weight: float = 0.7,
+                          label_weight: float = 0.3, idf_min_score: float = 0.05,
                           sweep_steps: int = 11, max_episodes: int | None = None,
                           seed: int = 0) -> dict[str, Any]:
     """Precision@1, MRR and nDCG of each episode's own programme when programmes are ranked

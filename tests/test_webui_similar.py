@@ -252,14 +252,14 @@ def test_concurrent_requests_agree(app, client):
 def test_similar_programmes_blend_embeddings_and_labels(client, schemas):
     body = get_ok(client, schemas, "/api/v1/programmes/beach-dogs/similar", "Similar")
     assert body["method"] == "blend-embedding-label-profile"
-    assert body["weights"] == {"embedding": 0.5, "label": 0.5}
+    assert body["weights"] == {"embedding": 0.7, "label": 0.3}
     ids = [i["id"] for i in body["items"]]
     assert "beach-dogs" not in ids and ids[0] == "dog-days"
     assert "kitchen" not in ids  # nothing indexed, nothing to compare
     for item in body["items"]:
         e, lab = item["embedding_similarity"], item["label_similarity"]
         assert e is not None and lab is not None
-        assert item["similarity"] == pytest.approx((e + lab) / 2, abs=2e-4)
+        assert item["similarity"] == pytest.approx(0.7 * e + 0.3 * lab, abs=2e-4)
         assert item["links"]["page"] == f"/programmes/{item['id']}"
     sims = [i["similarity"] for i in body["items"]]
     assert sims == sorted(sims, reverse=True)

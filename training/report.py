@@ -108,8 +108,8 @@ def build_report(evaluated: CatalogueStore, *, evaluated_location: str,
                  reference: CatalogueStore | None = None, reference_location: str | None = None,
                  distill_report: Path | None = None, bench_dir: Path | None = None,
                  max_labels: int = 60, seed: int = 0, k: int = 10, depth: int = 200,
-                 min_score: float = 0.05, embedding_weight: float = 0.5,
-                 label_weight: float = 0.5, idf_min_score: float = 0.05) -> dict[str, Any]:
+                 min_score: float = 0.05, embedding_weight: float = 0.7,
+                 label_weight: float = 0.3, idf_min_score: float = 0.05) -> dict[str, Any]:
     """Every section of the report as finite JSON-able data."""
     t0 = time.perf_counter()
     loo = {"embedding_weight": embedding_weight, "label_weight": label_weight,

@@ -184,8 +184,9 @@ class ServerSettings(_Section):
 class RecommendSettings(_Section):
     """Similar programmes/episodes: a blend of embedding cosine and label-profile cosine."""
 
-    embedding_weight: float = Field(0.5, ge=0)
-    label_weight: float = Field(0.5, ge=0)
+    # 0.7 / 0.3: see config/default.yaml (the demo's leave-one-episode-out weight sweep).
+    embedding_weight: float = Field(0.7, ge=0)
+    label_weight: float = Field(0.3, ge=0)
     # Labels whose mean score in an item is below this do not count towards document
     # frequency in the TF-IDF label profile.
     idf_min_score: float = Field(0.05, ge=0, le=1)
