@@ -113,8 +113,8 @@ def test_sync_follows_reindex_and_removal_like_a_rebuild(catalogue, tmp_path):
                                [s for _, s in incremental_hits], atol=1e-6)
 
 
-def test_other_process_sees_a_sync(catalogue, tmp_path):
-    store, vectors, rng = catalogue
+def test_other_process_sees_a_sync(catalogue):
+    store, vectors, _ = catalogue
     vectors.sync()
     reader = VectorCatalogue(store, vectors.dir)
     assert len(reader.index("shot")) == 24

@@ -14,6 +14,7 @@ embedded by another model than the configured one) is a 409.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -154,28 +155,33 @@ def _weights() -> dict[str, float]:
     return {"embedding": r.embedding_weight, "label": r.label_weight}
 
 
+def _blended(key: str, item_id: str, items: list[dict[str, Any]],
+             links: Callable[[str], dict[str, str]]) -> Response:
+    """A similar-programmes/episodes answer: the items with their links, and the blend used."""
+    for item in items:
+        item["links"] = links(item["id"])
+    return jsonify({key: item_id, "method": openapi.BLEND_METHOD, "weights": _weights(),
+                    "items": items})
+
+
 @bp.get("/programmes/<programme_id>/similar")
 def similar(programme_id: str) -> Response:
     limit = int_arg("limit", 5, 1, SIMILAR_LIMIT)
-    items = ctx().recommender().similar_programmes(programme_id, limit)
-    for item in items:
-        item["links"] = {"self": link("api.programme", programme_id=item["id"]),
-                         "page": link("pages.programme", programme_id=item["id"]),
-                         "thumbnail": link("media.programme_poster", programme_id=item["id"])}
-    return jsonify({"programme_id": programme_id, "method": openapi.BLEND_METHOD,
-                    "weights": _weights(), "items": items})
+    return _blended("programme_id", programme_id,
+                    ctx().recommender().similar_programmes(programme_id, limit),
+                    lambda pid: {"self": link("api.programme", programme_id=pid),
+                                 "page": link("pages.programme", programme_id=pid),
+                                 "thumbnail": link("media.programme_poster", programme_id=pid)})
 
 
 @bp.get("/episodes/<episode_id>/similar")
 def similar_episodes(episode_id: str) -> Response:
     limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
-    items = ctx().recommender().similar_episodes(episode_id, limit)
-    for item in items:
-        item["links"] = {"self": link("api.episode", episode_id=item["id"]),
-                         "page": link("pages.player", episode_id=item["id"]),
-                         "thumbnail": link("media.episode_poster", episode_id=item["id"])}
-    return jsonify({"episode_id": episode_id, "method": openapi.BLEND_METHOD,
-                    "weights": _weights(), "items": items})
+    return _blended("episode_id", episode_id,
+                    ctx().recommender().similar_episodes(episode_id, limit),
+                    lambda eid: {"self": link("api.episode", episode_id=eid),
+                                 "page": link("pages.player", episode_id=eid),
+                                 "thumbnail": link("media.episode_poster", episode_id=eid)})
 
 
 def _shot_arg(shot_id: str) -> str:
