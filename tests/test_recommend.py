@@ -47,10 +47,17 @@ def tags_for(episode_id: str, programme: str, shots: int, rng: np.random.Generat
     return tags
 
 
-@pytest.fixture()
-def catalogue(tmp_path: Path):
+@pytest.fixture(params=["sqlite", "elasticsearch"])
+def catalogue(request: pytest.FixtureRequest, tmp_path: Path):
+    """The hand-built catalogue in each store backend (the vector indexes and the recommender
+    only talk to the store interface, so both must give the same answers)."""
     rng = np.random.default_rng(0)
-    store = SqliteStore(tmp_path / "cat.sqlite", top_k=0)
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "cat.sqlite", top_k=0)
+    else:
+        from search.es_store import EsStore
+
+        store = EsStore(request.getfixturevalue("es_config"), top_k=0)
     layout = {"cooking": ["c1", "c2", "c3"], "sport": ["s1", "s2"], "news": ["n1"]}
     store.upsert_catalogue(
         [ProgrammeRecord(p, p.title(), genre="g") for p in layout],
