@@ -2,7 +2,9 @@
 footage, beside the thesis's figures. Regenerates the README's "Student network" table.
 
 For each training configuration (default: the thesis's merged and split losses and the
-head-aware loss, identical but for the loss) it trains the run if its
+head-aware loss, identical but for the loss, at 160 px stretched; ``--set 224`` takes the same
+three losses at the scene teacher's own input, 224 px centre crop, linear probe only; or name
+any list with ``--configs``) it trains the run if its
 ``best.pt`` is missing (``--train``; resumes a run cut short), then evaluates ``best.pt``
 through the ``student`` tagger on the transfer set's test split: top-1 agreement and
 nDCG@5/@10 per head (linear gain, the teacher's probability, in both DCG and ideal DCG),
@@ -15,6 +17,11 @@ differences of a few hundredths are noise.
     python bench/distill_report.py --train > var/bench/distill_report.json
     python bench/distill_report.py --markdown          # the README table from the runs
     python bench/distill_report.py --markdown --from-json var/bench/distill_report.json
+    python bench/distill_report.py --set 224 --train > var/bench/distill_report_224.json
+    python bench/distill_report.py --markdown --from-json var/bench/distill_report_224.json
+
+Without ``--train`` nothing is trained: existing runs' ``best.pt`` are evaluated as they are.
+The markdown ends with the paired differences (nDCG@5, nDCG@10) as a sentence.
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["config/train/thesis-merged.yaml", "config/train/thesis-split.yaml",
            "config/train/head-aware.yaml"]
+# Named config lists (--set); the head-aware loss last, as paired_vs_last's reference.
+SETS = {
+    "160": CONFIGS,
+    "224": ["config/train/thesis-merged-224.yaml", "config/train/thesis-split-224.yaml",
+            "config/train/head-aware-224.yaml"],
+}
 # Thesis 5.3.3, "Results on COCO-Places test dataset" (its nDCG mixes two gains: see
 # training/distill/metrics.py), and "using as test the TV3 dataset".
 THESIS = {
@@ -171,12 +184,44 @@ def markdown(report: dict) -> str:
         lines.append(f"| {Path(run['config']).stem} (loss `{run['loss']['name']}`) | "
                      f"{cells(t[heads['objects']]['all'])} | "
                      f"{cells(t[heads['scenes']]['all'])} | {wall} |")
-    return "\n".join(lines)
+    paired = paired_sentence(report)
+    return "\n".join(lines) + (f"\n\n{paired}" if paired else "")
+
+
+def paired_sentence(report: dict) -> str:
+    """``paired_vs_last`` as one sentence per nDCG cut-off (empty when there is none)."""
+    pairs = report.get("paired_vs_last") or {}
+    if not pairs:
+        return ""
+    heads = report["heads"]
+    ref = report["runs"][-1]["loss"]["name"] if report.get("runs") else "the last run"
+    out = []
+    for k in (5, 10):
+        parts = []
+        for head in (heads["objects"], heads["scenes"]):
+            items = []
+            for pair, entry in pairs.items():
+                e = entry.get(f"{head} ndcg@{k}")
+                if e is None:
+                    continue
+                lo, hi = e["ci95"]
+                items.append(f"{pair.split(' - ')[0]} {e['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            if items:
+                parts.append(f"{head}: " + ", ".join(items))
+        if parts:
+            out.append(f"nDCG@{k} minus the {ref} loss's, paired on the test frames (95% "
+                       f"bootstrap interval over frames): " + "; ".join(parts) + ".")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", type=Path, default=[REPO / c for c in CONFIGS])
+    p.add_argument("--configs", nargs="+", type=Path,
+                   help="training configurations (default: those of --set); the last one is "
+                        "the reference of the paired differences")
+    p.add_argument("--set", choices=sorted(SETS), default="160", dest="config_set",
+                   help="named config list: 160 (the README table, 160 px stretched) or 224 "
+                        "(the same losses at 224 px centre crop, probe only)")
     p.add_argument("--train", action="store_true", help="train runs whose best.pt is missing")
     p.add_argument("--markdown", action="store_true", help="print the README table, not JSON")
     p.add_argument("--from-json", type=Path, metavar="FILE",
@@ -187,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--from-json goes with --markdown")
         print(markdown(json.loads(args.from_json.read_text())))
         return 0
+    if args.configs is None:
+        args.configs = [REPO / c for c in SETS[args.config_set]]
 
     from training.distill.config import load_train_config
     from training.distill.evaluate import machine
@@ -202,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
              "scenes": next(n for n, a in sets.items() if a == "softmax")}
     report = {
         "benchmark": "distill_report",
+        "config_set": None if args.configs != [REPO / c for c in SETS[args.config_set]]
+        else args.config_set,
         "gain": "linear: gain = the teacher's probability, in DCG and ideal DCG alike",
         "split": "test = source groups never seen in training (hash of the group id)",
         "transfer": {k: v for k, v in describe(ts).items() if k != "failed"},
