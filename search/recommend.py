@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,30 +57,54 @@ def tfidf_weights(scores: np.ndarray, min_score: float) -> np.ndarray:
     return np.log((1.0 + n_items) / (1.0 + df)) + 1.0
 
 
+def tfidf_profiles(blocks: Sequence[tuple[np.ndarray, np.ndarray]], min_score: float
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Unit TF-IDF label profiles of N items from their mean scores, one block per label set.
+
+    ``blocks``: per label set, (scores [N, n], present [N] bool), aligned on the same items.
+    Each set's idf comes from its present rows; its rows are weighted and L2-normalised (absent
+    rows stay zero); the blocks are concatenated and normalised again. Returns the profiles
+    [N, sum of n] and each set's idf, so that another item can be profiled the same way
+    (``tfidf_query``)."""
+    parts, idfs = [], []
+    for scores, present in blocks:
+        idf = (tfidf_weights(scores[present], min_score) if present.any()
+               else np.ones(scores.shape[1]))
+        parts.append(np.where(present[:, None], l2_rows(scores * idf), 0.0))
+        idfs.append(idf)
+    return l2_rows(np.concatenate(parts, axis=1)), idfs
+
+
+def tfidf_query(vectors: Sequence[np.ndarray | None], idfs: Sequence[np.ndarray]) -> np.ndarray:
+    """One item's per-set mean scores (None for a set it lacks), weighted by ``idfs`` from
+    ``tfidf_profiles``: a unit profile comparable with its rows."""
+    parts = [l2_rows((v * idf)[None, :])[0] if v is not None else np.zeros(len(idf))
+             for v, idf in zip(vectors, idfs)]
+    return l2_rows(np.concatenate(parts)[None, :])[0]
+
+
 def label_profiles(store: CatalogueStore, level: Level, min_score: float = 0.05
                    ) -> tuple[list[str], np.ndarray]:
     """Ids (sorted) and unit TF-IDF label profiles [N, sum of label-set sizes] of every indexed
     episode or programme. A set an item lacks contributes a zero block."""
-    blocks: list[tuple[dict[str, int], np.ndarray]] = []
-    ids: set[str] = set()
+    per_set = []
     for ls in store.label_sets():
         set_ids, scores = store.vectors(level, ls.name)
-        if not set_ids:
-            continue
-        weighted = l2_rows(scores * tfidf_weights(scores, min_score))
-        blocks.append(({item: i for i, item in enumerate(set_ids)}, weighted))
-        ids.update(set_ids)
-    order = sorted(ids)
+        if set_ids:
+            per_set.append((set_ids, scores))
+    order = sorted({item for set_ids, _ in per_set for item in set_ids})
     if not order:
         return [], np.zeros((0, 0), np.float32)
-    matrix = np.zeros((len(order), sum(b.shape[1] for _, b in blocks)), np.float64)
-    col = 0
-    for index, block in blocks:
-        rows = [(r, index[item]) for r, item in enumerate(order) if item in index]
-        dst, src = zip(*rows)
-        matrix[list(dst), col:col + block.shape[1]] = block[list(src)]
-        col += block.shape[1]
-    return order, l2_rows(matrix).astype(np.float32)
+    row = {item: r for r, item in enumerate(order)}
+    blocks = []
+    for set_ids, scores in per_set:
+        aligned = np.zeros((len(order), scores.shape[1]), np.float64)
+        present = np.zeros(len(order), bool)
+        rows = [row[item] for item in set_ids]
+        aligned[rows], present[rows] = scores, True
+        blocks.append((aligned, present))
+    profiles, _ = tfidf_profiles(blocks, min_score)
+    return order, profiles.astype(np.float32)
 
 
 @dataclass

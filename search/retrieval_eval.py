@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from search.query import LabelRef, ResolvedQuery
-from search.recommend import Recommender, l2_rows, tfidf_weights
+from search.recommend import Recommender, l2_rows, tfidf_profiles, tfidf_query
 from search.records import LEVELS, Level
 from search.store import CatalogueStore
 from training.distill.metrics import ndcg_at_k
@@ -345,11 +345,10 @@ def leave_one_episode_out(store: CatalogueStore, *, embedding_weight: float = 0.
         prog_has_u = e_w > 1e-9
         prog_u = l2_rows(np.where(prog_has_u[:, None], e_sum, 0.0))
         emb_sim = prog_u @ u[i] if has_u[i] else None
-        # Label profiles without e: per set, means -> tf-idf (idf over programmes having the
-        # set) -> unit block; blocks concatenated and normalised (as label_profiles does).
-        prog_blocks, ep_blocks = [], []
-        prog_has_l = np.zeros(n_prog, bool)
-        e_has_l = False
+        # Label profiles without e: per set, the programmes' means without e, then the same
+        # TF-IDF profiles as label_profiles builds (idf over the programmes having the set),
+        # and e's own vectors weighted by those idfs.
+        means_blocks = []
         for (_, x, has), (s_sum, s_w) in zip(label_blocks, lab_sums):
             s_sum, s_w = s_sum.copy(), s_w.copy()
             if has[i]:
@@ -358,17 +357,15 @@ def leave_one_episode_out(store: CatalogueStore, *, embedding_weight: float = 0.
             present = s_w > 1e-9
             means = np.zeros_like(s_sum)
             means[present] = s_sum[present] / s_w[present, None]
-            idf = tfidf_weights(means[present], idf_min_score) if present.any() else \
-                np.ones(means.shape[1])
-            prog_blocks.append(np.where(present[:, None], l2_rows(means * idf), 0.0))
-            ep_blocks.append(l2_rows((x[i] * idf)[None, :])[0] if has[i]
-                             else np.zeros(means.shape[1]))
+            means_blocks.append((means, present))
+        prog_has_l = np.zeros(n_prog, bool)
+        for _, present in means_blocks:
             prog_has_l |= present
-            e_has_l |= bool(has[i])
-        if prog_blocks:
-            prog_l = l2_rows(np.concatenate(prog_blocks, axis=1))
-            ep_l = l2_rows(np.concatenate(ep_blocks)[None, :])[0]
-        lab_sim = prog_l @ ep_l if prog_blocks and e_has_l else None
+        lab_sim = None
+        if means_blocks and any(has[i] for _, _, has in label_blocks):
+            prog_l, idfs = tfidf_profiles(means_blocks, idf_min_score)
+            ep_l = tfidf_query([x[i] if has[i] else None for _, x, has in label_blocks], idfs)
+            lab_sim = prog_l @ ep_l
 
         sims = (emb_sim, prog_has_u, lab_sim, prog_has_l)
         entry: dict[str, Any] = {"episode": e, "programme": programme_of[e],
