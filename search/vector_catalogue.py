@@ -30,6 +30,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from search.records import LEVELS, Level, shot_id
+from search.records import LEVELS, Level, parse_shot_id, shot_id
 from search.store import CatalogueStore
 from search.vectors import VectorIndex, VectorIndexError, _write_atomic
 
@@ -68,6 +69,11 @@ def episode_versions(store: CatalogueStore) -> dict[str, str]:
     """Every indexed episode's current version: it changes whenever its vectors may have."""
     return {s.id: f"{s.indexed_at}|{s.fingerprint}|{s.config_version}"
             for s in store.episode_states() if s.status == "indexed"}
+
+
+def shots_per_episode(shot_ids: list[str]) -> Counter[str]:
+    """How many of ``shot_ids`` ("EPISODE@INDEX") each episode has."""
+    return Counter(parse_shot_id(sid)[0] for sid in shot_ids)
 
 
 class VectorCatalogue:
@@ -166,7 +172,7 @@ class VectorCatalogue:
         versions = self._embedded_versions(model)
         report = SyncReport(rebuilt=True, model=model)
         indexes: dict[str, VectorIndex] = {}
-        shots_per_episode: dict[str, int] = {}
+        shots: Counter[str] = Counter()
         dim = 0
         for level in LEVELS:
             ids, x = self.store.embeddings(level) if model is not None else ([], None)
@@ -175,16 +181,19 @@ class VectorCatalogue:
             index.rebuild(zip(ids, x) if ids else [])
             indexes[level] = index
             if level == "shot":
-                for sid in ids:
-                    ep = sid.rpartition("@")[0]
-                    shots_per_episode[ep] = shots_per_episode.get(ep, 0) + 1
+                shots = shots_per_episode(ids)
+        episodes = {ep: [v, shots[ep]] for ep, v in versions.items()}
+        report.added_episodes = sorted(versions)
+        return self._commit(indexes, model, dim, episodes, report, started)
+
+    def _commit(self, indexes: dict[str, VectorIndex], model: str | None, dim: int,
+                episodes: dict[str, list], report: SyncReport, started: float) -> SyncReport:
+        """Save every level's index, then the state (last: see the module docstring)."""
         for level, index in indexes.items():
             index.save(self.dir / level)
             report.counts[level] = len(index)
-        episodes = {ep: [v, shots_per_episode.get(ep, 0)] for ep, v in versions.items()}
         self._loaded_token = self._save_state(model, dim, episodes)
         self._loaded = indexes
-        report.added_episodes = sorted(versions)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -231,20 +240,12 @@ class VectorCatalogue:
             programmes = self._new_index(dim)
             programmes.rebuild(zip(prog_ids, prog_x) if prog_ids else [])
             new_saved = {ep: v for ep, v in saved.items() if ep not in gone}
-            count: dict[str, int] = {}
-            for sid in shot_ids:
-                ep = sid.rpartition("@")[0]
-                count[ep] = count.get(ep, 0) + 1
+            count = shots_per_episode(shot_ids)
             for ep in changed:
-                new_saved[ep] = [current[ep], count.get(ep, 0)]
-            indexes = {"shot": shots, "episode": episodes_index, "programme": programmes}
-            for level, index in indexes.items():
-                index.save(self.dir / level)
-                report.counts[level] = len(index)
-            self._loaded_token = self._save_state(model, dim, new_saved)
-            self._loaded = indexes
-            report.seconds = time.perf_counter() - started
-            return report
+                new_saved[ep] = [current[ep], count[ep]]
+            return self._commit({"shot": shots, "episode": episodes_index,
+                                 "programme": programmes}, model, dim, new_saved, report,
+                                started)
 
     # --- reading -------------------------------------------------------------------------
     def ensure_current(self) -> None:
