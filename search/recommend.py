@@ -95,16 +95,22 @@ def label_profiles(store: CatalogueStore, level: Level, min_score: float = 0.05
     order = sorted({item for set_ids, _ in per_set for item in set_ids})
     if not order:
         return [], np.zeros((0, 0), np.float32)
-    row = {item: r for r, item in enumerate(order)}
-    blocks = []
-    for set_ids, scores in per_set:
-        aligned = np.zeros((len(order), scores.shape[1]), np.float64)
-        present = np.zeros(len(order), bool)
-        rows = [row[item] for item in set_ids]
-        aligned[rows], present[rows] = scores, True
-        blocks.append((aligned, present))
+    position = {item: r for r, item in enumerate(order)}
+    blocks = [align(position, set_ids, scores, np.float64) for set_ids, scores in per_set]
     profiles, _ = tfidf_profiles(blocks, min_score)
     return order, profiles.astype(np.float32)
+
+
+def align(position: dict[str, int], ids: Sequence[str], rows: np.ndarray, dtype=np.float32
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` of ``ids`` placed at their ``position`` in a zero matrix over every item, and
+    which items were present."""
+    out = np.zeros((len(position), rows.shape[1] if rows.size else 0), dtype)
+    present = np.zeros(len(position), bool)
+    if ids:
+        at = [position[i] for i in ids]
+        out[at], present[at] = rows, True
+    return out, present
 
 
 @dataclass
@@ -166,18 +172,8 @@ class Recommender:
         prof_ids, prof = label_profiles(self.store, level, self.idf_min_score)
         ids = sorted(set(emb_ids) | set(prof_ids))
         position = {item: i for i, item in enumerate(ids)}
-        embeddings = np.zeros((len(ids), emb.shape[1] if emb.size else 0), np.float32)
-        profiles = np.zeros((len(ids), prof.shape[1] if prof.size else 0), np.float32)
-        has_emb = np.zeros(len(ids), bool)
-        has_prof = np.zeros(len(ids), bool)
-        if emb_ids:
-            rows = [position[i] for i in emb_ids]
-            embeddings[rows] = emb
-            has_emb[rows] = True
-        if prof_ids:
-            rows = [position[i] for i in prof_ids]
-            profiles[rows] = prof
-            has_prof[rows] = True
+        embeddings, has_emb = align(position, emb_ids, emb)
+        profiles, has_prof = align(position, prof_ids, prof)
         result = LevelMatrices(ids, position, embeddings, has_emb, profiles, has_prof)
         with self._lock:
             self._cache[level] = (key, result)
