@@ -81,4 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m tvindex.cli` runs this file as __main__, a second copy of the module: run the
+    # package's own main, so that the UserError the commands raise is the one caught here.
+    from tvindex.cli import main as package_main
+
+    sys.exit(package_main())
