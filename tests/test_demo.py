@@ -39,3 +39,38 @@ def test_demo_catalogue_is_complete(demo_store: SqliteStore):
     assert len(states) == 11 and {s.status for s in states} == {"indexed"}
     assert len(demo_store.programmes()) == 5
     assert demo_store.thumbnail("bici-01", 0)[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_cli_recommendations_and_query_by_example(tmp_path_factory, shared_dir: Path):
+    """`tvindex vectors` and `tvindex similar` over the demo, as scripts/demo.sh runs them."""
+    import json
+    import subprocess
+    import sys
+
+    from test_webui_catalogue import REPO, demo_env
+
+    data = index_demo(tmp_path_factory, shared_dir)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tvindex.cli", "--config", str(REPO / "demo" / "config.yaml"),
+             *args, "--data-dir", str(data)], env=demo_env(shared_dir), capture_output=True,
+            text=True, timeout=300, cwd=REPO, check=False)
+
+    status = json.loads(cli("vectors", "status", "--json").stdout)
+    assert status["current"] and status["levels"]["shot"]["count"] == len(
+        [s for e in SqliteStore(data / "catalogue.sqlite").episode_states()
+         for s in range(e.n_segments)])
+    programmes = json.loads(cli("similar", "programme", "la-placa", "--limit", "4",
+                                "--json").stdout)
+    assert [p["id"] for p in programmes] and "la-placa" not in [p["id"] for p in programmes]
+    assert programmes == sorted(programmes, key=lambda p: (-p["similarity"], p["id"]))
+    shots = json.loads(cli("similar", "shot", "bici-01@2", "--limit", "3", "--json").stdout)
+    assert len(shots) == 3 and "bici-01@2" not in [h["id"] for h in shots]
+    picture = json.loads(cli("similar", "image", str(shared_dir / "media" / "images" / "dog.jpg"),
+                             "--limit", "2", "--json").stdout)
+    assert len(picture) == 2 and all("@" in h["id"] for h in picture)
+    refused = cli("similar", "image", str(REPO / "README.md"))
+    assert refused.returncode == 2 and "not an image of a supported format" in refused.stderr
+    unknown = cli("similar", "programme", "no-such-programme")
+    assert unknown.returncode == 2 and "no-such-programme" in unknown.stderr

@@ -20,17 +20,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
-def _read_image(path: str):
-    import numpy as np
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _read_image(path: str, settings: Settings):
+    """The picture as the API reads an upload (``webui.example.decode_image``: the same
+    formats, pixel bound, orientation, transparency and size), so the command line and
+    ``POST /api/v1/similar`` answer alike."""
+    from werkzeug.exceptions import HTTPException
 
     from tvindex.cli import UserError
+    from webui.example import decode_image
 
     try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return decode_image(data, settings.server.max_upload_pixels).pixels
+    except HTTPException as exc:
+        raise UserError(f"{path}: {exc.description}") from None
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             elif args.kind == "shot":
                 items = rec.similar_shots(args.target, args.limit)
             else:
-                items = rec.shots_like(rec.embed_image(_read_image(args.target)), args.limit)
+                items = rec.shots_like(rec.embed_image(_read_image(args.target, settings)), args.limit)
         except (NotFound, RecommendError, ValueError) as exc:
             raise UserError(str(exc)) from None
     if args.kind in ("shot", "image"):
