@@ -8,6 +8,7 @@ from itertools import islice
 
 import numpy as np
 
+from indexer.aggregate import unit_rows
 from indexer.media import Frame
 from indexer.taggers.base import LabelSet, Tagger, TaggerError
 from tvindex.settings import Settings
@@ -65,14 +66,6 @@ def choose_embedder(taggers: Sequence[Tagger], settings: Settings) -> Tagger | N
             f"{EMBEDDING_KEY}: tagger {spec!r} has no frame features (a detector); taggers "
             f"with features: {others}; or use auto or none")
     return chosen
-
-
-def unit_rows(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """[B, D] raw features -> L2-normalised rows, float32. A zero row stays zero (the guard:
-    no division by zero, no NaN)."""
-    x = np.asarray(features, np.float64)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32)
 
 
 def batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.aggregate import unit_rows
 from search.records import Evidence, Hit, Level, parse_shot_id
 from search.store import CatalogueStore, NotFound, StoreError
 from search.vector_catalogue import VectorCatalogue, episode_versions
@@ -45,9 +46,9 @@ class RecommendError(StoreError):
 
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    """Unit rows in float64 (zero rows stay zero): the indexer's normalisation of frame
+    embeddings, at the precision the profiles are compared in."""
+    return unit_rows(x, dtype=np.float64)
 
 
 def tfidf_weights(scores: np.ndarray, min_score: float) -> np.ndarray:
