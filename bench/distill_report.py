@@ -1,10 +1,11 @@
 """The distillation results table: each loss's student against the teachers on held-out
 footage, beside the thesis's figures. Regenerates the README's "Student network" table.
 
-For each training configuration (default: the thesis's merged and split losses and the
-head-aware loss, identical but for the loss, at 160 px stretched; ``--set 224`` takes the same
-three losses at the scene teacher's own input, 224 px centre crop, linear probe only; or name
-any list with ``--configs``) it trains the run if its
+For each training configuration (default, ``--set 192``: the thesis's merged and split losses
+and the head-aware loss, identical but for the loss, at 192 px with the scene teacher's centre
+cut, linear probe only; ``--set 160`` takes the same three losses at 160 px stretched with
+fine-tuning, ``--set 224`` at the scene teacher's own 224 px; or name any list with
+``--configs``) it trains the run if its
 ``best.pt`` is missing (``--train``; resumes a run cut short), then evaluates ``best.pt``
 through the ``student`` tagger on the transfer set's test split: top-1 agreement and
 nDCG@5/@10 per head (linear gain, the teacher's probability, in both DCG and ideal DCG),
@@ -16,9 +17,10 @@ differences of a few hundredths are noise.
 
     python bench/distill_report.py --train > var/bench/distill_report.json
     python bench/distill_report.py --markdown          # the README table from the runs
-    python bench/distill_report.py --markdown --from-json var/bench/distill_report.json
+    python bench/distill_report.py --markdown --from-json var/bench/distill_report.json \
+        var/bench/distill_report_160.json var/bench/distill_report_224.json   # one table
+    python bench/distill_report.py --set 160 --train > var/bench/distill_report_160.json
     python bench/distill_report.py --set 224 --train > var/bench/distill_report_224.json
-    python bench/distill_report.py --markdown --from-json var/bench/distill_report_224.json
 
 Without ``--train`` nothing is trained: existing runs' ``best.pt`` are evaluated as they are.
 The markdown ends with the paired differences (nDCG@5, nDCG@10) as a sentence.
@@ -35,11 +37,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = ["config/train/thesis-merged.yaml", "config/train/thesis-split.yaml",
-           "config/train/head-aware.yaml"]
 # Named config lists (--set); the head-aware loss last, as paired_vs_last's reference.
 SETS = {
-    "160": CONFIGS,
+    "192": ["config/train/thesis-merged-192.yaml", "config/train/thesis-split-192.yaml",
+            "config/train/head-aware-192.yaml"],
+    "160": ["config/train/thesis-merged.yaml", "config/train/thesis-split.yaml",
+            "config/train/head-aware.yaml"],
     "224": ["config/train/thesis-merged-224.yaml", "config/train/thesis-split-224.yaml",
             "config/train/head-aware-224.yaml"],
 }
@@ -156,36 +159,51 @@ def run_config(path: Path, settings, train: bool) -> dict:
     }
 
 
-def markdown(report: dict) -> str:
-    heads = report["heads"]  # {"objects": "coco80", "scenes": "imagenet1k"}
+def input_of(run: dict) -> str:
+    """'192 px centre cut': a run's input size and resize rule."""
+    st = run.get("student", {})
+    cut = {"center_crop": "centre cut", "stretch": "stretched"}.get(st.get("resize"),
+                                                                     st.get("resize", ""))
+    return f"{st.get('image_size', '?')} px {cut}".strip()
+
+
+def markdown(reports: list[dict]) -> str:
+    """One table for one or more reports (e.g. the three input settings): the thesis and prior
+    rows once, then every run with its input; then each report's paired differences."""
+    heads = reports[0]["heads"]  # {"objects": "coco80", "scenes": "imagenet1k"}
     lines = [
-        (f"| student (loss) | {heads['objects']} top-1 | nDCG@5 | nDCG@10 | "
+        (f"| student (loss) | input | {heads['objects']} top-1 | nDCG@5 | nDCG@10 | "
          f"{heads['scenes']} top-1 | nDCG@5 | nDCG@10 | train wall time |"),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cells(m: dict, fmt: str = ".2f") -> str:
         return " | ".join(format(m[k], fmt) if isinstance(m.get(k), float) else "-"
                           for k in ("top1", "ndcg@5", "ndcg@10"))
 
-    for name, m in report["thesis"].items():
+    for name, m in reports[0]["thesis"].items():
         # As published (0.025 stays 0.025).
-        lines.append(f"| thesis, {name} (its own nDCG) | {cells(m['objects'], 'g')} | "
+        lines.append(f"| thesis, {name} (its own nDCG) | - | {cells(m['objects'], 'g')} | "
                      f"{cells(m['scenes'], 'g')} | - |")
-    p = report["prior"]
-    lines.append(f"| no student: labels by train-set prior | {cells(p[heads['objects']]['all'])} "
-                 f"| {cells(p[heads['scenes']]['all'])} | - |")
-    for run in report["runs"]:
-        t = run["test"]
-        secs = run["train_seconds"]
-        best = "probe" if run["best_epoch"] < 0 else f"ep. {run['best_epoch'] + 1}"
-        done = ("probe + " if run.get("probe") else "") + f"{run['epochs_run']} ep."
-        wall = f"{secs / 60:.0f} min ({done}; best: {best})" if secs else "-"
-        lines.append(f"| {Path(run['config']).stem} (loss `{run['loss']['name']}`) | "
-                     f"{cells(t[heads['objects']]['all'])} | "
-                     f"{cells(t[heads['scenes']]['all'])} | {wall} |")
-    paired = paired_sentence(report)
-    return "\n".join(lines) + (f"\n\n{paired}" if paired else "")
+    p = reports[0]["prior"]
+    lines.append(f"| no student: labels by train-set prior | - | "
+                 f"{cells(p[heads['objects']]['all'])} | {cells(p[heads['scenes']]['all'])} | - |")
+    for report in reports:
+        for run in report["runs"]:
+            t = run["test"]
+            secs = run["train_seconds"]
+            best = "probe" if run["best_epoch"] < 0 else f"ep. {run['best_epoch'] + 1}"
+            done = "probe" if run.get("probe") and not run["epochs_run"] else (
+                ("probe + " if run.get("probe") else "") + f"{run['epochs_run']} ep.")
+            wall = f"{secs / 60:.0f} min ({done}; best: {best})" if secs else "-"
+            lines.append(f"| {Path(run['config']).stem} (loss `{run['loss']['name']}`) | "
+                         f"{input_of(run)} | "
+                         f"{cells(t[heads['objects']]['all'])} | "
+                         f"{cells(t[heads['scenes']]['all'])} | {wall} |")
+    paired = [paired_sentence(r) for r in reports]
+    named = [(f"{input_of(r['runs'][0])}: " if len(reports) > 1 else "") + text
+             for r, text in zip(reports, paired) if text]
+    return "\n".join(lines) + ("\n\n" + "\n\n".join(named) if named else "")
 
 
 def paired_sentence(report: dict) -> str:
@@ -219,18 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", nargs="+", type=Path,
                    help="training configurations (default: those of --set); the last one is "
                         "the reference of the paired differences")
-    p.add_argument("--set", choices=sorted(SETS), default="160", dest="config_set",
-                   help="named config list: 160 (the README table, 160 px stretched) or 224 "
-                        "(the same losses at 224 px centre crop, probe only)")
+    p.add_argument("--set", choices=sorted(SETS), default="192", dest="config_set",
+                   help="named config list: 192 (the README table and the production "
+                        "student's input, centre cut, probe only), 160 (stretched, fine-tuned) "
+                        "or 224 (centre cut, probe only)")
     p.add_argument("--train", action="store_true", help="train runs whose best.pt is missing")
     p.add_argument("--markdown", action="store_true", help="print the README table, not JSON")
-    p.add_argument("--from-json", type=Path, metavar="FILE",
-                   help="with --markdown: the table from a saved report, evaluating nothing")
+    p.add_argument("--from-json", type=Path, nargs="+", metavar="FILE",
+                   help="with --markdown: one table from saved reports, evaluating nothing")
     args = p.parse_args(argv)
     if args.from_json:
         if not args.markdown:
             p.error("--from-json goes with --markdown")
-        print(markdown(json.loads(args.from_json.read_text())))
+        print(markdown([json.loads(f.read_text()) for f in args.from_json]))
         return 0
     if args.configs is None:
         args.configs = [REPO / c for c in SETS[args.config_set]]
@@ -263,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if args.markdown:
-        print(markdown(report))
+        print(markdown([report]))
     else:
         json.dump(report, sys.stdout, indent=1)
         print()

@@ -387,6 +387,42 @@ def test_speed_is_measured_on_the_same_frames(teacher_ckpt: Path, tmp_path: Path
     assert len(out["per_tagger_fps"]) == 2  # two taggers of one kind are told apart
 
 
+def test_limits_teacher_self_agreement_and_data_scaling(transfer: Path, teacher_ckpt: Path,
+                                                       tmp_path: Path):
+    from training.distill.limits import data_scaling, per_doubling, teacher_self_agreement
+
+    ts = TransferSet(transfer)
+    teacher_settings = student_settings(teacher_ckpt)
+    # The tiny teacher reads 32 px stretched: the student's view at 32 px stretched is the
+    # teacher's own input, so it must agree exactly as well as the stored frame does.
+    agree = teacher_self_agreement(ts, teacher_settings, 32, "stretch")
+    assert set(agree) == {"stored", "mirrored", "student_view"}
+    assert agree["student_view"] == agree["stored"]
+    for variant in agree.values():
+        for head in ("objects", "scenes"):
+            m = variant[head]
+            assert m["frames"] == ts.count("test") and 0 <= m["ndcg@5"] <= 1
+    # A centre cut of 16 px loses most of the frame: the teacher agrees less with itself.
+    cut = teacher_self_agreement(ts, teacher_settings, 16, "center_crop")["student_view"]
+    assert sum(cut[h]["ndcg@5"] for h in ("objects", "scenes")) < sum(
+        agree["stored"][h]["ndcg@5"] for h in ("objects", "scenes"))
+
+    cfg = _config(transfer, tmp_path / "runs", **{"optim.probe_epochs": 3, "loss.name": "split"})
+    results = data_scaling(cfg, ts, student_settings(tmp_path / "unused.pt"), [0.5, 1.0],
+                           progress=False)
+    groups = {r.group for r in ts.rows("train")}
+    assert [r["fraction"] for r in results] == [0.5, 1.0]
+    assert results[0]["groups"] == math.ceil(len(groups) / 2) and results[1]["groups"] == len(groups)
+    assert results[0]["train_images"] < results[1]["train_images"] == ts.count("train", views=True)
+    for r in results:
+        assert 0 < r["test"]["objects"]["ndcg@5"] <= 1 and r["test"]["scenes"]["frames"] > 0
+    slope = per_doubling(results, "objects")
+    expected = (results[1]["test"]["objects"]["ndcg@5"] - results[0]["test"]["objects"]["ndcg@5"]
+                ) / math.log2(results[1]["groups"] / results[0]["groups"])
+    assert slope == pytest.approx(expected, abs=1e-4)
+    assert per_doubling(results[:1], "objects") is None
+
+
 def test_resume_continues_and_refuses_to_overwrite(transfer: Path, tmp_path: Path):
     settings = student_settings(tmp_path / "unused.pt")
     cfg = _config(transfer, tmp_path / "runs", **{"loss.name": "merged", "optim.epochs": 1})

@@ -25,6 +25,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from training.distill.evaluate import evaluate_rows, model_predictor
 from training.distill.losses import DistillLoss, create_loss
 from training.distill.metrics import summary_score
 from training.distill.student import checkpoint_meta, create_student, set_train_mode
-from training.distill.transfer import TransferSet
+from training.distill.transfer import Row, TransferSet
 from tvindex.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,17 +134,19 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _linear_probe(model: StudentNet, loss_fn: DistillLoss, ts: TransferSet, cfg: TrainConfig,
-                  device: torch.device, amp_dtype: torch.dtype | None, progress: bool
-                  ) -> dict[str, float]:
-    """Train only the heads (and loss parameters) on pooled features of every stored train
-    frame and view, computed once in eval mode; returns the mean training losses."""
+def probe_features(model: StudentNet, rows: Iterable[Row], cfg: TrainConfig,
+                   device: torch.device, amp_dtype: torch.dtype | None = None,
+                   total: int | None = None, progress: bool = False
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[str]]:
+    """Pooled backbone features of ``rows`` (eval mode, no augmentation) with their teacher
+    logits and source groups: what a linear probe trains on. Returns (features [N, F],
+    {label set: logits [N, n]}, groups [N])."""
     from tqdm import tqdm
 
-    s, o = cfg.student, cfg.optim
-    names = [ls.name for ls in ts.label_sets]
+    s = cfg.student
     feats: list[torch.Tensor] = []
-    targets: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    targets: dict[str, list[torch.Tensor]] = {}
+    groups: list[str] = []
     images: list = []
 
     def encode() -> None:
@@ -155,18 +158,26 @@ def _linear_probe(model: StudentNet, loss_fn: DistillLoss, ts: TransferSet, cfg:
         images.clear()
 
     model.eval()
-    rows = ts.rows("train", views=True)
-    for row in tqdm(rows, total=ts.count("train", views=True), desc="probe: features",
-                    unit="frame", file=sys.stderr, disable=not progress or None, leave=False):
+    for row in tqdm(rows, total=total, desc="probe: features", unit="frame", file=sys.stderr,
+                    disable=not progress or None, leave=False):
         images.append(row.image())
-        for n in names:
-            targets[n].append(torch.from_numpy(row.logits[n]))
+        groups.append(row.group)
+        for n, logits in row.logits.items():
+            targets.setdefault(n, []).append(torch.from_numpy(logits))
         if len(images) >= cfg.eval.batch_size:
             encode()
     if images:
         encode()
-    features = torch.cat(feats)
     teacher = {n: torch.stack(v).to(device) for n, v in targets.items()}
+    return torch.cat(feats), teacher, groups
+
+
+def train_heads(model: StudentNet, loss_fn: DistillLoss, features: torch.Tensor,
+                teacher: dict[str, torch.Tensor], cfg: TrainConfig, device: torch.device
+                ) -> dict[str, float]:
+    """Train only the heads (and loss parameters) on precomputed features for
+    ``optim.probe_epochs``; returns the mean training losses."""
+    o = cfg.optim
     params = list(model.heads.parameters()) + [p for p in loss_fn.parameters()
                                                if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=o.probe_lr, weight_decay=o.weight_decay)
@@ -193,6 +204,16 @@ def _linear_probe(model: StudentNet, loss_fn: DistillLoss, ts: TransferSet, cfg:
             count += 1
     model.dropout.eval()
     return {k: round(float(v) / max(1, count), 5) for k, v in sums.items()}
+
+
+def _linear_probe(model: StudentNet, loss_fn: DistillLoss, ts: TransferSet, cfg: TrainConfig,
+                  device: torch.device, amp_dtype: torch.dtype | None, progress: bool
+                  ) -> dict[str, float]:
+    """Train only the heads (and loss parameters) on pooled features of every stored train
+    frame and view, computed once in eval mode; returns the mean training losses."""
+    features, teacher, _ = probe_features(model, ts.rows("train", views=True), cfg, device,
+                                          amp_dtype, ts.count("train", views=True), progress)
+    return train_heads(model, loss_fn, features, teacher, cfg, device)
 
 
 def fit(cfg: TrainConfig, settings: Settings, *, resume: bool = False, progress: bool = True,

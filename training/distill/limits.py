@@ -1,0 +1,110 @@
+"""What limits a student on a transfer set (``bench/distill_limits.py`` prints it as JSON).
+
+- :func:`teacher_self_agreement`: each teacher re-run on the test frames after a change that
+  leaves the content alone, scored against its own cached logits with the student's metrics.
+  No student can be expected to agree with a teacher better than the teacher agrees with
+  itself; ``student_view`` (only the pixels the student sees) is the ceiling that the
+  student's input rule alone imposes.
+- :func:`data_scaling`: a configuration's linear probe trained on nested subsets of the train
+  source groups and evaluated on the same test split; :func:`per_doubling` is the slope of
+  test nDCG against log2(groups), the gain from doubling the footage.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from indexer.taggers.base import create_tagger
+from indexer.taggers.student import preprocess
+from indexer.taggers.torch_tagger import resolve_device
+from training.distill.config import TrainConfig
+from training.distill.evaluate import evaluate_rows, model_predictor
+from training.distill.fit import probe_features, train_heads
+from training.distill.losses import create_loss
+from training.distill.student import create_student
+from training.distill.transfer import TransferSet
+from tvindex.settings import Settings
+
+
+def teacher_self_agreement(ts: TransferSet, settings: Settings, image_size: int, resize: str,
+                           ks: Sequence[int] = (5, 10)) -> dict[str, Any]:
+    """{variant: {label set: metrics of the teacher re-run on the variant vs its cached
+    logits}} over the test split."""
+    teachers: dict[str, object] = {}
+    for ls in ts.label_sets:
+        name = ts.teachers[ls.name]["name"]
+        teachers.setdefault(name, create_tagger(name, settings))
+    variants = {
+        "stored": lambda im: im,
+        "mirrored": lambda im: np.ascontiguousarray(im[:, ::-1]),
+        "student_view": lambda im: preprocess(im, image_size, resize),
+    }
+    out = {}
+    for variant, change in variants.items():
+        def predict(frames, change=change):
+            changed = [change(f) for f in frames]
+            logits: dict[str, np.ndarray] = {}
+            for tagger in teachers.values():
+                logits.update(tagger.predict(changed))
+            return logits
+
+        heads = evaluate_rows(ts.rows("test"), predict, ts.label_sets, ks)
+        out[variant] = {name: h["all"] for name, h in heads.items()}
+    return out
+
+
+def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
+                 fractions: Sequence[float], seed: int = 0, progress: bool = True
+                 ) -> list[dict[str, Any]]:
+    """Test metrics of the configuration's linear probe trained on nested fractions of the
+    train source groups (the features are computed once)."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.runtime.device)
+    model = create_student(cfg.student, ts.label_sets, settings).to(device)
+    features, teacher, groups = probe_features(
+        model, ts.rows("train", views=True), cfg, device,
+        total=ts.count("train", views=True), progress=progress)
+    order = np.random.default_rng(seed).permutation(sorted(set(groups)))
+    group_array = np.asarray(groups)
+    s = cfg.student
+    predict = model_predictor(model, s.image_size, s.resize, s.mean, s.std, device,
+                              cfg.eval.batch_size)
+    results = []
+    for fraction in fractions:
+        chosen = order[:max(1, math.ceil(fraction * len(order)))]
+        idx = torch.from_numpy(np.flatnonzero(np.isin(group_array, chosen))).to(device)
+        torch.manual_seed(cfg.seed)
+        for head in model.heads:
+            head.reset_parameters()
+        loss_fn = create_loss(cfg.loss.name, ts.label_sets, **cfg.loss.params()).to(device)
+        t0 = time.perf_counter()
+        train_heads(model, loss_fn, features[idx], {k: v[idx] for k, v in teacher.items()},
+                    cfg, device)
+        heads = evaluate_rows(ts.rows("test"), predict, ts.label_sets, cfg.eval.ks,
+                              cfg.eval.gain, cfg.eval.batch_size)
+        results.append({"fraction": fraction, "groups": len(chosen),
+                        "train_images": len(idx),
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        "test": {name: h["all"] for name, h in heads.items()}})
+        if progress:
+            print(f"data scaling: {len(chosen)} groups, {len(idx)} images: "
+                  + "  ".join(f"{n} nDCG@5 {h['all']['ndcg@5']:.3f}"
+                              for n, h in heads.items()), file=sys.stderr)
+    return results
+
+
+def per_doubling(results: Sequence[dict[str, Any]], head: str, key: str = "ndcg@5"
+                 ) -> float | None:
+    """Least-squares slope of ``key`` against log2(train groups): the gain per doubling."""
+    if len(results) < 2:
+        return None
+    x = np.log2([r["groups"] for r in results])
+    y = np.array([r["test"][head][key] for r in results])
+    return round(float(np.polyfit(x, y, 1)[0]), 4)
