@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="training configuration: its transfer set, input and loss")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0],
                    help="nested fractions of the train source groups for the probe")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="orders of the train source groups: each seed draws its own nested "
+                        "subsets (the whole train split is trained once)")
     p.add_argument("--skip-teachers", action="store_true",
                    help="data scaling only (the teachers are the slow part)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -48,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.distill.config import load_train_config
     from training.distill.evaluate import machine
-    from training.distill.limits import data_scaling, per_doubling, teacher_self_agreement
+    from training.distill.limits import (
+        data_scaling,
+        per_doubling,
+        scaling_summary,
+        teacher_self_agreement,
+    )
     from training.distill.transfer import TransferSet
     from tvindex.settings import load_settings
 
@@ -67,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_teachers:
         report["teacher_self_agreement"] = teacher_self_agreement(
             ts, settings, cfg.student.image_size, cfg.student.resize)
-    scaling = data_scaling(cfg, ts, settings, sorted(args.fractions),
+    scaling = data_scaling(cfg, ts, settings, sorted(args.fractions), args.seeds,
                            progress=not args.quiet)
     report["data_scaling"] = scaling
+    report["data_scaling_summary"] = {ls.name: scaling_summary(scaling, ls.name)
+                                      for ls in ts.label_sets}
     report["ndcg@5_per_doubling"] = {ls.name: per_doubling(scaling, ls.name)
                                      for ls in ts.label_sets}
     report["machine"] = machine()

@@ -389,7 +389,12 @@ def test_speed_is_measured_on_the_same_frames(teacher_ckpt: Path, tmp_path: Path
 
 def test_limits_teacher_self_agreement_and_data_scaling(transfer: Path, teacher_ckpt: Path,
                                                        tmp_path: Path):
-    from training.distill.limits import data_scaling, per_doubling, teacher_self_agreement
+    from training.distill.limits import (
+        data_scaling,
+        per_doubling,
+        scaling_summary,
+        teacher_self_agreement,
+    )
 
     ts = TransferSet(transfer)
     teacher_settings = student_settings(teacher_ckpt)
@@ -409,17 +414,25 @@ def test_limits_teacher_self_agreement_and_data_scaling(transfer: Path, teacher_
 
     cfg = _config(transfer, tmp_path / "runs", **{"optim.probe_epochs": 3, "loss.name": "split"})
     results = data_scaling(cfg, ts, student_settings(tmp_path / "unused.pt"), [0.5, 1.0],
-                           progress=False)
+                           seeds=[0, 1], progress=False)
     groups = {r.group for r in ts.rows("train")}
-    assert [r["fraction"] for r in results] == [0.5, 1.0]
-    assert results[0]["groups"] == math.ceil(len(groups) / 2) and results[1]["groups"] == len(groups)
-    assert results[0]["train_images"] < results[1]["train_images"] == ts.count("train", views=True)
+    # Each seed's half, then the whole train split once.
+    assert [(r["fraction"], r["seed"]) for r in results] == [(0.5, 0), (1.0, None), (0.5, 1)]
+    half, whole = results[0], results[1]
+    assert half["groups"] == results[2]["groups"] == math.ceil(len(groups) / 2)
+    assert whole["groups"] == len(groups)
+    assert half["train_images"] < whole["train_images"] == ts.count("train", views=True)
     for r in results:
         assert 0 < r["test"]["objects"]["ndcg@5"] <= 1 and r["test"]["scenes"]["frames"] > 0
-    slope = per_doubling(results, "objects")
-    expected = (results[1]["test"]["objects"]["ndcg@5"] - results[0]["test"]["objects"]["ndcg@5"]
-                ) / math.log2(results[1]["groups"] / results[0]["groups"])
+    slope = per_doubling(results[:2], "objects")
+    expected = (whole["test"]["objects"]["ndcg@5"] - half["test"]["objects"]["ndcg@5"]
+                ) / math.log2(whole["groups"] / half["groups"])
     assert slope == pytest.approx(expected, abs=1e-4)
+    summary = scaling_summary(results, "objects")
+    values = [half["test"]["objects"]["ndcg@5"], results[2]["test"]["objects"]["ndcg@5"]]
+    assert summary[0]["runs"] == 2 and summary[0]["min"] == pytest.approx(min(values))
+    assert summary[0]["mean"] == pytest.approx(np.mean(values), abs=1e-4)
+    assert summary[-1]["groups"] == len(groups) and summary[-1]["runs"] == 1
     assert per_doubling(results[:1], "objects") is None
 
 

@@ -61,23 +61,25 @@ def teacher_self_agreement(ts: TransferSet, settings: Settings, image_size: int,
 
 
 def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
-                 fractions: Sequence[float], seed: int = 0, progress: bool = True
-                 ) -> list[dict[str, Any]]:
+                 fractions: Sequence[float], seeds: Sequence[int] = (0,),
+                 progress: bool = True) -> list[dict[str, Any]]:
     """Test metrics of the configuration's linear probe trained on nested fractions of the
-    train source groups (the features are computed once)."""
+    train source groups, for each seed's order of the groups (the features are computed once;
+    the whole train split, fraction 1, is trained once, under the first seed)."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.runtime.device)
     model = create_student(cfg.student, ts.label_sets, settings).to(device)
     features, teacher, groups = probe_features(
         model, ts.rows("train", views=True), cfg, device,
         total=ts.count("train", views=True), progress=progress)
-    order = np.random.default_rng(seed).permutation(sorted(set(groups)))
     group_array = np.asarray(groups)
     s = cfg.student
     predict = model_predictor(model, s.image_size, s.resize, s.mean, s.std, device,
                               cfg.eval.batch_size)
     results = []
-    for fraction in fractions:
+    runs = [(seed, f) for i, seed in enumerate(seeds) for f in fractions if f < 1 or i == 0]
+    for seed, fraction in runs:
+        order = np.random.default_rng(seed).permutation(sorted(set(groups)))
         chosen = order[:max(1, math.ceil(fraction * len(order)))]
         idx = torch.from_numpy(np.flatnonzero(np.isin(group_array, chosen))).to(device)
         torch.manual_seed(cfg.seed)
@@ -89,12 +91,13 @@ def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
                     cfg, device)
         heads = evaluate_rows(ts.rows("test"), predict, ts.label_sets, cfg.eval.ks,
                               cfg.eval.gain, cfg.eval.batch_size)
-        results.append({"fraction": fraction, "groups": len(chosen),
+        results.append({"fraction": fraction, "seed": seed if fraction < 1 else None,
+                        "groups": len(chosen),
                         "train_images": len(idx),
                         "seconds": round(time.perf_counter() - t0, 1),
                         "test": {name: h["all"] for name, h in heads.items()}})
         if progress:
-            print(f"data scaling: {len(chosen)} groups, {len(idx)} images: "
+            print(f"data scaling (seed {seed}): {len(chosen)} groups, {len(idx)} images: "
                   + "  ".join(f"{n} nDCG@5 {h['all']['ndcg@5']:.3f}"
                               for n, h in heads.items()), file=sys.stderr)
     return results
@@ -102,9 +105,21 @@ def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
 
 def per_doubling(results: Sequence[dict[str, Any]], head: str, key: str = "ndcg@5"
                  ) -> float | None:
-    """Least-squares slope of ``key`` against log2(train groups): the gain per doubling."""
+    """Least-squares slope of ``key`` against log2(train groups) over every run (all seeds):
+    the gain per doubling of the footage."""
     if len(results) < 2:
         return None
     x = np.log2([r["groups"] for r in results])
     y = np.array([r["test"][head][key] for r in results])
     return round(float(np.polyfit(x, y, 1)[0]), 4)
+
+
+def scaling_summary(results: Sequence[dict[str, Any]], head: str, key: str = "ndcg@5"
+                    ) -> list[dict[str, Any]]:
+    """Per subset size: mean, min and max of ``key`` over the seeds' subsets."""
+    by_size: dict[int, list[float]] = {}
+    for r in results:
+        by_size.setdefault(r["groups"], []).append(r["test"][head][key])
+    return [{"groups": g, "runs": len(v), "mean": round(float(np.mean(v)), 4),
+             "min": round(min(v), 4), "max": round(max(v), 4)}
+            for g, v in sorted(by_size.items())]
