@@ -25,9 +25,10 @@ from indexer.taggers.base import create_tagger
 from indexer.taggers.student import preprocess
 from indexer.taggers.torch_tagger import resolve_device
 from training.distill.config import TrainConfig
-from training.distill.evaluate import evaluate_rows, model_predictor
+from training.distill.evaluate import evaluate_rows
 from training.distill.fit import probe_features, train_heads
 from training.distill.losses import create_loss
+from training.distill.metrics import head_metrics
 from training.distill.student import create_student
 from training.distill.transfer import TransferSet
 from tvindex.settings import Settings
@@ -73,9 +74,8 @@ def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
         model, ts.rows("train", views=True), cfg, device,
         total=ts.count("train", views=True), progress=progress)
     group_array = np.asarray(groups)
-    s = cfg.student
-    predict = model_predictor(model, s.image_size, s.resize, s.mean, s.std, device,
-                              cfg.eval.batch_size)
+    # The test split's features once: only the heads change from run to run.
+    test_features, test_teacher, _ = probe_features(model, ts.rows("test"), cfg, device)
     results = []
     runs = [(seed, f) for i, seed in enumerate(seeds) for f in fractions if f < 1 or i == 0]
     for seed, fraction in runs:
@@ -89,17 +89,22 @@ def data_scaling(cfg: TrainConfig, ts: TransferSet, settings: Settings,
         t0 = time.perf_counter()
         train_heads(model, loss_fn, features[idx], {k: v[idx] for k, v in teacher.items()},
                     cfg, device)
-        heads = evaluate_rows(ts.rows("test"), predict, ts.label_sets, cfg.eval.ks,
-                              cfg.eval.gain, cfg.eval.batch_size)
+        with torch.inference_mode():
+            logits = model.forward_heads(test_features)
+        test = {ls.name: {k: round(v, 4) if isinstance(v, float) else v
+                          for k, v in head_metrics(ls, test_teacher[ls.name].cpu().numpy(),
+                                                   logits[ls.name].float().cpu().numpy(),
+                                                   cfg.eval.ks, cfg.eval.gain).items()}
+                for ls in ts.label_sets}
         results.append({"fraction": fraction, "seed": seed if fraction < 1 else None,
                         "groups": len(chosen),
                         "train_images": len(idx),
                         "seconds": round(time.perf_counter() - t0, 1),
-                        "test": {name: h["all"] for name, h in heads.items()}})
+                        "test": test})
         if progress:
             print(f"data scaling (seed {seed}): {len(chosen)} groups, {len(idx)} images: "
-                  + "  ".join(f"{n} nDCG@5 {h['all']['ndcg@5']:.3f}"
-                              for n, h in heads.items()), file=sys.stderr)
+                  + "  ".join(f"{n} nDCG@5 {m['ndcg@5']:.3f}" for n, m in test.items()),
+                  file=sys.stderr)
     return results
 
 
