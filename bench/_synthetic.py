@@ -9,7 +9,7 @@ vectors (drawn from its programme's "palette" of real frames, so a programme loo
 episode to episode), each with a little multiplicative noise (log-normal, i.e. additive in log
 space), clipped to [0, 1] and renormalised for softmax sets; the shot's score is the frames'
 mean and its coverage the share of frames at or above the label set's threshold, exactly what
-``indexer.aggregate`` computes for real frames. Per-label marginals and co-occurrences therefore
+``tvindex.core.stats`` computes for real frames. Per-label marginals and co-occurrences therefore
 follow the real frames. Nothing here writes inside the repository.
 """
 
@@ -81,9 +81,9 @@ def bench_settings(overrides: dict | None = None):
 
 
 def real_taggers(settings) -> list:
-    from indexer.taggers.base import create_tagger
+    from indexer.taggers import tagger_from_settings
 
-    return [create_tagger(name, settings) for name in TAGGER_NAMES]
+    return [tagger_from_settings(name, settings) for name in TAGGER_NAMES]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,8 +186,8 @@ def probability_bank(cache_dir: Path, n_photos: int = 150, video_every_s: float 
                      rebuild: bool = False) -> Bank:
     """Tag real frames once with the real taggers (cached in ``cache_dir/bank-*.npz``, keyed
     by the taggers' identities and the sample)."""
-    from indexer.aggregate import threshold_for
     from indexer.pipeline import label_sets_of
+    from tvindex.core.stats import threshold_for
 
     settings = settings or bench_settings()
     taggers = list(taggers) if taggers is not None else real_taggers(settings)
@@ -282,7 +282,7 @@ class ShotSynthesiser:
         return out, k, starts, ends
 
     def episode_tags(self, p: int, e: int, n_shots: int, thumbnail: bytes = b""):
-        from search.records import EpisodeTags, LabelStats, SegmentTags
+        from tvindex.core.records import EpisodeTags, LabelStats, SegmentTags
 
         stats, k, starts, ends = self.shots(p, e, n_shots)
         segments = []
@@ -304,7 +304,7 @@ class ShotSynthesiser:
 
 def catalogue_records(n_programmes: int, n_episodes: int, seed: int = 0):
     """Programmes and episodes (episode e of programme p round-robin) with air dates."""
-    from search.records import EpisodeRecord, ProgrammeRecord
+    from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
     genres = ("news", "documentary", "drama", "sport", "children", "entertainment", "music")
     progs = [ProgrammeRecord(programme_id(p), f"Programme {p:03d}", genre=genres[p % 7])

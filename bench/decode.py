@@ -130,7 +130,7 @@ def bench_taggers(path: Path, info: MediaInfo, every_s: float, repeats: int) -> 
 
     import torch
 
-    from indexer.taggers import create_tagger, list_taggers
+    from indexer.taggers import list_taggers, tagger_from_settings
 
     step = max(info.duration_s / 48, 1.0 / max(info.fps, 1.0))
     frames = [f.image for f in sample_frames(path, "interval", step, max_side=720)][:48]
@@ -139,7 +139,7 @@ def bench_taggers(path: Path, info: MediaInfo, every_s: float, repeats: int) -> 
     for name in list_taggers():
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                tagger = create_tagger(name, _tagger_settings(name, Path(tmp)))
+                tagger = tagger_from_settings(name, _tagger_settings(name, Path(tmp)))
             except Exception as exc:  # noqa: BLE001 - report, don't stop the bench
                 out[name] = {"error": str(exc)}
                 continue

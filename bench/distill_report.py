@@ -79,7 +79,7 @@ def paired_differences(runs: list[dict], ts, settings, ks=(5, 10), resamples: in
     the test split, with a 95% bootstrap interval over test frames: are the losses apart?"""
     import numpy as np
 
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from training.distill.evaluate import checkpoint_path_settings
     from training.distill.metrics import ndcg_at_k
 
@@ -88,7 +88,7 @@ def paired_differences(runs: list[dict], ts, settings, ks=(5, 10), resamples: in
     images = [r.image() for r in rows]
     per_frame = []
     for run in runs:
-        tagger = create_tagger("student", checkpoint_path_settings(
+        tagger = tagger_from_settings("student", checkpoint_path_settings(
             settings, Path(run["run_dir"]) / "best.pt"))
         out = tagger.predict(images)
         per_frame.append({(ls.name, k): ndcg_at_k(ls.probabilities(teacher[ls.name]),
@@ -112,7 +112,7 @@ def paired_differences(runs: list[dict], ts, settings, ks=(5, 10), resamples: in
 
 
 def run_config(path: Path, settings, train: bool) -> dict:
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from training.distill.config import load_train_config
     from training.distill.evaluate import checkpoint_path_settings, evaluate_tagger
     from training.distill.fit import fit
@@ -135,7 +135,7 @@ def run_config(path: Path, settings, train: bool) -> dict:
         raise SystemExit(f"{best} is missing: run with --train (or tvindex train fit --config "
                          f"{path})")
     history = [json.loads(x) for x in history_path.read_text().splitlines() if x.strip()]
-    student = create_tagger("student", checkpoint_path_settings(settings, best))
+    student = tagger_from_settings("student", checkpoint_path_settings(settings, best))
     report = evaluate_tagger(student, TransferSet(cfg.transfer), "test")
     try:
         shown = Path(path).resolve().relative_to(REPO)

@@ -29,18 +29,18 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from es_server import EsServer, delete_prefix
 
-from indexer.aggregate import aggregate
-from indexer.taggers.base import LabelSet
 from search.engine import run_search
 from search.es_store import EsStore
-from search.records import (
+from search.sqlite_store import SqliteStore
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import (
     EpisodeRecord,
     EpisodeTags,
     LabelStats,
     ProgrammeRecord,
     SegmentTags,
 )
-from search.sqlite_store import SqliteStore
+from tvindex.core.stats import aggregate
 
 COCO = LabelSet("coco80", "sigmoid", tuple(f"object{i}" for i in range(80)))
 PLACES = LabelSet("places365", "softmax", tuple(f"place{i}" for i in range(365)))

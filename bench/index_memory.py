@@ -109,8 +109,8 @@ def child(video: Path, db_dir: Path, every_s: float) -> int:
     """Runs in the child process: index one episode, print a JSON line to stdout."""
     from indexer.catalogue import Catalogue
     from indexer.indexing import run_index
-    from search.records import EpisodeRecord, ProgrammeRecord
     from search.sqlite_store import SqliteStore
+    from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
     t0 = time.perf_counter()
     settings = syn.bench_settings({"sampling.every_s": every_s,

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
 
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from training.distill.evaluate import (
         checkpoint_path_settings,
         evaluate_tagger,
@@ -63,18 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     shared = settings.paths.shared_dir or Path(os.environ.get("TVINDEX_SHARED_DIR", "../shared"))
     frames = video_frames(Path(shared) / "media" / "video", args.every,
                           settings.sampling.max_side, args.frames)
-    teachers = [create_tagger(n, settings) for n in ("tflite-detector", "timm-classifier")]
+    teachers = [tagger_from_settings(n, settings) for n in ("tflite-detector", "timm-classifier")]
     ts = TransferSet(args.transfer) if args.transfer else None
     t0 = time.perf_counter()
     results = []
     for ckpt in args.checkpoints:
-        base = create_tagger("student", checkpoint_path_settings(settings, ckpt))
+        base = tagger_from_settings("student", checkpoint_path_settings(settings, ckpt))
         sizes = [base.image_size] + [s for s in args.sizes if s != base.image_size]
         for size in sizes:
             s = checkpoint_path_settings(settings, ckpt)
             s = s.model_copy(update={"taggers": s.taggers.model_copy(update={
                 "student": s.taggers.student.model_copy(update={"image_size": size})})})
-            student = create_tagger("student", s)
+            student = tagger_from_settings("student", s)
             row = {"checkpoint": str(ckpt), "arch": student.meta["arch"],
                    "loss": student.meta.get("loss", {}).get("name"),
                    "trained_size": base.image_size, "image_size": size,

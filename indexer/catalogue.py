@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.records import EpisodeRecord, ProgrammeRecord
+from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
 COLUMNS = ("programme", "episode_id", "media_path", "title", "air_date", "description", "genre",
            "programme_id", "start_s", "end_s")

@@ -21,13 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from indexer.aggregate import EmbeddingAccumulator, StatsAccumulator, threshold_for
 from indexer.catalogue import Catalogue
 from indexer.media import Frame, MediaError, probe, sample_frames
 from indexer.pipeline import TaggedFrame, choose_embedder, label_sets_of, tag_frames
-from indexer.taggers.base import LabelSet, Tagger
-from search.records import EpisodeRecord, EpisodeTags, SegmentTags
+from indexer.taggers.base import Tagger
 from search.store import CatalogueStore, StoreUnavailable
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, EpisodeTags, SegmentTags
+from tvindex.core.stats import EmbeddingAccumulator, StatsAccumulator, threshold_for
 from tvindex.settings import Settings
 
 log = logging.getLogger(__name__)

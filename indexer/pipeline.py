@@ -8,9 +8,10 @@ from itertools import islice
 
 import numpy as np
 
-from indexer.aggregate import unit_rows
 from indexer.media import Frame
-from indexer.taggers.base import LabelSet, Tagger, TaggerError
+from indexer.taggers.base import Tagger, TaggerError
+from tvindex.core.labels import LabelSet
+from tvindex.core.stats import unit_rows
 from tvindex.settings import Settings
 
 EMBEDDING_KEY = "taggers.embedding"

@@ -18,8 +18,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tvindex.settings import Settings
-
 
 class ModelNotFoundError(FileNotFoundError):
     """A weights file could not be found (or fetched); the message says where we looked."""
@@ -76,7 +74,28 @@ def _download(name: str, source: WeightSource, cache_dir: Path) -> Path:
     return target
 
 
-def resolve_weights(name: str | Path, settings: Settings, *, config_key: str = "") -> Path:
+@dataclass(frozen=True)
+class ModelResolver:
+    """Where weights are looked for: ``paths.model_dir``, ``paths.cache_dir`` and
+    ``models.allow_download`` (the only settings a model loader needs)."""
+
+    model_dir: Path | None = None
+    cache_dir: Path = Path("~/.cache/tvindex/models").expanduser()
+    allow_download: bool = False
+
+    @classmethod
+    def from_settings(cls, settings) -> ModelResolver:
+        """From a whole ``tvindex.settings.Settings`` (at the composition root only)."""
+        return cls(settings.paths.model_dir, Path(settings.paths.cache_dir),
+                   settings.models.allow_download)
+
+    def resolve(self, name: str | Path, *, config_key: str = "") -> Path:
+        """Return the path of a weights (or label) file, looking where the module docstring
+        says. ``config_key`` names the setting the value came from, for the error message."""
+        return resolve_weights(name, self, config_key=config_key)
+
+
+def resolve_weights(name: str | Path, models: ModelResolver, *, config_key: str = "") -> Path:
     """Return the path of a weights (or label) file, looking where the module docstring says.
 
     ``config_key`` names the setting the value came from, for the error message.
@@ -90,7 +109,7 @@ def resolve_weights(name: str | Path, settings: Settings, *, config_key: str = "
         raise ModelNotFoundError(f"model file {candidate}{where} does not exist")
 
     looked: list[str] = []
-    for folder in (settings.paths.model_dir, settings.paths.cache_dir):
+    for folder in (models.model_dir, models.cache_dir):
         if folder is None:
             continue
         path = Path(folder) / text
@@ -99,8 +118,8 @@ def resolve_weights(name: str | Path, settings: Settings, *, config_key: str = "
         looked.append(str(folder))
 
     source = KNOWN_WEIGHTS.get(text)
-    if source is not None and settings.models.allow_download:
-        return _download(text, source, Path(settings.paths.cache_dir))
+    if source is not None and models.allow_download:
+        return _download(text, source, Path(models.cache_dir))
 
     hint = (
         f"put it in a directory and set TVINDEX_MODEL_DIR to it, or give a full path{where}"

@@ -58,22 +58,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.aggregate import combine
-from indexer.taggers.base import LabelSet
 from search import es_query
 from search.es_client import EsClient, EsConfig
 from search.es_mappings import KINDS, MAPPING_VERSION, alias, concrete, template_body
 from search.es_search import EsSearch
-from search.records import (
-    EpisodeRecord,
-    EpisodeState,
-    EpisodeTags,
-    LabelInfo,
-    LabelStats,
-    Level,
-    ProgrammeRecord,
-    shot_id,
-)
 from search.store import (
     CatalogueStore,
     NotFound,
@@ -84,6 +72,18 @@ from search.store import (
     no_embeddings,
     normalise_rows,
 )
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import (
+    EpisodeRecord,
+    EpisodeState,
+    EpisodeTags,
+    LabelInfo,
+    LabelStats,
+    Level,
+    ProgrammeRecord,
+    shot_id,
+)
+from tvindex.core.stats import combine
 
 log = logging.getLogger(__name__)
 SCAN_PAGE = 1000

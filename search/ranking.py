@@ -15,12 +15,11 @@ comparable across queries with the same number of terms.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
 
-from search.records import Evidence
+from tvindex.core.records import Evidence
 
 Postings = tuple[np.ndarray, np.ndarray]
 EPS = 1e-6

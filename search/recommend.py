@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.aggregate import unit_rows
-from search.records import Evidence, Hit, Level, parse_shot_id
 from search.store import CatalogueStore, NotFound, StoreError
 from search.vector_catalogue import VectorCatalogue, episode_versions
+from tvindex.core.records import Evidence, Hit, Level, parse_shot_id
+from tvindex.core.stats import unit_rows
 
 
 class RecommendError(StoreError):
@@ -341,9 +341,9 @@ def _build_embedder(settings: Any):
     """The configured embedding tagger (``taggers.embedding``), or None: the indexer's own
     rule (``indexer.pipeline.choose_embedder``) applied to the active taggers."""
     from indexer.pipeline import choose_embedder
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
 
     if settings.taggers.embedding == "none":
         return None
-    return choose_embedder([create_tagger(name, settings) for name in settings.taggers.active],
+    return choose_embedder([tagger_from_settings(name, settings) for name in settings.taggers.active],
                            settings)

@@ -39,21 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.aggregate import combine
-from indexer.taggers.base import LabelSet
 from search.ranking import Postings, evidence, rank, rank_columns
-from search.records import (
-    EpisodeRecord,
-    EpisodeState,
-    EpisodeTags,
-    Hit,
-    LabelInfo,
-    LabelStats,
-    Level,
-    ProgrammeRecord,
-    SearchPage,
-    shot_id,
-)
 from search.shot_columns import ShotColumnCache
 from search.store import (
     CatalogueStore,
@@ -65,6 +51,20 @@ from search.store import (
     no_embeddings,
     normalise_rows,
 )
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import (
+    EpisodeRecord,
+    EpisodeState,
+    EpisodeTags,
+    Hit,
+    LabelInfo,
+    LabelStats,
+    Level,
+    ProgrammeRecord,
+    SearchPage,
+    shot_id,
+)
+from tvindex.core.stats import combine
 
 SCHEMA_VERSION = 2
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index

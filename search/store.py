@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from indexer.taggers.base import LabelSet
-from search.records import (
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import (
     EpisodeRecord,
     EpisodeState,
     EpisodeTags,

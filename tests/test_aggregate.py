@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from indexer.aggregate import (
+from tvindex.core.labels import LabelSet
+from tvindex.core.stats import (
     EmbeddingAccumulator,
     StatsAccumulator,
     aggregate,
@@ -10,7 +11,6 @@ from indexer.aggregate import (
     ranking,
     threshold_for,
 )
-from indexer.taggers.base import LabelSet
 
 
 def test_mean_and_coverage_by_hand():

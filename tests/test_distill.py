@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import ndcg_score
 from test_student import OBJECTS, SCENES, student_settings, write_student_checkpoint
 
-from indexer.taggers import LabelSet, create_tagger
+from indexer.taggers import tagger_from_settings
 from indexer.taggers.student import build_student, read_checkpoint, write_checkpoint
 from training.distill.config import load_train_config
 from training.distill.evaluate import evaluate_tagger
@@ -36,6 +36,7 @@ from training.distill.transfer import (
     extract,
     split_of,
 )
+from tvindex.core.labels import LabelSet
 from tvindex.settings import ConfigError
 
 OBJ2 = LabelSet("obj", "sigmoid", ("a", "b"))
@@ -273,7 +274,7 @@ def teacher_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def transfer(media: Path, teacher_ckpt: Path, tmp_path_factory) -> Path:
-    teacher = create_tagger("student", student_settings(teacher_ckpt))
+    teacher = tagger_from_settings("student", student_settings(teacher_ckpt))
     out = tmp_path_factory.mktemp("transfer") / "ts"
     params = ExtractParams(every_s=1.0, shard_size=7, val=0.25, test=0.25, views=2, seed=3)
     report = extract(discover_sources([media]), [teacher], out, params, batch_size=5,
@@ -303,7 +304,7 @@ def test_transfer_set_keeps_every_source_in_one_split(transfer: Path):
 
 def test_extraction_resumes_and_refuses_a_different_set(transfer: Path, media: Path,
                                                         teacher_ckpt: Path, tmp_path: Path):
-    teacher = create_tagger("student", student_settings(teacher_ckpt))
+    teacher = tagger_from_settings("student", student_settings(teacher_ckpt))
     params = ExtractParams(every_s=1.0, shard_size=7, val=0.25, test=0.25, views=2, seed=3)
     before = TransferSet(transfer).counts(views=True)
     again = extract(discover_sources([media]), [teacher], transfer, params, progress=False)
@@ -342,7 +343,7 @@ def test_two_epochs_lower_the_loss_and_the_tagger_runs_the_checkpoint(transfer: 
                                                                      run.iterdir()}
     assert load_train_config(run / "config.yaml") == cfg  # the resolved config reproduces it
 
-    student = create_tagger("student", student_settings(result.best_checkpoint))
+    student = tagger_from_settings("student", student_settings(result.best_checkpoint))
     meta = student.meta
     assert meta["loss"]["name"] == "head-aware" and meta["image_size"] == 32
     assert meta["label_sets"][0]["teacher"]["name"] == "student"
@@ -377,8 +378,8 @@ def test_linear_probe_then_fine_tuning(transfer: Path, tmp_path: Path):
 def test_speed_is_measured_on_the_same_frames(teacher_ckpt: Path, tmp_path: Path):
     from training.distill.evaluate import measure_speed
 
-    teacher = create_tagger("student", student_settings(teacher_ckpt))
-    student = create_tagger("student", student_settings(write_student_checkpoint(tmp_path)))
+    teacher = tagger_from_settings("student", student_settings(teacher_ckpt))
+    student = tagger_from_settings("student", student_settings(write_student_checkpoint(tmp_path)))
     frames = [np.zeros((72, 128, 3), np.uint8)] * 6
     out = measure_speed(frames, student, [teacher], repeats=3)
     assert out["frames"] == 6 and out["repeats"] == 3
@@ -445,7 +446,7 @@ def test_resume_continues_and_refuses_to_overwrite(transfer: Path, tmp_path: Pat
     longer = _config(transfer, tmp_path / "runs", **{"loss.name": "merged", "optim.epochs": 2})
     result = fit(longer, settings, resume=True, progress=False)
     assert [h["epoch"] for h in result.history] == [0, 1]
-    meta = create_tagger("student", student_settings(result.best_checkpoint)).meta
+    meta = tagger_from_settings("student", student_settings(result.best_checkpoint)).meta
     assert meta["label_sets"][0]["target"] == "minmax-scaled"  # merged: objects rescaled
     changed = _config(transfer, tmp_path / "runs", **{"loss.name": "split", "optim.epochs": 3})
     with pytest.raises(TrainError, match="configuration differs"):

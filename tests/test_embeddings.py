@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.aggregate import combine_embeddings
 from indexer.indexing import EpisodeTagger, config_version
 from indexer.media import Frame
 from indexer.pipeline import choose_embedder, tag_frames, unit_rows
-from indexer.taggers import LabelSet, Tagger, TaggerError, create_tagger
-from search.records import EpisodeRecord
+from indexer.taggers import Tagger, TaggerError, tagger_from_settings
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord
+from tvindex.core.stats import combine_embeddings
 from tvindex.settings import load_settings
 
 # --- fakes: the rule and the streaming need no real model ---------------------------------
@@ -186,7 +187,7 @@ def test_indexing_bikes_with_the_teachers_embeds_with_the_classifier(video_dir: 
                                  "sampling.every_s": 2.0,
                                  "taggers.active": ["tflite-detector", "timm-classifier"]},
                       environ={"TVINDEX_MODEL_DIR": str(model_dir)})
-    taggers = [create_tagger(n, s) for n in s.taggers.active]
+    taggers = [tagger_from_settings(n, s) for n in s.taggers.active]
     engine = EpisodeTagger(taggers, s)
     assert engine.embedder is taggers[1]
     tags = engine.tag(_episode(video_dir), "fp", config_version(taggers, s))
@@ -208,7 +209,7 @@ def test_indexing_bikes_with_the_teachers_embeds_with_the_classifier(video_dir: 
 def test_timm_classifier_features_tell_images_apart(model_dir: Path, media_dir: Path):
     s = load_settings(overrides={"taggers.device": "cpu"},
                       environ={"TVINDEX_MODEL_DIR": str(model_dir)})
-    tagger = create_tagger("timm-classifier", s)
+    tagger = tagger_from_settings("timm-classifier", s)
     assert tagger.embedding_dim == 1280
     dog, kite = (np.asarray(Image.open(media_dir / "images" / n).convert("RGB"))
                  for n in ("dog.jpg", "kite.jpg"))
@@ -233,7 +234,7 @@ def test_auto_picks_the_student_over_the_classifier(model_dir: Path, tmp_path: P
     s = load_settings(overrides={"taggers.device": "cpu", "taggers.student.checkpoint": str(ckpt),
                                  "taggers.active": ["timm-classifier", "student"]},
                       environ={"TVINDEX_MODEL_DIR": str(model_dir)})
-    taggers = [create_tagger(n, s) for n in s.taggers.active]
+    taggers = [tagger_from_settings(n, s) for n in s.taggers.active]
     assert choose_embedder(taggers, s) is taggers[1]
     named = s.model_copy(deep=True)
     named.taggers.embedding = "timm-classifier"

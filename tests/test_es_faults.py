@@ -113,7 +113,7 @@ def test_bulk_rejections_mark_the_episode_failed_with_the_reason(tmp_path, share
                                                                  own_es_server: EsServer):
     from indexer.catalogue import load_catalogue
     from indexer.indexing import run_index
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from tvindex.settings import load_settings
 
     server = own_es_server
@@ -121,7 +121,7 @@ def test_bulk_rejections_mark_the_episode_failed_with_the_reason(tmp_path, share
                              overrides={"taggers.active": ["tflite-detector"],
                                         "sampling.mode": "interval", "sampling.every_s": 2})
     catalogue = load_catalogue(write_manifest(tmp_path, video_dir))
-    taggers = [create_tagger("tflite-detector", settings)]
+    taggers = [tagger_from_settings("tflite-detector", settings)]
     with store_of(server, "clean-") as reference:
         run_index(catalogue, reference, taggers, settings, progress=False)
         expected = snapshot(reference)

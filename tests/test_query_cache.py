@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from indexer.taggers.base import LabelSet
 from search import query
 from search.engine import resolve
-from search.records import EpisodeRecord, ProgrammeRecord
 from search.sqlite_store import SqliteStore
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
 
 def test_index_is_reused_until_labels_or_titles_change(tmp_path: Path, monkeypatch):

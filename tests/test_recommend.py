@@ -13,11 +13,11 @@ import pytest
 from test_store import OBJ, SCN, episode_tags, seg
 
 from search.recommend import Recommender, RecommendError, label_profiles, tfidf_weights
-from search.records import EpisodeRecord, ProgrammeRecord
 from search.sqlite_store import SqliteStore
 from search.store import NotFound
 from search.vector_catalogue import VectorCatalogue
 from search.vectors import l2_normalise
+from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
 DIM = 8
 MODEL = "test-embedder:abc"

@@ -14,9 +14,6 @@ import numpy as np
 import pytest
 from test_webui_catalogue import REPO, demo_env, index_demo
 
-from indexer.aggregate import aggregate
-from indexer.taggers.base import LabelSet
-from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.retrieval_eval import (
     LabelKey,
     latency,
@@ -29,6 +26,9 @@ from search.retrieval_eval import (
 from search.sqlite_store import SqliteStore
 from search.store import CatalogueStore
 from training.report import build_report, finite_json, walk_numbers, write_report
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from tvindex.core.stats import aggregate
 
 HOSTILE = '<b onclick="x">&amp;$x$'
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", HOSTILE))

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.aggregate import aggregate
-from indexer.taggers.base import LabelSet
 from search.engine import resolve, run_search
 from search.ranking import rank
-from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.sqlite_store import SqliteStore
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from tvindex.core.stats import aggregate
 
 OBJ = LabelSet("coco80", "sigmoid", tuple(f"obj{i}" for i in range(12)))
 SCN = LabelSet("places365", "softmax", tuple(f"scene{i}" for i in range(6)))

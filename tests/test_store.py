@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.aggregate import aggregate
-from indexer.taggers.base import LabelSet
 from search.engine import run_search
 from search.query import QueryError
-from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.sqlite_store import SCHEMA_VERSION, SqliteStore
 from search.store import CatalogueStore, NotFound, StoreError
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from tvindex.core.stats import aggregate
 
 BACKENDS = ("sqlite", "elasticsearch")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.taggers import LabelSet, TaggerError, create_tagger
+from indexer.taggers import TaggerError, tagger_from_settings
 from indexer.taggers.student import (
     StudentNet,
     build_student,
@@ -16,6 +16,7 @@ from indexer.taggers.student import (
     read_checkpoint,
     write_checkpoint,
 )
+from tvindex.core.labels import LabelSet
 from tvindex.settings import load_settings
 
 OBJECTS = LabelSet("objects", "sigmoid", ("person", "bicycle", "car", "dog"))
@@ -55,7 +56,7 @@ def test_checkpoint_is_self_describing(tmp_path: Path):
 
 def test_student_tagger_runs_from_the_checkpoint_alone(tmp_path: Path):
     path = write_student_checkpoint(tmp_path)
-    tagger = create_tagger("student", student_settings(path))
+    tagger = tagger_from_settings("student", student_settings(path))
     assert [ls.name for ls in tagger.label_sets] == ["objects", "scenes"]
     assert tagger.label_set("scenes").activation == "softmax"
     frames = [np.full((90, 160, 3), v, np.uint8) for v in (0, 128, 255)]
@@ -76,9 +77,9 @@ def test_student_tagger_runs_from_the_checkpoint_alone(tmp_path: Path):
 def test_identity_changes_with_weights_and_input_size(tmp_path: Path):
     a = write_student_checkpoint(tmp_path, seed=0, name="a.pt")
     b = write_student_checkpoint(tmp_path, seed=1, name="b.pt")
-    ta, tb = (create_tagger("student", student_settings(p)) for p in (a, b))
+    ta, tb = (tagger_from_settings("student", student_settings(p)) for p in (a, b))
     assert ta.identity() != tb.identity()
-    bigger = create_tagger("student", student_settings(a, **{"taggers.student.image_size": 48}))
+    bigger = tagger_from_settings("student", student_settings(a, **{"taggers.student.image_size": 48}))
     assert bigger.image_size == 48 and bigger.identity() != ta.identity()
 
 
@@ -86,14 +87,14 @@ def test_missing_or_bad_checkpoint_is_a_clear_error(tmp_path: Path):
     from indexer.weights import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="tvindex train fit"):
-        create_tagger("student", student_settings(tmp_path / "nope" / "student.pt"))
+        tagger_from_settings("student", student_settings(tmp_path / "nope" / "student.pt"))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(TaggerError, match="not a readable student checkpoint"):
-        create_tagger("student", student_settings(bad))
+        tagger_from_settings("student", student_settings(bad))
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(TaggerError, match="not a tvindex student checkpoint"):
-        create_tagger("student", student_settings(tmp_path / "other.pt"))
+        tagger_from_settings("student", student_settings(tmp_path / "other.pt"))
 
 
 def test_preprocess_modes_keep_size():

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from indexer.taggers import LabelSet, TaggerError, create_tagger, list_taggers
+from indexer.taggers import TaggerError, list_taggers, tagger_from_settings
 from indexer.taggers.labels import COCO80_NAMES
 from indexer.taggers.places365 import build_network, read_categories
 from indexer.taggers.tflite_detector import coco80_columns, max_over_anchors, read_coco91_labels
 from indexer.taggers.yolo import max_over_candidates, raw_class_logits
+from tvindex.core.labels import LabelSet
 from tvindex.settings import load_settings
 
 PLACES_LINES = [f"/{n[0]}/{n} {i}" for i, n in enumerate(
@@ -63,7 +64,7 @@ def _shared() -> Path | None:
 
 @pytest.mark.parametrize("name", list_taggers())
 def test_every_tagger_label_sets_and_shapes(name: str, tmp_path: Path):
-    tagger = create_tagger(name, settings_for(name, tmp_path, _shared()))
+    tagger = tagger_from_settings(name, settings_for(name, tmp_path, _shared()))
     assert tagger.label_sets, "a tagger emits at least one label set"
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -90,7 +91,7 @@ EMBEDDING_DIMS = {"yolo": 0, "tflite-detector": 0, "timm-classifier": 1280, "pla
 def test_every_tagger_predict_with_embeddings(name: str, tmp_path: Path):
     """One forward pass gives predict's logits exactly, and [B, embedding_dim] features
     (None for detectors, which have none)."""
-    tagger = create_tagger(name, settings_for(name, tmp_path, _shared()))
+    tagger = tagger_from_settings(name, settings_for(name, tmp_path, _shared()))
     if name == "student":
         assert tagger.embedding_dim == tagger.model.feature_dim > 0
     else:
@@ -124,13 +125,13 @@ def test_expected_label_set_sizes(tmp_path: Path):
             continue
         folder = tmp_path / name
         folder.mkdir()
-        tagger = create_tagger(name, settings_for(name, folder, shared))
+        tagger = tagger_from_settings(name, settings_for(name, folder, shared))
         assert {ls.name: len(ls) for ls in tagger.label_sets} == expect
 
 
 def test_unknown_tagger_lists_available():
     with pytest.raises(TaggerError, match="available: .*tflite-detector"):
-        create_tagger("nope", load_settings(environ={}))
+        tagger_from_settings("nope", load_settings(environ={}))
 
 
 # --- the max-over-candidates rule (thesis 5.1.1, figure 5.6) ------------------------------
@@ -145,7 +146,7 @@ def test_yolo_rule_on_hand_checked_example():
 
 
 def test_yolo_tagger_takes_max_of_raw_head_logits(tmp_path: Path):
-    tagger = create_tagger("yolo", settings_for("yolo", tmp_path, None))
+    tagger = tagger_from_settings("yolo", settings_for("yolo", tmp_path, None))
     frame = np.random.default_rng(1).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     x = tagger.to_tensor([frame])
     with torch.inference_mode():
@@ -177,7 +178,7 @@ def test_ssd_rule_on_hand_checked_example():
 @pytest.mark.media
 def test_ssd_reads_pre_nms_logits_and_finds_dog_bicycle_car(model_dir: Path, media_dir: Path,
                                                             tmp_path: Path):
-    tagger = create_tagger("tflite-detector", settings_for("tflite-detector", tmp_path,
+    tagger = tagger_from_settings("tflite-detector", settings_for("tflite-detector", tmp_path,
                                                            model_dir.parent))
     assert read_coco91_labels(model_dir / "coco_labels.txt")[89] == "toothbrush"
     image = np.asarray(Image.open(media_dir / "images" / "dog.jpg").convert("RGB"))
@@ -198,7 +199,7 @@ def test_ssd_reads_pre_nms_logits_and_finds_dog_bicycle_car(model_dir: Path, med
 
 def test_places365_checkpoint_round_trip(tmp_path: Path):
     _, net = write_places_checkpoint(tmp_path, seed=3)
-    tagger = create_tagger("places365", load_settings(environ={"TVINDEX_MODEL_DIR": str(tmp_path)}))
+    tagger = tagger_from_settings("places365", load_settings(environ={"TVINDEX_MODEL_DIR": str(tmp_path)}))
     assert tagger.label_sets[0].labels == ("airfield", "arena/hockey", "beach", "kitchen",
                                            "television_studio")
     frame = np.random.default_rng(2).integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -222,7 +223,7 @@ def test_places365_bad_files_are_clear_errors(tmp_path: Path):
     (tmp_path / "categories_places365.txt").write_text("\n".join(PLACES_LINES))
     s = load_settings(environ={"TVINDEX_MODEL_DIR": str(tmp_path)})
     with pytest.raises(TaggerError, match="not a readable PyTorch checkpoint"):
-        create_tagger("places365", s)
+        tagger_from_settings("places365", s)
     bad = tmp_path / "cats.txt"
     bad.write_text("airfield zero\n")
     with pytest.raises(TaggerError, match="expected '/x/name INDEX'"):
@@ -233,7 +234,7 @@ def test_places365_bad_files_are_clear_errors(tmp_path: Path):
 
 @pytest.mark.media
 def test_timm_lite0_recognises_a_dog(model_dir: Path, media_dir: Path, tmp_path: Path):
-    tagger = create_tagger("timm-classifier", settings_for("timm-classifier", tmp_path,
+    tagger = tagger_from_settings("timm-classifier", settings_for("timm-classifier", tmp_path,
                                                            model_dir.parent))
     image = np.asarray(Image.open(media_dir / "images" / "dog.jpg").convert("RGB"))
     logits = tagger.predict([image])["imagenet1k"][0]

@@ -26,11 +26,11 @@ from PIL import Image
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from indexer.aggregate import aggregate
-from indexer.taggers.base import LabelSet
-from search.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from search.sqlite_store import SqliteStore
 from search.store import NotFound
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
+from tvindex.core.stats import aggregate
 from tvindex.settings import Settings, load_settings
 
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle", "traffic light"))

@@ -191,7 +191,7 @@ def test_unplayable_format_says_so(tmp_path, store: SqliteStore):
 
 
 def store_episode(eid: str, path: str):
-    from search.records import EpisodeRecord
+    from tvindex.core.records import EpisodeRecord
 
     return EpisodeRecord(eid, "beach-dogs", "Two", path, dt.date(2019, 5, 1))
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from search.records import LEVELS
 from search.retrieval_eval import (
     REPRESENTATIONS,
     TAGGING_METRICS,
@@ -41,6 +40,7 @@ from search.retrieval_eval import (
     tagging_agreement,
 )
 from search.store import CatalogueStore
+from tvindex.core.records import LEVELS
 
 PLOTS = {
     "retrieval": "retrieval_ndcg.png",

@@ -14,13 +14,10 @@ import os
 import sys
 
 from tvindex import __version__
+from tvindex.errors import UserError
 
 COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "similar", "vectors",
             "serve", "train", "report")
-
-
-class UserError(Exception):
-    """An expected failure caused by input or environment; printed without a traceback."""
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -81,8 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m tvindex.cli` runs this file as __main__, a second copy of the module: run the
-    # package's own main, so that the UserError the commands raise is the one caught here.
-    from tvindex.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -28,7 +28,7 @@ from flask import Request, request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from search.records import parse_shot_id
+from tvindex.core.records import parse_shot_id
 from webui.errors import BadParameter
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from search.engine import run_search
 from search.query import QueryError, Term
 from search.recommend import RecommendError
-from search.records import LEVELS, Hit, SearchPage, parse_shot_id
+from tvindex.core.records import LEVELS, Hit, SearchPage, parse_shot_id
 from webui.context import ctx
 from webui.errors import BadParameter
 from webui.example import ACCEPT, Example, preview_data_url, read_example, shot_value

@@ -7,7 +7,7 @@ import datetime as dt
 from flask import request
 
 from search.engine import MAX_LIMIT
-from search.records import LEVELS, Level
+from tvindex.core.records import LEVELS, Level
 from webui.context import ctx
 from webui.errors import BadParameter
 

@@ -1,12 +1,15 @@
-"""Taggers: frames -> logits over named label sets. See ``base.py`` for the interface."""
+"""Taggers: frames -> logits over named label sets. ``base.py`` holds the interface,
+``registry.py`` the names (no implementation is imported until a tagger is built)."""
 
-from indexer.taggers.base import (
-    LabelSet,
-    Tagger,
-    TaggerError,
+from indexer.taggers.base import RuntimeContext, Tagger, TaggerError
+from indexer.taggers.registry import (
     create_tagger,
     list_taggers,
     register_tagger,
+    tagger_class,
+    tagger_from_settings,
+    taggers_from_settings,
 )
 
-__all__ = ["LabelSet", "Tagger", "TaggerError", "create_tagger", "list_taggers", "register_tagger"]
+__all__ = ["RuntimeContext", "Tagger", "TaggerError", "create_tagger", "list_taggers",
+           "register_tagger", "tagger_class", "tagger_from_settings", "taggers_from_settings"]

@@ -1,59 +1,44 @@
 """The tagger seam: a tagger turns a batch of RGB frames into logits over named label sets.
 
-Teachers and the student are taggers. Implementations register themselves by name with
-:func:`register_tagger` (the way timm's ``@register_model`` does) and are built with
-:func:`create_tagger` from the settings; nothing in the pipeline branches on tagger type.
+Teachers and the student are taggers. A tagger is built from its own settings section and a
+:class:`RuntimeContext` (device, batch size, model resolver); ``registry.py`` finds the class
+by name and ``create_tagger`` builds it. Nothing in the pipeline branches on tagger type.
 """
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from tvindex.settings import Settings
-
-Activation = Literal["sigmoid", "softmax"]
-
-
-@dataclass(frozen=True)
-class LabelSet:
-    """An ordered vocabulary and how its logits become probabilities.
-
-    ``sigmoid``: independent labels (objects); ``softmax``: one distribution (scenes).
-    """
-
-    name: str
-    activation: Activation
-    labels: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Logits [..., n] -> probabilities [..., n] (float32)."""
-        x = np.asarray(logits, dtype=np.float32)
-        if self.activation == "sigmoid":
-            return (1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))).astype(np.float32)
-        z = x - x.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-    def fingerprint(self) -> str:
-        """Short hash of name, activation and label order: equal sets have equal prints."""
-        text = "\n".join((self.name, self.activation, *self.labels))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+from indexer.weights import ModelResolver, sha256_of
+from tvindex.core.labels import LabelSet
 
 
 def file_id(path) -> str:
     """Short content hash of a weights file, for ``Tagger.weights_id``."""
-    from indexer.weights import sha256_of
-
     return sha256_of(path)[:16]
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """What every tagger may need besides its own section: where it runs and how it finds
+    weights. ``device``: auto, cpu, cuda or cuda:N; ``batch_size``: frames per forward pass;
+    ``mixed_precision``: autocast on CUDA."""
+
+    device: str = "auto"
+    batch_size: int = 16
+    mixed_precision: bool = True
+    models: ModelResolver = field(default_factory=ModelResolver)
+
+    @classmethod
+    def from_settings(cls, settings) -> RuntimeContext:
+        """From a whole ``tvindex.settings.Settings`` (at the composition root only)."""
+        t = settings.taggers
+        return cls(t.device, t.batch_size, t.mixed_precision, ModelResolver.from_settings(settings))
 
 
 class TaggerError(RuntimeError):
@@ -61,7 +46,9 @@ class TaggerError(RuntimeError):
 
 
 class Tagger(ABC):
-    """Base class. Subclasses set ``label_sets`` in ``__init__`` and implement ``predict``."""
+    """Base class. Subclasses take ``(cfg, ctx)``: their settings section (None for a tagger
+    without one) and a :class:`RuntimeContext`; they set ``label_sets`` in ``__init__`` and
+    implement ``predict``."""
 
     name: ClassVar[str] = ""
     label_sets: tuple[LabelSet, ...] = ()
@@ -96,47 +83,3 @@ class Tagger(ABC):
             if ls.name == name:
                 return ls
         raise KeyError(name)
-
-
-_REGISTRY: dict[str, type[Tagger]] = {}
-
-
-def register_tagger(name: str) -> Callable[[type[Tagger]], type[Tagger]]:
-    """Class decorator: make a tagger available to configuration under ``name``."""
-
-    def wrap(cls: type[Tagger]) -> type[Tagger]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"tagger {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def list_taggers() -> list[str]:
-    _import_builtin()
-    return sorted(_REGISTRY)
-
-
-def create_tagger(name: str, settings: Settings) -> Tagger:
-    """Build the tagger registered as ``name`` from its settings block."""
-    _import_builtin()
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise TaggerError(
-            f"unknown tagger {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        ) from None
-    return cls(settings)  # type: ignore[call-arg]
-
-
-def _import_builtin() -> None:
-    # Importing the modules registers them; heavy libraries load inside each tagger's __init__.
-    from indexer.taggers import (  # noqa: F401
-        places365,
-        student,
-        timm_classifier,
-        tflite_detector,
-        yolo,
-    )

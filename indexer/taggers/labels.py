@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from indexer.taggers.base import LabelSet
+from tvindex.core.labels import LabelSet
 
 # The 80 COCO detection classes in COCO id order: the order YOLO (Ultralytics) emits them.
 COCO80_NAMES: tuple[str, ...] = (

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.taggers.base import LabelSet, TaggerError, file_id, register_tagger
+from indexer.taggers.base import RuntimeContext, TaggerError, file_id
 from indexer.taggers.preprocess import center_crop
+from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger
-from indexer.weights import resolve_weights
-from tvindex.settings import Settings
+from tvindex.core.labels import LabelSet
+from tvindex.settings import Places365Settings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,12 +71,11 @@ class Places365Tagger(TorchTagger):
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        cfg = settings.taggers.places365
+    def __init__(self, cfg: Places365Settings, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
         self.image_size = cfg.image_size
-        weights = resolve_weights(cfg.weights, settings, config_key="taggers.places365.weights")
-        cats = resolve_weights(cfg.categories, settings, config_key="taggers.places365.categories")
+        weights = ctx.models.resolve(cfg.weights, config_key="taggers.places365.weights")
+        cats = ctx.models.resolve(cfg.categories, config_key="taggers.places365.categories")
         names = read_categories(cats)
         self.model = self._finish_model(load_official_checkpoint(weights, cfg.arch))
         n_out = self.model.fc.out_features

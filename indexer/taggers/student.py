@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from indexer.taggers.base import LabelSet, TaggerError, file_id, register_tagger
+from indexer.taggers.base import RuntimeContext, TaggerError, file_id
 from indexer.taggers.preprocess import center_crop, letterbox
+from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger
-from indexer.weights import ModelNotFoundError, resolve_weights
-from tvindex.settings import Settings
+from indexer.weights import ModelNotFoundError
+from tvindex.core.labels import LabelSet
+from tvindex.settings import StudentSettings
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +147,10 @@ def build_student(data: Mapping[str, Any]) -> StudentNet:
 class StudentTagger(TorchTagger):
     """The distilled student as a tagger: one forward pass for every teacher's label set."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        cfg = settings.taggers.student
+    def __init__(self, cfg: StudentSettings, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
         try:
-            path = resolve_weights(cfg.checkpoint, settings, config_key="taggers.student.checkpoint")
+            path = ctx.models.resolve(cfg.checkpoint, config_key="taggers.student.checkpoint")
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"{exc}. A student checkpoint is made by training: "
                                      f"`{HOW_TO_TRAIN}` (see README, 'Student network')") from None

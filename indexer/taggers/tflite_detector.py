@@ -18,10 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from indexer.taggers.base import LabelSet, Tagger, TaggerError, file_id, register_tagger
+from indexer.taggers.base import RuntimeContext, Tagger, TaggerError, file_id
 from indexer.taggers.labels import COCO80, COCO80_NAMES
-from indexer.weights import resolve_weights
-from tvindex.settings import Settings
+from indexer.taggers.registry import register_tagger
+from tvindex.core.labels import LabelSet
+from tvindex.settings import TfliteDetectorSettings
 
 RAW_LOGITS_TENSOR = "concat"
 
@@ -57,10 +58,9 @@ def max_over_anchors(raw_logits: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 @register_tagger("tflite-detector")
 class TfliteDetectorTagger(Tagger):
-    def __init__(self, settings: Settings) -> None:
-        cfg = settings.taggers.tflite_detector
-        model_path = resolve_weights(cfg.weights, settings, config_key="taggers.tflite-detector.weights")
-        labels_path = resolve_weights(cfg.labels, settings, config_key="taggers.tflite-detector.labels")
+    def __init__(self, cfg: TfliteDetectorSettings, ctx: RuntimeContext) -> None:
+        model_path = ctx.models.resolve(cfg.weights, config_key="taggers.tflite-detector.weights")
+        labels_path = ctx.models.resolve(cfg.labels, config_key="taggers.tflite-detector.labels")
         self.columns = coco80_columns(read_coco91_labels(labels_path))
         self.label_sets: tuple[LabelSet, ...] = (COCO80,)
         self.weights_id = file_id(model_path)

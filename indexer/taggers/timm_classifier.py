@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.taggers.base import LabelSet, TaggerError, file_id, register_tagger
+from indexer.taggers.base import RuntimeContext, TaggerError, file_id
 from indexer.taggers.labels import imagenet1k, read_label_file
 from indexer.taggers.preprocess import center_crop
+from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger
-from indexer.weights import resolve_weights
-from tvindex.settings import Settings
+from tvindex.core.labels import LabelSet
+from tvindex.settings import TimmClassifierSettings
 
 
 def map_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -38,22 +39,20 @@ def map_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> di
 
 @register_tagger("timm-classifier")
 class TimmClassifierTagger(TorchTagger):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, cfg: TimmClassifierSettings, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
         import timm
 
-        cfg = settings.taggers.timm_classifier
         self.mean, self.std, self.image_size = cfg.mean, cfg.std, cfg.image_size
         if cfg.labels:
-            names = read_label_file(resolve_weights(cfg.labels, settings,
-                                                    config_key="taggers.timm-classifier.labels"))
+            names = read_label_file(ctx.models.resolve(cfg.labels, config_key="taggers.timm-classifier.labels"))
             label_set = LabelSet(cfg.label_set, "softmax", names)
         elif cfg.label_set == "imagenet1k":
             label_set = imagenet1k()
         else:
             raise TaggerError("taggers.timm-classifier.labels: a label file is needed for label "
                               f"set {cfg.label_set!r} (only imagenet1k has built-in names)")
-        weights = resolve_weights(cfg.weights, settings, config_key="taggers.timm-classifier.weights")
+        weights = ctx.models.resolve(cfg.weights, config_key="taggers.timm-classifier.weights")
         try:
             model = timm.create_model(cfg.arch, pretrained=False, num_classes=len(label_set))
         except RuntimeError as exc:

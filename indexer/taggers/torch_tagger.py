@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from indexer.taggers.base import Tagger, TaggerError
-from tvindex.settings import Settings
+from indexer.taggers.base import RuntimeContext, Tagger, TaggerError
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -35,10 +34,10 @@ class TorchTagger(Tagger):
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
-    def __init__(self, settings: Settings) -> None:
-        self.device = resolve_device(settings.taggers.device)
-        self.batch_size = settings.taggers.batch_size
-        self.amp = settings.taggers.mixed_precision and self.device.type == "cuda"
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.device = resolve_device(ctx.device)
+        self.batch_size = ctx.batch_size
+        self.amp = ctx.mixed_precision and self.device.type == "cuda"
         self.model: torch.nn.Module | None = None
 
     def _finish_model(self, model: torch.nn.Module) -> torch.nn.Module:

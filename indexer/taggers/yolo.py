@@ -12,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from indexer.taggers.base import LabelSet, TaggerError, file_id, register_tagger
+from indexer.taggers.base import RuntimeContext, TaggerError, file_id
 from indexer.taggers.labels import COCO80
 from indexer.taggers.preprocess import letterbox
+from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger
-from indexer.weights import resolve_weights
-from tvindex.settings import Settings
+from indexer.weights import ModelResolver
+from tvindex.core.labels import LabelSet
+from tvindex.settings import YoloSettings
 
 
 def raw_class_logits(head_output: object) -> torch.Tensor:
@@ -52,24 +54,23 @@ def ultralytics_tasks():
     return tasks
 
 
-def load_yolo(weights: str, settings: Settings) -> torch.nn.Module:
+def load_yolo(weights: str, models: ModelResolver) -> torch.nn.Module:
     """A ``.yaml`` builds the architecture with random weights (Ultralytics' bundled model
     files, for tests); anything else is a checkpoint found by the model resolver."""
     tasks = ultralytics_tasks()
     if weights.endswith((".yaml", ".yml")):
         return tasks.DetectionModel(weights, nc=80, verbose=False)
-    path = resolve_weights(weights, settings, config_key="taggers.yolo.weights")
+    path = ctx.models.resolve(weights, config_key="taggers.yolo.weights")
     model, _ = tasks.load_checkpoint(path)
     return model
 
 
 @register_tagger("yolo")
 class YoloTagger(TorchTagger):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        cfg = settings.taggers.yolo
+    def __init__(self, cfg: YoloSettings, ctx: RuntimeContext) -> None:
+        super().__init__(ctx)
         self.image_size = cfg.image_size
-        model = load_yolo(cfg.weights, settings)
+        model = load_yolo(cfg.weights, ctx.models)
         names = getattr(model, "names", None)
         if isinstance(names, dict) and len(names) != 80:
             raise TaggerError(f"{cfg.weights}: a COCO model with 80 classes is needed, "
@@ -77,7 +78,7 @@ class YoloTagger(TorchTagger):
         self.model = self._finish_model(model)
         self.label_sets: tuple[LabelSet, ...] = (COCO80,)
         self.weights_id = cfg.weights if cfg.weights.endswith((".yaml", ".yml")) else file_id(
-            resolve_weights(cfg.weights, settings))
+            ctx.models.resolve(cfg.weights))
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return letterbox(frame, self.image_size)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from indexer.taggers.base import LabelSet, Tagger
+from indexer.taggers.base import Tagger
 from indexer.taggers.preprocess import to_chw_float
 from indexer.taggers.student import StudentNet, preprocess
 from training.distill.metrics import ndcg_at_k, top1_agreement
 from training.distill.transfer import Row, TransferSet
+from tvindex.core.labels import LabelSet
 
 Predict = Callable[[list[np.ndarray]], dict[str, np.ndarray]]
 

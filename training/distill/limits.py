@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from indexer.taggers.base import create_tagger
+from indexer.taggers import tagger_from_settings
 from indexer.taggers.student import preprocess
 from indexer.taggers.torch_tagger import resolve_device
 from training.distill.config import TrainConfig
@@ -41,7 +41,7 @@ def teacher_self_agreement(ts: TransferSet, settings: Settings, image_size: int,
     teachers: dict[str, object] = {}
     for ls in ts.label_sets:
         name = ts.teachers[ls.name]["name"]
-        teachers.setdefault(name, create_tagger(name, settings))
+        teachers.setdefault(name, tagger_from_settings(name, settings))
     variants = {
         "stored": lambda im: im,
         "mirrored": lambda im: np.ascontiguousarray(im[:, ::-1]),

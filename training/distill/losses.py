@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from indexer.taggers.base import LabelSet
+from tvindex.core.labels import LabelSet
 
 Logits = Mapping[str, Tensor]
 _EPS = 1e-6

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from indexer.taggers.base import LabelSet
+from tvindex.core.labels import LabelSet
 
 GAINS = ("linear", "exponential")
 

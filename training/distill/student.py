@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from indexer.taggers.base import LabelSet, TaggerError
+from indexer.taggers.base import TaggerError
 from indexer.taggers.student import StudentNet
 from indexer.taggers.timm_classifier import map_state_dict
-from indexer.weights import resolve_weights
+from indexer.weights import ModelResolver
 from training.distill.config import StudentConfig
+from tvindex.core.labels import LabelSet
 from tvindex.settings import Settings
 
 
@@ -56,7 +57,7 @@ def create_student(cfg: StudentConfig, label_sets: Sequence[LabelSet],
     """The student described by ``cfg``, one new head per label set."""
     backbone = None
     if cfg.init_weights:
-        path = resolve_weights(cfg.init_weights, settings, config_key="student.init_weights")
+        path = ModelResolver.from_settings(settings).resolve(cfg.init_weights, config_key="student.init_weights")
         backbone = pretrained_backbone(cfg.arch, path)
     try:
         model = StudentNet(cfg.arch, [(ls.name, len(ls)) for ls in label_sets],

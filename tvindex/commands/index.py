@@ -40,12 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
     from indexer.indexing import run_index
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from search.store import StoreUnavailable, open_store
     from search.vector_catalogue import VectorCatalogue
 
     catalogue = load_catalogue(args.source)
-    taggers = [create_tagger(name, settings) for name in settings.taggers.active]
+    taggers = [tagger_from_settings(name, settings) for name in settings.taggers.active]
     with open_store(settings) as store:
         report = run_index(catalogue, store, taggers, settings, force=args.force,
                            shard=args.shard, progress=not args.no_progress)

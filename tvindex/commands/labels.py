@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
-    from tvindex.cli import UserError
+    from tvindex.errors import UserError
 
     with open_store(settings) as store:
         known = [ls.name for ls in store.label_sets()]

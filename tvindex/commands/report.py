@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def open_reference(path: Path, settings: Settings):
     """A data directory (its catalogue.sqlite) or an SQLite file, opened read-mostly."""
     from search.sqlite_store import SqliteStore
-    from tvindex.cli import UserError
+    from tvindex.errors import UserError
 
     file = path / "catalogue.sqlite" if path.is_dir() else path
     if not file.is_file():
@@ -57,7 +57,7 @@ def _location(settings: Settings) -> str:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
     from training.report import build_report, summary_lines, write_report
-    from tvindex.cli import UserError
+    from tvindex.errors import UserError
 
     if args.labels < 1:
         raise UserError("--labels must be at least 1")

@@ -26,7 +26,7 @@ def _read_image(path: str, settings: Settings):
     ``POST /api/v1/similar`` answer alike."""
     from werkzeug.exceptions import HTTPException
 
-    from tvindex.cli import UserError
+    from tvindex.errors import UserError
     from webui.example import decode_image
 
     try:
@@ -42,8 +42,8 @@ def _read_image(path: str, settings: Settings):
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.recommend import Recommender, RecommendError
     from search.store import NotFound, open_store
-    from tvindex.cli import UserError
     from tvindex.commands.search import print_hits
+    from tvindex.errors import UserError
 
     with open_store(settings) as store:
         rec = Recommender.from_settings(store, settings)

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from indexer.media import probe, sample_frames
     from indexer.pipeline import label_sets_of, tag_frames
-    from indexer.taggers import create_tagger
-    from tvindex.cli import UserError
+    from indexer.taggers import tagger_from_settings
+    from tvindex.errors import UserError
 
     if args.top < 1:
         raise UserError("--top must be at least 1")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{args.video}: no such file")
     info = probe(args.video)
     sampling = settings.sampling
-    taggers = [create_tagger(name, settings) for name in settings.taggers.active]
+    taggers = [tagger_from_settings(name, settings) for name in settings.taggers.active]
     label_sets = label_sets_of(taggers)
     frames = sample_frames(
         args.video, sampling.mode, sampling.every_s, frames_per_shot=sampling.frames_per_shot,

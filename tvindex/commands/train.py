@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from training.distill.fit import TrainError
     from training.distill.transfer import TransferError
-    from tvindex.cli import UserError
+    from tvindex.errors import UserError
 
     step = {"extract": _extract, "describe": _describe, "fit": _fit, "evaluate": _evaluate}
     try:
@@ -86,11 +86,11 @@ def _print_json(data: Any) -> None:
 
 
 def _extract(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from training.distill.transfer import ExtractParams, discover_sources, extract
 
     sources = discover_sources(args.sources)
-    teachers = [create_tagger(name, settings) for name in settings.taggers.active]
+    teachers = [tagger_from_settings(name, settings) for name in settings.taggers.active]
     params = ExtractParams(every_s=args.every, max_side=settings.sampling.max_side,
                            store_side=args.store_side, jpeg_quality=args.jpeg_quality,
                            shard_size=args.shard_size, seed=args.seed, val=args.val,
@@ -134,7 +134,7 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.taggers import create_tagger
+    from indexer.taggers import tagger_from_settings
     from training.distill.evaluate import (
         checkpoint_path_settings,
         evaluate_tagger,
@@ -142,7 +142,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     )
     from training.distill.transfer import TransferSet
 
-    student = create_tagger("student", checkpoint_path_settings(settings, args.checkpoint))
+    student = tagger_from_settings("student", checkpoint_path_settings(settings, args.checkpoint))
     root = args.transfer or Path(student.meta.get("transfer", {}).get("root", ""))
     ts = TransferSet(root)
     report = evaluate_tagger(student, ts, args.split, gain=args.gain,
@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
                                                            "loss")}
     if args.speed:
         teacher_names = sorted({t["name"] for t in ts.teachers.values()})
-        teachers = [create_tagger(name, settings) for name in teacher_names]
+        teachers = [tagger_from_settings(name, settings) for name in teacher_names]
         frames = [row.image() for _, row in zip(range(args.speed_frames), ts.rows(args.split))]
         report["speed"] = measure_speed(frames, student, teachers)
     if args.json:

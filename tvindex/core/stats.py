@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from indexer.taggers.base import LabelSet
-from search.records import LabelStats
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import LabelStats
 
 
 def unit_rows(features: np.ndarray, eps: float = 1e-12, dtype=np.float32) -> np.ndarray:
