@@ -25,10 +25,10 @@ from indexer.catalogue import Catalogue
 from indexer.media import Frame, MediaError, probe, sample_frames
 from indexer.pipeline import TaggedFrame, choose_embedder, label_sets_of, tag_frames
 from indexer.taggers.base import Tagger
-from search.store import CatalogueStore, StoreUnavailable
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, SegmentTags
 from tvindex.core.stats import EmbeddingAccumulator, StatsAccumulator, threshold_for
+from tvindex.core.store import CatalogueStore, StoreUnavailable
 from tvindex.settings import Settings
 
 log = logging.getLogger(__name__)

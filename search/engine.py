@@ -6,8 +6,8 @@ The CLI and the web layer call :func:`run_search`; they never talk to a backend'
 from __future__ import annotations
 
 from search.query import ResolvedQuery, parse_query, resolve_query
-from search.store import CatalogueStore, StoreError
 from tvindex.core.records import LEVELS, SearchPage
+from tvindex.core.store import CatalogueStore, StoreError
 
 MAX_LIMIT = 500
 

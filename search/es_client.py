@@ -4,8 +4,8 @@ error translation, and bulk writes that never drop a document silently.
 Only the official ``elasticsearch`` client (8.x API) is used. Every call goes through
 :meth:`EsClient.call`, which retries transient failures (connection refused or reset,
 timeouts, HTTP 429/502/503/504) ``max_retries`` times with exponential backoff and then raises
-:class:`search.store.StoreUnavailable`; rejected credentials and other refusals become a
-:class:`search.store.StoreError` with a message that says what to check.
+:class:`tvindex.core.store.StoreUnavailable`; rejected credentials and other refusals become a
+:class:`tvindex.core.store.StoreError` with a message that says what to check.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from search.store import StoreError, StoreUnavailable
+from tvindex.core.store import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

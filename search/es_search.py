@@ -17,8 +17,8 @@ import numpy as np
 
 from search import es_query
 from search.ranking import evidence, rank
-from search.store import StoreError
 from tvindex.core.records import LEVELS, Hit, Level, SearchPage, shot_id
+from tvindex.core.store import StoreError
 
 log = logging.getLogger(__name__)
 SHOT_BITS = 24  # shot sort key = episode seq << SHOT_BITS | index, like SQLite's shot ids

@@ -63,9 +63,6 @@ from search.es_client import EsClient, EsConfig
 from search.es_mappings import KINDS, MAPPING_VERSION, alias, concrete, template_body
 from search.es_search import EsSearch
 from search.store import (
-    CatalogueStore,
-    NotFound,
-    StoreError,
     embedding_frames,
     episode_embeddings,
     keep_mask,
@@ -84,6 +81,7 @@ from tvindex.core.records import (
     shot_id,
 )
 from tvindex.core.stats import combine
+from tvindex.core.store import CatalogueStore, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 SCAN_PAGE = 1000

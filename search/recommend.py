@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from search.store import CatalogueStore, NotFound, StoreError
 from search.vector_catalogue import VectorCatalogue, episode_versions
 from tvindex.core.records import Evidence, Hit, Level, parse_shot_id
 from tvindex.core.stats import unit_rows
+from tvindex.core.store import CatalogueStore, NotFound, StoreError
 
 
 class RecommendError(StoreError):

@@ -49,9 +49,9 @@ import numpy as np
 
 from search.query import LabelRef, ResolvedQuery
 from search.recommend import Recommender, l2_rows, tfidf_profiles, tfidf_query
-from search.store import CatalogueStore
 from training.distill.metrics import ndcg_at_k
 from tvindex.core.records import LEVELS, Level
+from tvindex.core.store import CatalogueStore
 
 GAIN = "linear: gain = the reference store's score of the item (its mean probability of the " \
        "label), in DCG and ideal DCG alike; items outside the reference's ranking: 0"

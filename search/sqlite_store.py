@@ -42,9 +42,6 @@ import numpy as np
 from search.ranking import Postings, evidence, rank, rank_columns
 from search.shot_columns import ShotColumnCache
 from search.store import (
-    CatalogueStore,
-    NotFound,
-    StoreError,
     embedding_frames,
     episode_embeddings,
     keep_mask,
@@ -65,6 +62,7 @@ from tvindex.core.records import (
     shot_id,
 )
 from tvindex.core.stats import combine
+from tvindex.core.store import CatalogueStore, NotFound, StoreError
 
 SCHEMA_VERSION = 2
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index

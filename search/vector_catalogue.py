@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from search.store import CatalogueStore
 from search.vectors import VectorIndex, VectorIndexError, _write_atomic
 from tvindex.core.records import LEVELS, Level, parse_shot_id, shot_id
+from tvindex.core.store import CatalogueStore
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"

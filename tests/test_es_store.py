@@ -15,8 +15,8 @@ from search.engine import run_search
 from search.es_client import EsConfig
 from search.es_mappings import MAPPING_VERSION, concrete
 from search.es_store import EsStore, generation
-from search.store import StoreError, StoreUnavailable
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
+from tvindex.core.store import StoreError, StoreUnavailable
 from tvindex.settings import load_settings
 
 

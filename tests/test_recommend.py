@@ -14,10 +14,10 @@ from test_store import OBJ, SCN, episode_tags, seg
 
 from search.recommend import Recommender, RecommendError, label_profiles, tfidf_weights
 from search.sqlite_store import SqliteStore
-from search.store import NotFound
 from search.vector_catalogue import VectorCatalogue
 from search.vectors import l2_normalise
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
+from tvindex.core.store import NotFound
 
 DIM = 8
 MODEL = "test-embedder:abc"

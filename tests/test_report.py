@@ -24,11 +24,11 @@ from search.retrieval_eval import (
     tagging_agreement,
 )
 from search.sqlite_store import SqliteStore
-from search.store import CatalogueStore
 from training.report import build_report, finite_json, walk_numbers, write_report
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
+from tvindex.core.store import CatalogueStore
 
 HOSTILE = '<b onclick="x">&amp;$x$'
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", HOSTILE))

@@ -18,10 +18,10 @@ import pytest
 from search.engine import run_search
 from search.query import QueryError
 from search.sqlite_store import SCHEMA_VERSION, SqliteStore
-from search.store import CatalogueStore, NotFound, StoreError
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
+from tvindex.core.store import CatalogueStore, NotFound, StoreError
 
 BACKENDS = ("sqlite", "elasticsearch")
 

@@ -27,10 +27,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from search.sqlite_store import SqliteStore
-from search.store import NotFound
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
+from tvindex.core.store import NotFound
 from tvindex.settings import Settings, load_settings
 
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle", "traffic light"))

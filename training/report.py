@@ -39,8 +39,8 @@ from search.retrieval_eval import (
     retrieval_agreement,
     tagging_agreement,
 )
-from search.store import CatalogueStore
 from tvindex.core.records import LEVELS
+from tvindex.core.store import CatalogueStore
 
 PLOTS = {
     "retrieval": "retrieval_ndcg.png",

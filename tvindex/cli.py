@@ -26,7 +26,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from indexer.taggers.base import TaggerError
     from indexer.weights import ModelNotFoundError
     from search.query import QueryError
-    from search.store import StoreError
+    from tvindex.core.store import StoreError
     from tvindex.settings import ConfigError
 
     return (UserError, MediaError, TaggerError, ModelNotFoundError, ConfigError, ManifestError,

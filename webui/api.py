@@ -21,9 +21,9 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from search.engine import run_search
-from search.store import NotFound
 from tvindex import __version__
 from tvindex.core.records import Hit, parse_shot_id
+from tvindex.core.store import NotFound
 from webui import openapi
 from webui.context import ctx
 from webui.errors import BadParameter

@@ -12,7 +12,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from search.query import Term
-from search.store import CatalogueStore, open_store
+from search.store import open_store
+from tvindex.core.store import CatalogueStore
 from webui.context import WebContext
 from webui.errors import register_error_handlers
 from webui.example import InMemoryRequest

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
-from search.store import CatalogueStore
+from tvindex.core.store import CatalogueStore
 from webui.suggest import Suggester
 
 if TYPE_CHECKING:

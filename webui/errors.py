@@ -11,7 +11,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from search.query import QueryError
 from search.recommend import RecommendError
-from search.store import NotFound, StoreError
+from tvindex.core.store import NotFound, StoreError
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, send_file
 
-from search.store import NotFound
+from tvindex.core.store import NotFound
 from webui.context import ctx
 
 bp = Blueprint("media", __name__)

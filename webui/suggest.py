@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.query import Term, normalise_label, resolve_query
-from search.store import CatalogueStore
+from tvindex.core.store import CatalogueStore
 
 _DEFAULTS = inspect.signature(resolve_query).parameters
 OBJECT_SETS: tuple[str, ...] = tuple(_DEFAULTS["object_sets"].default)

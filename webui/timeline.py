@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.store import CatalogueStore
+from tvindex.core.store import CatalogueStore
 
 TRACKS_PER_SET = 4
 

@@ -41,8 +41,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
     from indexer.indexing import run_index
     from indexer.taggers import tagger_from_settings
-    from search.store import StoreUnavailable, open_store
+    from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
+    from tvindex.core.store import StoreUnavailable
 
     catalogue = load_catalogue(args.source)
     taggers = [tagger_from_settings(name, settings) for name in settings.taggers.active]

@@ -41,8 +41,9 @@ def _read_image(path: str, settings: Settings):
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.recommend import Recommender, RecommendError
-    from search.store import NotFound, open_store
+    from search.store import open_store
     from tvindex.commands.search import print_hits
+    from tvindex.core.store import NotFound
     from tvindex.errors import UserError
 
     with open_store(settings) as store:

@@ -1,0 +1,191 @@
+"""The catalogue store contract: what the indexer writes and what readers (web, search,
+recommendations, the report) read. Backends (``search/backends``: SQLite embedded,
+Elasticsearch) implement both halves with the same semantics; the indexer only ever sees a
+:class:`CatalogueWriter`, readers a :class:`CatalogueReader`.
+
+Ranking semantics shared by every backend (see ``search/ranking.py``): a hit must carry every
+required group (a group is an OR of labels; a label is carried when the store kept its score,
+see ``keep_mask``); its score is the geometric mean of the matched probabilities and of
+(1 - p) for each excluded label: exp(mean(log p_group_best, log(1 - p_excluded))).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tvindex.core.labels import LabelSet
+from tvindex.core.records import (
+    EpisodeRecord,
+    EpisodeState,
+    EpisodeTags,
+    LabelInfo,
+    Level,
+    ProgrammeRecord,
+    SearchPage,
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (bad id, incompatible data); message says why."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached (or kept refusing) after its bounded retries. Transient:
+    the same call may succeed later. The indexer marks the episode failed with this reason (or,
+    when even that cannot reach the store, leaves it pending) and goes on."""
+
+
+class CatalogueWriter(ABC):
+    """What indexing needs: register the catalogue and label sets, write or fail episodes, and
+    read back each episode's state (to resume) and the known label sets."""
+
+    backend: ClassVar[str] = ""
+
+    # --- writing -------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_catalogue(self, programmes: Sequence[ProgrammeRecord],
+                         episodes: Sequence[EpisodeRecord]) -> None:
+        """Register programmes and episodes (metadata only); new episodes start 'pending'.
+        Metadata of existing ones is updated; their tags are kept."""
+
+    @abstractmethod
+    def register_label_sets(self, label_sets: Sequence[LabelSet]) -> None:
+        """Make label sets known (idempotent). A set whose labels changed is an error."""
+
+    @abstractmethod
+    def write_episode(self, tags: EpisodeTags) -> None:
+        """Atomically replace everything indexed for the episode with ``tags``, mark it
+        indexed, and update its programme's aggregates. All or nothing."""
+
+    @abstractmethod
+    def mark_failed(self, episode_id: str, reason: str) -> None:
+        """Record a failure with its reason. The episode's previous tags are dropped, so
+        search only ever shows episodes whose current media was indexed."""
+
+    @abstractmethod
+    def remove_episode(self, episode_id: str) -> None: ...
+
+    @abstractmethod
+    def request_reindex(self, episode_id: str) -> None:
+        """Make the next indexing run re-index the episode even if its media and
+        configuration are unchanged. Its current tags stay searchable until then; the
+        episode reports ``reindex_requested: true`` meanwhile. Unknown id: NotFound."""
+
+    @abstractmethod
+    def episode_states(self) -> list[EpisodeState]: ...
+
+    @abstractmethod
+    def label_sets(self) -> list[LabelSet]: ...
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CatalogueReader(ABC):
+    """What the web layer, search, recommendations and the report read."""
+
+    backend: ClassVar[str] = ""
+
+    @abstractmethod
+    def episode_states(self) -> list[EpisodeState]: ...
+
+    @abstractmethod
+    def label_sets(self) -> list[LabelSet]: ...
+
+    @abstractmethod
+    def labels(self, label_set: str | None = None, match: str | None = None,
+               counts: bool = True) -> list[LabelInfo]: ...
+
+    @abstractmethod
+    def programmes(self) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def programme(self, programme_id: str) -> dict[str, Any]:
+        """Metadata, episodes, and top labels per label set (score, coverage)."""
+
+    @abstractmethod
+    def episode(self, episode_id: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def segments(self, episode_id: str) -> list[dict[str, Any]]:
+        """The episode's shots/frames in time order, with their top labels."""
+
+    @abstractmethod
+    def thumbnail(self, episode_id: str, index: int) -> bytes: ...
+
+    @abstractmethod
+    def vectors(self, level: Level, label_set: str) -> tuple[list[str], np.ndarray]:
+        """Ids and score vectors [N, n_labels] of every item of a level (episode/programme)."""
+
+    @abstractmethod
+    def embedding_model(self) -> str | None:
+        """Identity of the tagger whose embeddings the store serves: the model of the most
+        recently written episode that has embeddings (None when no episode has any). Items
+        embedded by another model (mid-way through a re-index after a model change) are left
+        out of ``embeddings`` until they are re-indexed."""
+
+    @abstractmethod
+    def embeddings(self, level: Level, episode_ids: Sequence[str] | None = None
+                   ) -> tuple[list[str], np.ndarray]:
+        """Ids and L2-normalised float32 embeddings [N, D] of the indexed items of a level
+        that have one from ``embedding_model()``, ordered by id (shots by episode id, then
+        index; shot ids are "EPISODE@INDEX"). Episodes are the mean of their frames' unit
+        embeddings, programmes the frame-weighted mean over their episodes, then normalised.
+        ``episode_ids`` restricts shots and episodes to those episodes (programmes: to the
+        programmes of those episodes). Nothing stored: ``([], zeros((0, 0)))``.
+
+        In detail, for every backend: ids sorted by code point (SQLite's BINARY collation and
+        Elasticsearch's keyword order agree), shots by (episode id, integer index); an
+        episode's weight in its programme is ``embedding_frames(tags)``; a row of zeros stays
+        zeros (never NaN); no row at all (nothing stored, or nothing matches the filter)
+        gives ``([], zeros((0, 0)))``."""
+
+    @abstractmethod
+    def search(self, query: Any, level: Level = "shot", limit: int = 20,
+               offset: int = 0) -> SearchPage:
+        """Run a resolved query (``search.query.ResolvedQuery``)."""
+
+    # Vocabulary protocol for the query resolver.
+    def vocabulary_label_sets(self) -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {}
+        for info in self.labels(counts=False):
+            out.setdefault(info.label_set, []).append((info.label_id, info.name))
+        return out
+
+    def programme_titles(self) -> list[tuple[str, str]]:
+        return [(p["id"], p["title"]) for p in self.programmes()]
+
+    def vocabulary_version(self) -> object:
+        """A cheap value that changes whenever label sets or programme titles change, so the
+        query resolver can reuse its label index; None when the backend cannot tell."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CatalogueStore(CatalogueWriter, CatalogueReader):
+    """One catalogue, both halves: programmes, episodes, segments (shots/frames), label
+    statistics and embeddings. What a backend class implements."""
+
+    backend: ClassVar[str] = ""
