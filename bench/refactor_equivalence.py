@@ -163,7 +163,7 @@ def main() -> int:
     for key in before:
         diffs = first_differences(before[key], after.get(key))
         sections[key] = {"identical": not diffs, "differences": diffs}
-    counts = {f"queries_per_level": len(before["queries"]),
+    counts = {"queries_per_level": len(before["queries"]),
               "similar_answers": len(before["similar"])}
     result = {"base": args.base, "identical": all(s["identical"] for s in sections.values()),
               **counts, "sections": sections}

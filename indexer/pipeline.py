@@ -11,7 +11,7 @@ import numpy as np
 from indexer.media import Frame
 from indexer.taggers.base import Tagger, TaggerError
 from tvindex.core.labels import LabelSet
-from tvindex.core.stats import unit_rows
+from tvindex.core.vectors import unit_rows
 from tvindex.settings import Settings
 
 EMBEDDING_KEY = "taggers.embedding"

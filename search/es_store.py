@@ -62,13 +62,7 @@ from search import es_query
 from search.es_client import EsClient, EsConfig
 from search.es_mappings import KINDS, MAPPING_VERSION, alias, concrete, template_body
 from search.es_search import EsSearch
-from search.store import (
-    embedding_frames,
-    episode_embeddings,
-    keep_mask,
-    no_embeddings,
-    normalise_rows,
-)
+from search.store import embedding_frames, episode_embeddings, keep_mask, no_embeddings
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import (
     EpisodeRecord,
@@ -82,6 +76,7 @@ from tvindex.core.records import (
 )
 from tvindex.core.stats import combine
 from tvindex.core.store import CatalogueStore, NotFound, StoreError
+from tvindex.core.vectors import unit_rows
 
 log = logging.getLogger(__name__)
 SCAN_PAGE = 1000
@@ -975,7 +970,7 @@ class EsStore(EsSearch, CatalogueStore):
             out = np.concatenate([out, np.stack(extra)])
         elif len(names) < expected:
             out = out[:len(names)].copy()
-        return names, normalise_rows(out)
+        return names, unit_rows(out, in_place=True)
 
     def _programme_embeddings(self, clauses: list[dict[str, Any]]
                               ) -> tuple[list[str], np.ndarray]:
@@ -994,7 +989,7 @@ class EsStore(EsSearch, CatalogueStore):
             sums[-1] += int(src.get("embedding_frames") or 1) * v
         if not ids:
             return no_embeddings()
-        return ids, normalise_rows(np.stack(sums).astype(np.float32))
+        return ids, unit_rows(np.stack(sums).astype(np.float32), in_place=True)
 
     @staticmethod
     def _matrix(rows: list[np.ndarray], model: str) -> np.ndarray:
@@ -1002,4 +997,4 @@ class EsStore(EsSearch, CatalogueStore):
             return np.zeros((0, 0), np.float32)
         if len({r.size for r in rows}) > 1:
             raise StoreError(f"embeddings of model {model!r} have different dimensions")
-        return normalise_rows(np.stack(rows))
+        return unit_rows(np.stack(rows), in_place=True)

@@ -37,8 +37,8 @@ import numpy as np
 
 from search.vector_catalogue import VectorCatalogue, episode_versions
 from tvindex.core.records import Evidence, Hit, Level, parse_shot_id
-from tvindex.core.stats import unit_rows
 from tvindex.core.store import CatalogueStore, NotFound, StoreError
+from tvindex.core.vectors import unit_rows
 
 
 class RecommendError(StoreError):

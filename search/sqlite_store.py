@@ -41,13 +41,7 @@ import numpy as np
 
 from search.ranking import Postings, evidence, rank, rank_columns
 from search.shot_columns import ShotColumnCache
-from search.store import (
-    embedding_frames,
-    episode_embeddings,
-    keep_mask,
-    no_embeddings,
-    normalise_rows,
-)
+from search.store import embedding_frames, episode_embeddings, keep_mask, no_embeddings
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import (
     EpisodeRecord,
@@ -63,6 +57,7 @@ from tvindex.core.records import (
 )
 from tvindex.core.stats import combine
 from tvindex.core.store import CatalogueStore, NotFound, StoreError
+from tvindex.core.vectors import unit_rows
 
 SCHEMA_VERSION = 2
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index
@@ -601,7 +596,7 @@ class SqliteStore(CatalogueStore):
             out = np.empty((len(rows), d), np.float32)
             for j, (_, blob) in enumerate(rows):
                 out[j] = _f32(blob)
-            return [r[0] for r in rows], normalise_rows(out)
+            return [r[0] for r in rows], unit_rows(out, in_place=True)
         if level == "programme":
             ids: list[str] = []
             sums: list[np.ndarray] = []
@@ -613,7 +608,7 @@ class SqliteStore(CatalogueStore):
                     ids.append(pid)
                     sums.append(np.zeros(d, np.float64))
                 sums[-1] += n * _f32(blob).astype(np.float64)
-            return ids, normalise_rows(np.stack(sums).astype(np.float32))
+            return ids, unit_rows(np.stack(sums).astype(np.float32), in_place=True)
         # Shots: the episodes in id order first (small rows: sorting rows that carry the
         # blobs would copy them all through a temporary b-tree), the count from the blob
         # lengths (kept in the record headers), then every episode's packed block by its
@@ -637,7 +632,7 @@ class SqliteStore(CatalogueStore):
             out[at:at + n] = block.reshape(n, d)
             at += n
             names.extend(f"{eid}@{i}" for i in idx.tolist())
-        return names, normalise_rows(out)
+        return names, unit_rows(out, in_place=True)
 
     # --- search --------------------------------------------------------------------------
     def _allowed(self, query: Any, level: Level) -> np.ndarray | None:

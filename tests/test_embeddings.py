@@ -12,11 +12,12 @@ from PIL import Image
 
 from indexer.indexing import EpisodeTagger, config_version
 from indexer.media import Frame
-from indexer.pipeline import choose_embedder, tag_frames, unit_rows
+from indexer.pipeline import choose_embedder, tag_frames
 from indexer.taggers import Tagger, TaggerError, tagger_from_settings
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord
 from tvindex.core.stats import combine_embeddings
+from tvindex.core.vectors import unit_rows
 from tvindex.settings import load_settings
 
 # --- fakes: the rule and the streaming need no real model ---------------------------------

@@ -60,7 +60,7 @@ def load_yolo(weights: str, models: ModelResolver) -> torch.nn.Module:
     tasks = ultralytics_tasks()
     if weights.endswith((".yaml", ".yml")):
         return tasks.DetectionModel(weights, nc=80, verbose=False)
-    path = ctx.models.resolve(weights, config_key="taggers.yolo.weights")
+    path = models.resolve(weights, config_key="taggers.yolo.weights")
     model, _ = tasks.load_checkpoint(path)
     return model
 

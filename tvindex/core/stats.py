@@ -18,14 +18,6 @@ from tvindex.core.labels import LabelSet
 from tvindex.core.records import LabelStats
 
 
-def unit_rows(features: np.ndarray, eps: float = 1e-12, dtype=np.float32) -> np.ndarray:
-    """[B, D] raw features -> L2-normalised rows (computed in float64, returned as
-    ``dtype``). A zero row stays zero (the guard: no division by zero, no NaN)."""
-    x = np.asarray(features, np.float64)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(dtype, copy=False)
-
-
 class StatsAccumulator:
     """Running sums for one label set; ``add`` frames, then ``result()``."""
 
