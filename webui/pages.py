@@ -16,13 +16,14 @@ from werkzeug.exceptions import HTTPException
 from search.engine import run_search
 from search.query import QueryError, Term
 from search.recommend import RecommendError
+from tvindex.core.labels import role_of
 from tvindex.core.records import LEVELS, Hit, SearchPage, parse_shot_id
 from webui.context import ctx
 from webui.errors import BadParameter
 from webui.example import ACCEPT, Example, preview_data_url, read_example, shot_value
 from webui.media import is_playable
 from webui.params import date_arg, flag_arg, int_arg, level_arg, offset_arg, text_arg
-from webui.suggest import OBJECT_SETS, field_for_set
+from webui.suggest import field_for_set
 from webui.timeline import episode_timeline
 
 bp = Blueprint("pages", __name__)
@@ -76,9 +77,9 @@ def did_you_mean(query: str, error: QueryError, known: set[str]) -> list[dict[st
 
 def _popular_labels(n: int = 18) -> list[dict[str, Any]]:
     labels = [i for i in ctx().store.labels() if i.episodes > 0]
-    labels.sort(key=lambda i: (i.label_set not in OBJECT_SETS, -i.episodes, -i.shots, i.name))
-    objects = [i for i in labels if i.label_set in OBJECT_SETS][: n * 2 // 3]
-    others = [i for i in labels if i.label_set not in OBJECT_SETS][: n - len(objects)]
+    labels.sort(key=lambda i: (role_of(i.label_set) != "object", -i.episodes, -i.shots, i.name))
+    objects = [i for i in labels if role_of(i.label_set) == "object"][: n * 2 // 3]
+    others = [i for i in labels if role_of(i.label_set) != "object"][: n - len(objects)]
     return [{"name": i.name, "label_set": i.label_set, "episodes": i.episodes,
              "query": Term(field_for_set(i.label_set), i.name).to_query()}
             for i in objects + others]

@@ -8,18 +8,15 @@ matches. The vocabulary is read from the store at most every ``ttl_s`` seconds.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from search.query import Term, normalise_label, resolve_query
+from search.query import Term, normalise_label
+from tvindex.core.labels import role_of
 from tvindex.core.store import CatalogueStore
 
-_DEFAULTS = inspect.signature(resolve_query).parameters
-OBJECT_SETS: tuple[str, ...] = tuple(_DEFAULTS["object_sets"].default)
-SCENE_SETS: tuple[str, ...] = tuple(_DEFAULTS["scene_sets"].default)
 _FILTER_FIELDS = {"programme": "programme", "program": "programme", "prog": "programme",
                   "genre": "genre"}
 _LABEL_FIELDS = {"object": "object", "obj": "object", "scene": "scene", "label": "label"}
@@ -37,12 +34,10 @@ class _Entry:
 
 
 def field_for_set(label_set: str) -> str:
-    """The query field an editor would write for a label of ``label_set``."""
-    if label_set in OBJECT_SETS:
-        return "object"
-    if label_set in SCENE_SETS:
-        return "scene"
-    return label_set
+    """The query field an editor would write for a label of ``label_set``: its role
+    (``object``/``scene``), else the set's own name."""
+    role = role_of(label_set)
+    return label_set if role == "other" else role
 
 
 class Suggester:
@@ -89,10 +84,8 @@ class Suggester:
             if e.kind != "label":
                 return False
             canon = _LABEL_FIELDS.get(field)
-            if canon == "object":
-                return e.label_set in OBJECT_SETS
-            if canon == "scene":
-                return e.label_set in SCENE_SETS
+            if canon in ("object", "scene"):
+                return role_of(e.label_set or "") == canon
             return canon == "label" or e.label_set == field
 
         ranked = []

@@ -1,0 +1,175 @@
+"""The query language's data structures: terms, parsed and resolved queries, the error type,
+and the field names the grammar knows (shared by parsing and resolution)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+# Canonical field names. Everything else that looks like an identifier is a label-set name.
+LABEL_FIELDS = {"object": "object", "obj": "object", "scene": "scene", "label": "label"}
+FILTER_FIELDS = {
+    "programme": "programme",
+    "program": "programme",
+    "prog": "programme",
+    "genre": "genre",
+    "after": "after",
+    "before": "before",
+}
+
+
+class QueryError(ValueError):
+    """A query that cannot be parsed or resolved; the message is meant for the editor.
+
+    ``column`` is the 1-based character position the problem was found at, when there is one
+    (useful for highlighting in the UI).
+    """
+
+    def __init__(self, message: str, *, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column
+
+
+def collapse_spaces(s: str) -> str:
+    """``s`` with runs of whitespace as one space, none at the ends."""
+    return " ".join(s.split())
+
+
+def dedup(items: Iterable[Any]) -> tuple[Any, ...]:
+    """``items`` without repeats, first occurrence kept."""
+    return tuple(dict.fromkeys(items))
+
+
+def _quote_if_needed(value: str, *, free: bool) -> str:
+    """``value`` as query text that parses back to the same value."""
+    needs = (
+        any(ch.isspace() for ch in value)
+        or ":" in value
+        or value.startswith("-")
+        or (free and value.casefold() == "or")
+    )
+    return f'"{value}"' if needs else value
+
+
+@dataclass(frozen=True)
+class Term:
+    """One label or free term.
+
+    ``field`` is ``"object"``, ``"scene"``, ``"label"``, a label-set name (lower case), or
+    ``None`` for a free term; ``value`` is as typed, quotes removed, whitespace collapsed.
+    """
+
+    field: str | None
+    value: str
+
+    @property
+    def kind(self) -> str:
+        """``"any"`` (free term), ``"object"``, ``"scene"``, ``"label"`` or ``"set"``."""
+        if self.field is None:
+            return "any"
+        if self.field in ("object", "scene", "label"):
+            return self.field
+        return "set"
+
+    def to_query(self) -> str:
+        """The term as query text (canonical field name, quoted when needed)."""
+        if self.field is None:
+            return _quote_if_needed(self.value, free=True)
+        return f"{self.field}:{_quote_if_needed(self.value, free=False)}"
+
+    def __str__(self) -> str:
+        return self.to_query()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "kind": self.kind, "value": self.value}
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A query's structure, independent of any store.
+
+    ``groups``: every group is required; a group matches when any of its terms does.
+    ``excluded``: terms that must not match. ``programmes``/``genres``: OR within each list.
+    ``after``/``before``: inclusive air-date bounds.
+    """
+
+    groups: tuple[tuple[Term, ...], ...] = ()
+    excluded: tuple[Term, ...] = ()
+    programmes: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    after: datetime.date | None = None
+    before: datetime.date | None = None
+
+    def to_query(self) -> str:
+        """Canonical query text; ``parse_query(q.to_query()) == q``."""
+        parts = [" OR ".join(t.to_query() for t in group) for group in self.groups]
+        parts += [f"-{t.to_query()}" for t in self.excluded]
+        parts += [f"programme:{_quote_if_needed(p, free=False)}" for p in self.programmes]
+        parts += [f"genre:{_quote_if_needed(g, free=False)}" for g in self.genres]
+        if self.after is not None:
+            parts.append(f"after:{self.after.isoformat()}")
+        if self.before is not None:
+            parts.append(f"before:{self.before.isoformat()}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [[t.to_dict() for t in group] for group in self.groups],
+            "excluded": [t.to_dict() for t in self.excluded],
+            "programmes": list(self.programmes),
+            "genres": list(self.genres),
+            "after": self.after.isoformat() if self.after else None,
+            "before": self.before.isoformat() if self.before else None,
+        }
+
+
+@dataclass(frozen=True)
+class LabelRef:
+    """One label of one label set, as the store numbers it."""
+
+    label_id: int
+    label_set: str
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label_id": self.label_id, "label_set": self.label_set, "name": self.name}
+
+
+@runtime_checkable
+class Vocabulary(Protocol):
+    """What resolution needs from the store."""
+
+    def label_sets(self) -> dict[str, list[tuple[int, str]]]:
+        """Label-set name -> ``[(label_id, label name)]``."""
+        ...
+
+    def programme_titles(self) -> list[tuple[str, str]]:
+        """``[(programme_id, title)]``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A query in store terms: every group (an OR of labels) is required, ``excluded`` labels
+    must be absent; ``programme_ids`` (OR; empty = no programme filter), ``genres`` (OR; empty =
+    no filter) and the inclusive air-date bounds restrict the items."""
+
+    groups: tuple[tuple[LabelRef, ...], ...] = ()
+    excluded: tuple[LabelRef, ...] = ()
+    programme_ids: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    after: datetime.date | None = None
+    before: datetime.date | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [[r.to_dict() for r in group] for group in self.groups],
+            "excluded": [r.to_dict() for r in self.excluded],
+            "programme_ids": list(self.programme_ids),
+            "genres": list(self.genres),
+            "after": self.after.isoformat() if self.after else None,
+            "before": self.before.isoformat() if self.before else None,
+        }
