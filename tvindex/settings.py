@@ -3,14 +3,19 @@
 Order of precedence, later wins: the defaults file, a user file (``--config``), environment
 variables (``TVINDEX__SECTION__KEY=value`` parsed as YAML, plus short aliases for paths), then
 command-line flags, which callers pass to :func:`load_settings` as ``overrides``.
+
+:func:`load_config` is the loader underneath (YAML files, environment tree, dotted overrides,
+pydantic validation, :class:`ConfigError` messages); the training configuration
+(``training.distill.config``) loads through it too.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +29,9 @@ ENV_ALIASES = {
     "TVINDEX_SHARED_DIR": ("paths", "shared_dir"),
     "ELASTICSEARCH_URL": ("elasticsearch", "url"),
 }
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -277,7 +285,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return tree
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, what: str = "configuration") -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
@@ -285,7 +293,33 @@ def _describe(err: ValidationError) -> str:
             lines.append(f"{key}: unknown key")
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
-    return "invalid configuration: " + "; ".join(lines)
+    return f"invalid {what}: " + "; ".join(lines)
+
+
+def load_config(
+    model: type[ModelT],
+    files: Iterable[str | Path] = (),
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, Any] | None = None,
+    what: str = "configuration",
+) -> ModelT:
+    """The one configuration loader: merge the YAML ``files`` in order (each must exist and
+    hold a mapping), then ``env`` (a nested tree, as :func:`env_overrides` makes), then
+    ``overrides`` (dotted keys such as ``optim.lr``, or nested dicts, set as given), and
+    validate the result with the pydantic ``model``. Any problem is a :class:`ConfigError`
+    naming the key; validation errors read ``invalid <what>: key: why (got value); ...``."""
+    tree: dict[str, Any] = {}
+    for path in files:
+        tree = _merge(tree, _read_yaml(Path(path)))
+    if env is not None:
+        tree = _merge(tree, dict(env))
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key.split("."), value)
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, what)) from None
 
 
 def load_settings(
@@ -295,14 +329,8 @@ def load_settings(
 ) -> Settings:
     """Load and validate the settings. ``overrides`` maps dotted keys (``sampling.every_s``)
     or nested dicts to values, for command-line flags; ``None`` values are ignored."""
-    tree = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    files = [DEFAULT_CONFIG] if DEFAULT_CONFIG.exists() else []
     if config_file is not None:
-        tree = _merge(tree, _read_yaml(Path(config_file)))
-    tree = _merge(tree, env_overrides(environ))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(tree, key.split("."), value)
-    try:
-        return Settings.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        files.append(Path(config_file))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return load_config(Settings, files, given, env=env_overrides(environ))

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tvindex.settings import ConfigError, _describe, _merge, _read_yaml, _set_dotted
+from tvindex.settings import ConfigError, load_config
 
 
 class _Section(BaseModel):
@@ -174,13 +174,5 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                       ) -> TrainConfig:
     """Defaults, then the YAML file, then dotted ``overrides``; validated."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        tree = _merge(tree, _read_yaml(Path(path)))
-    for key, value in (overrides or {}).items():
-        _set_dotted(tree, key.split("."), value)
-    try:
-        return TrainConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc).replace("invalid configuration",
-                                                 "invalid training configuration")) from None
+    files = [] if path is None else [path]
+    return load_config(TrainConfig, files, overrides, what="training configuration")
