@@ -186,7 +186,7 @@ def probability_bank(cache_dir: Path, n_photos: int = 150, video_every_s: float 
                      rebuild: bool = False) -> Bank:
     """Tag real frames once with the real taggers (cached in ``cache_dir/bank-*.npz``, keyed
     by the taggers' identities and the sample)."""
-    from indexer.pipeline import label_sets_of
+    from indexer.frame_tagging import label_sets_of
     from tvindex.core.stats import threshold_for
 
     settings = settings or bench_settings()

@@ -108,6 +108,7 @@ def _vm(field: str) -> int | None:
 def child(video: Path, db_dir: Path, every_s: float) -> int:
     """Runs in the child process: index one episode, print a JSON line to stdout."""
     from indexer.catalogue import Catalogue
+    from indexer.frame_tagging import choose_embedder
     from indexer.indexing import run_index
     from search.sqlite_store import SqliteStore
     from tvindex.core.records import EpisodeRecord, ProgrammeRecord
@@ -124,7 +125,9 @@ def child(video: Path, db_dir: Path, every_s: float) -> int:
                         top_k=settings.aggregation.store_top_k)
     cat = Catalogue([ProgrammeRecord("bench", "Bench")],
                     [EpisodeRecord("long", "bench", "Long episode", str(video))], "bench")
-    report = run_index(cat, store, taggers, settings, force=True, progress=True)
+    report = run_index(cat, store, taggers, settings.sampling, settings.aggregation,
+                       embedder=choose_embedder(taggers, settings.taggers.embedding),
+                       batch_size=settings.taggers.batch_size, force=True, progress=True)
     state = store.episode("long")
     store.close()
     print(json.dumps({"event": "done", "load_taggers_s": round(t_load, 2),

@@ -22,14 +22,14 @@ import cv2
 import numpy as np
 
 from indexer.catalogue import Catalogue
-from indexer.media import Frame, MediaError, probe, sample_frames
-from indexer.pipeline import TaggedFrame, choose_embedder, label_sets_of, tag_frames
+from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames
+from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
 from indexer.taggers.base import Tagger
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, SegmentTags
 from tvindex.core.stats import EmbeddingAccumulator, StatsAccumulator, threshold_for
-from tvindex.core.store import CatalogueStore, StoreUnavailable
-from tvindex.settings import Settings
+from tvindex.core.store import CatalogueWriter, StoreUnavailable
+from tvindex.settings import AggregationSettings, SamplingSettings
 
 log = logging.getLogger(__name__)
 FINGERPRINT_CHUNK = 1 << 22  # 4 MiB from each end of the file
@@ -50,16 +50,17 @@ def content_fingerprint(episode: EpisodeRecord) -> str:
     return h.hexdigest()[:32]
 
 
-def config_version(taggers: Sequence[Tagger], settings: Settings) -> str:
+def config_version(taggers: Sequence[Tagger], embedder: Tagger | None,
+                   sampling: SamplingSettings, aggregation: AggregationSettings) -> str:
     """Changes whenever the tags an episode gets could change: models, sampling, aggregation,
-    and which tagger makes the embeddings (``taggers.embedding``, as resolved: ``auto`` and the
-    name of the tagger it picks give the same version)."""
-    embedder = choose_embedder(taggers, settings)
+    and which tagger makes the embeddings (``embedder``, as :func:`choose_embedder` resolved
+    ``taggers.embedding``: ``auto`` and the name of the tagger it picks give the same
+    version)."""
     payload = {
         "taggers": [t.identity() for t in taggers],
         "embedding": embedder.identity() if embedder is not None else None,
-        "sampling": settings.sampling.model_dump(mode="json"),
-        "aggregation": settings.aggregation.model_dump(mode="json"),
+        "sampling": sampling.model_dump(mode="json"),
+        "aggregation": aggregation.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -93,16 +94,27 @@ class _OpenSegment:
     thumb: np.ndarray | None = None
 
 
-class EpisodeTagger:
-    """Turns one episode's tagged frames into ``EpisodeTags``, streaming."""
+class EpisodeBuilder:
+    """Builds one episode's ``EpisodeTags``: samples its frames, tags them, and aggregates them
+    per segment (shot, or sampled frame) and per episode, streaming.
 
-    def __init__(self, taggers: Sequence[Tagger], settings: Settings) -> None:
+    ``sampler``: how frames are sampled (from the ``sampling`` section); ``aggregation``: the
+    ``aggregation`` section (coverage thresholds, thumbnail width); ``embedder``: the tagger
+    whose features become the embeddings, one of ``taggers`` (None: no embeddings), as
+    :func:`indexer.frame_tagging.choose_embedder` picks it; ``batch_size``: frames per tagger
+    call (``taggers.batch_size``).
+    """
+
+    def __init__(self, taggers: Sequence[Tagger], sampler: Sampler,
+                 aggregation: AggregationSettings, *, embedder: Tagger | None,
+                 batch_size: int = 16) -> None:
         self.taggers = list(taggers)
-        self.settings = settings
+        self.sampler = sampler
+        self.aggregation = aggregation
+        self.batch_size = batch_size
         self.label_sets: list[LabelSet] = label_sets_of(self.taggers)
-        # The tagger whose features become the embeddings (None: no embeddings).
-        self.embedder: Tagger | None = choose_embedder(self.taggers, settings)
-        self.thresholds = {ls.name: threshold_for(ls, settings.aggregation.coverage_threshold)
+        self.embedder = embedder
+        self.thresholds = {ls.name: threshold_for(ls, aggregation.coverage_threshold)
                            for ls in self.label_sets}
 
     def _accumulators(self) -> dict[str, StatsAccumulator]:
@@ -114,23 +126,24 @@ class EpisodeTagger:
             return None
         return EmbeddingAccumulator(self.embedder.embedding_dim)
 
-    def frames(self, episode: EpisodeRecord) -> Iterator[Frame]:
-        s = self.settings.sampling
-        return sample_frames(
-            episode.media_path, s.mode, s.every_s, start_s=episode.start_s or 0.0,
-            end_s=episode.end_s, frames_per_shot=s.frames_per_shot,
-            shot_threshold=s.shot_threshold, min_shot_s=s.min_shot_s, max_side=s.max_side)
+    def frames(self, episode: EpisodeRecord, info: MediaInfo | None = None) -> Iterator[Frame]:
+        """The episode's sampled frames; ``info``: its file's probe when already made (else
+        the file is probed first)."""
+        start_s, end_s = episode.start_s or 0.0, episode.end_s
+        if info is None:
+            return self.sampler.sample(episode.media_path, start_s, end_s)
+        return self.sampler.frames(episode.media_path, info, start_s, end_s)
 
     def tag(self, episode: EpisodeRecord, fingerprint: str, version: str,
             on_frame=None) -> EpisodeTags:
-        info = probe(episode.media_path)
+        info = probe(episode.media_path)  # the one probe of this episode's file
         start = episode.start_s or 0.0
         end = min(episode.end_s, info.duration_s) if episode.end_s is not None else info.duration_s
         episode_acc = self._accumulators()
         episode_emb = self._embedding_accumulator()
         segments: list[SegmentTags] = []
         current: _OpenSegment | None = None
-        width = self.settings.aggregation.thumbnail_width
+        width = self.aggregation.thumbnail_width
 
         def close(seg: _OpenSegment, end_s: float) -> None:
             segments.append(SegmentTags(
@@ -140,9 +153,8 @@ class EpisodeTagger:
                 thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b"",
                 embedding=seg.embedding.result() if seg.embedding is not None else None))
 
-        frames = self.frames(episode)
-        for tagged in tag_frames(frames, self.taggers, self.settings.taggers.batch_size,
-                                 embedder=self.embedder):
+        frames = self.frames(episode, info)
+        for tagged in tag_frames(frames, self.taggers, self.batch_size, embedder=self.embedder):
             f = tagged.frame
             key = f.shot.index if f.shot is not None else f.index
             if current is None or key != current.key:
@@ -164,7 +176,7 @@ class EpisodeTagger:
             episode_id=episode.id, fingerprint=fingerprint, config_version=version,
             duration_s=round(end - start, 3), segments=segments,
             stats={k: a.result() for k, a in episode_acc.items()},
-            sampling=self.settings.sampling.mode,
+            sampling=self.sampler.mode,
             embedding=episode_emb.result() if episode_emb is not None else None,
             embedding_model=self.embedder.identity() if self.embedder is not None else "")
 
@@ -200,17 +212,24 @@ class IndexReport:
                 "frames_per_s": round(self.frames / self.seconds, 2) if self.seconds else None}
 
 
-def run_index(catalogue: Catalogue, store: CatalogueStore, taggers: Sequence[Tagger],
-              settings: Settings, *, force: bool = False, shard: tuple[int, int] | None = None,
-              progress: bool = True) -> IndexReport:
-    """Index every episode of the catalogue that needs it. Returns what happened."""
+def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Tagger],
+              sampling: SamplingSettings, aggregation: AggregationSettings, *,
+              embedder: Tagger | None, batch_size: int = 16, force: bool = False,
+              shard: tuple[int, int] | None = None, progress: bool = True) -> IndexReport:
+    """Index every episode of the catalogue that needs it. Returns what happened.
+
+    ``sampling``/``aggregation``: those settings sections; ``embedder``: one of ``taggers``
+    (see :func:`indexer.frame_tagging.choose_embedder`) or None; ``batch_size``: frames per
+    tagger call. The sampler is built once for the run and each file is probed once.
+    """
     from tqdm import tqdm
 
     started = time.perf_counter()
-    engine = EpisodeTagger(taggers, settings)
-    version = config_version(taggers, settings)
+    builder = EpisodeBuilder(taggers, Sampler.from_section(sampling), aggregation,
+                             embedder=embedder, batch_size=batch_size)
+    version = config_version(taggers, embedder, sampling, aggregation)
     store.upsert_catalogue(catalogue.programmes, catalogue.episodes)
-    store.register_label_sets(engine.label_sets)
+    store.register_label_sets(builder.label_sets)
     states = {s.id: s for s in store.episode_states()}
     report = IndexReport()
 
@@ -245,7 +264,7 @@ def run_index(catalogue: Catalogue, store: CatalogueStore, taggers: Sequence[Tag
                                 refresh=False)
 
             try:
-                tags = engine.tag(ep, fp, version, on_frame=on_frame)
+                tags = builder.tag(ep, fp, version, on_frame=on_frame)
             except MediaError as exc:
                 _mark_failed(store, ep.id, exc.reason if hasattr(exc, "reason") else str(exc))
                 report.failed[ep.id] = str(exc)
@@ -269,7 +288,7 @@ def run_index(catalogue: Catalogue, store: CatalogueStore, taggers: Sequence[Tag
     return report
 
 
-def _mark_failed(store: CatalogueStore, episode_id: str, reason: str) -> None:
+def _mark_failed(store: CatalogueWriter, episode_id: str, reason: str) -> None:
     """Record a failure; when the store itself cannot be reached, the episode simply stays
     as it was (pending, or indexed with its older tags) and the next run retries it."""
     try:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.indexing import EpisodeTagger, config_version
-from indexer.media import Frame
-from indexer.pipeline import choose_embedder, tag_frames
+from indexer.frame_tagging import choose_embedder, tag_frames
+from indexer.indexing import EpisodeBuilder, config_version
+from indexer.media import Frame, Sampler
 from indexer.taggers import Tagger, TaggerError, tagger_from_settings
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord
@@ -55,29 +55,45 @@ def settings(**overrides):
     return load_settings(overrides={"taggers.device": "cpu", **overrides}, environ={})
 
 
+def version_of(taggers, s) -> str:
+    """config_version of these taggers under settings ``s``, composed as `tvindex index` does."""
+    return config_version(taggers, choose_embedder(taggers, s.taggers.embedding), s.sampling,
+                          s.aggregation)
+
+
+def builder_of(taggers, s) -> EpisodeBuilder:
+    """The episode builder for settings ``s``, composed as `tvindex index` does."""
+    return EpisodeBuilder(taggers, Sampler.from_section(s.sampling), s.aggregation,
+                          embedder=choose_embedder(taggers, s.taggers.embedding),
+                          batch_size=s.taggers.batch_size)
+
+
 def test_auto_prefers_the_student_then_the_first_with_features():
     det, timm = FakeTagger("tflite-detector", 0), FakeTagger("timm-classifier", 8)
     places, student = FakeTagger("places365", 4), FakeTagger("student", 6)
     auto = settings()
     assert auto.taggers.embedding == "auto"
-    assert choose_embedder([det, timm, places, student], auto) is student
-    assert choose_embedder([det, places, timm], auto) is places  # taggers.active order
-    assert choose_embedder([det, timm], auto) is timm
-    assert choose_embedder([det], auto) is None  # nothing embeds: no embeddings, no error
-    assert choose_embedder([], auto) is None
+    spec = auto.taggers.embedding
+    assert choose_embedder([det, timm, places, student], spec) is student
+    assert choose_embedder([det, places, timm], spec) is places  # taggers.active order
+    assert choose_embedder([det, timm], spec) is timm
+    assert choose_embedder([det], spec) is None  # nothing embeds: no embeddings, no error
+    assert choose_embedder([], spec) is None
 
 
 def test_named_and_none_embedder():
     det, timm, student = (FakeTagger("tflite-detector", 0), FakeTagger("timm-classifier", 8),
                           FakeTagger("student", 6))
-    assert choose_embedder([det, timm, student],
-                           settings(**{"taggers.embedding": "timm-classifier"})) is timm
-    assert choose_embedder([det, timm, student], settings(**{"taggers.embedding": "none"})) is None
+    def spec(name: str) -> str:
+        return settings(**{"taggers.embedding": name}).taggers.embedding
+
+    assert choose_embedder([det, timm, student], spec("timm-classifier")) is timm
+    assert choose_embedder([det, timm, student], spec("none")) is None
     with pytest.raises(TaggerError, match=r"taggers\.embedding: 'places365' is not an active"):
-        choose_embedder([det, timm], settings(**{"taggers.embedding": "places365"}))
+        choose_embedder([det, timm], spec("places365"))
     with pytest.raises(TaggerError, match=r"taggers\.embedding: .*'tflite-detector' has no frame "
                                           r"features"):
-        choose_embedder([det, timm], settings(**{"taggers.embedding": "tflite-detector"}))
+        choose_embedder([det, timm], spec("tflite-detector"))
 
 
 def test_tag_frames_runs_each_tagger_once_and_embeds_unit_length():
@@ -116,13 +132,13 @@ def test_config_version_follows_the_resolved_embedder():
     det, timm, student = (FakeTagger("tflite-detector", 0), FakeTagger("timm-classifier", 8),
                           FakeTagger("student", 6, label_set="s"))
     taggers = [det, timm, student]
-    auto = config_version(taggers, settings())
-    assert config_version(taggers, settings(**{"taggers.embedding": "none"})) != auto
-    assert config_version(taggers, settings(**{"taggers.embedding": "timm-classifier"})) != auto
+    auto = version_of(taggers, settings())
+    assert version_of(taggers, settings(**{"taggers.embedding": "none"})) != auto
+    assert version_of(taggers, settings(**{"taggers.embedding": "timm-classifier"})) != auto
     # auto resolves to the student: naming it is the same configuration
-    assert config_version(taggers, settings(**{"taggers.embedding": "student"})) == auto
+    assert version_of(taggers, settings(**{"taggers.embedding": "student"})) == auto
     with pytest.raises(TaggerError, match=r"taggers\.embedding"):
-        config_version(taggers, settings(**{"taggers.embedding": "yolo"}))
+        version_of(taggers, settings(**{"taggers.embedding": "yolo"}))
 
 
 # --- a short indexing run on real footage -------------------------------------------------
@@ -156,15 +172,15 @@ def test_shot_and_episode_means_with_multi_frame_shots(video_dir: Path):
     det, emb = FakeTagger("tflite-detector", 0), FakeTagger("timm-classifier", 5)
     s = settings(**{"sampling.mode": "shots", "sampling.frames_per_shot": 3,
                     "taggers.batch_size": 4})
-    engine = EpisodeTagger([det, emb], s)
-    assert engine.embedder is emb
-    tags = engine.tag(_episode(video_dir), "fp", "v")
+    builder = builder_of([det, emb], s)
+    assert builder.embedder is emb
+    tags = builder.tag(_episode(video_dir), "fp", "v")
     n = _frames_per_segment(tags)
     assert len(tags.segments) >= 2 and max(n) > 1
     assert tags.embedding_model == emb.identity()
     _check_means(tags)
     # Recompute from the frames themselves: shot means of unit rows.
-    frames = list(engine.frames(_episode(video_dir)))
+    frames = list(builder.frames(_episode(video_dir)))
     _, raw = emb.predict_with_embeddings([f.image for f in frames])
     unit = unit_rows(raw)
     keys = [f.shot.index for f in frames]
@@ -173,9 +189,9 @@ def test_shot_and_episode_means_with_multi_frame_shots(video_dir: Path):
         np.testing.assert_allclose(seg.embedding, rows.mean(axis=0), rtol=0, atol=1e-7)
     np.testing.assert_allclose(tags.embedding, unit.mean(axis=0), rtol=0, atol=1e-7)
     # Without an embedder nothing is embedded.
-    none = EpisodeTagger([det, emb], settings(**{"sampling.mode": "interval",
-                                                 "sampling.every_s": 4,
-                                                 "taggers.embedding": "none"}))
+    none = builder_of([det, emb], settings(**{"sampling.mode": "interval",
+                                              "sampling.every_s": 4,
+                                              "taggers.embedding": "none"}))
     t = none.tag(_episode(video_dir), "fp", "v")
     assert t.embedding is None and t.embedding_model == ""
     assert all(seg.embedding is None for seg in t.segments)
@@ -189,9 +205,9 @@ def test_indexing_bikes_with_the_teachers_embeds_with_the_classifier(video_dir: 
                                  "taggers.active": ["tflite-detector", "timm-classifier"]},
                       environ={"TVINDEX_MODEL_DIR": str(model_dir)})
     taggers = [tagger_from_settings(n, s) for n in s.taggers.active]
-    engine = EpisodeTagger(taggers, s)
-    assert engine.embedder is taggers[1]
-    tags = engine.tag(_episode(video_dir), "fp", config_version(taggers, s))
+    builder = builder_of(taggers, s)
+    assert builder.embedder is taggers[1]
+    tags = builder.tag(_episode(video_dir), "fp", version_of(taggers, s))
     assert len(tags.segments) >= 4
     assert tags.embedding_model == taggers[1].identity()
     assert tags.embedding.shape == (1280,)
@@ -236,8 +252,8 @@ def test_auto_picks_the_student_over_the_classifier(model_dir: Path, tmp_path: P
                                  "taggers.active": ["timm-classifier", "student"]},
                       environ={"TVINDEX_MODEL_DIR": str(model_dir)})
     taggers = [tagger_from_settings(n, s) for n in s.taggers.active]
-    assert choose_embedder(taggers, s) is taggers[1]
+    assert choose_embedder(taggers, s.taggers.embedding) is taggers[1]
     named = s.model_copy(deep=True)
     named.taggers.embedding = "timm-classifier"
-    assert choose_embedder(taggers, named) is taggers[0]
-    assert config_version(taggers, named) != config_version(taggers, s)
+    assert choose_embedder(taggers, named.taggers.embedding) is taggers[0]
+    assert version_of(taggers, named) != version_of(taggers, s)

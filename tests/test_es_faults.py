@@ -112,6 +112,7 @@ def test_bulk_rejections_mark_the_episode_failed_with_the_reason(tmp_path, share
                                                                  video_dir,
                                                                  own_es_server: EsServer):
     from indexer.catalogue import load_catalogue
+    from indexer.frame_tagging import choose_embedder
     from indexer.indexing import run_index
     from indexer.taggers import tagger_from_settings
     from tvindex.settings import load_settings
@@ -122,15 +123,22 @@ def test_bulk_rejections_mark_the_episode_failed_with_the_reason(tmp_path, share
                                         "sampling.mode": "interval", "sampling.every_s": 2})
     catalogue = load_catalogue(write_manifest(tmp_path, video_dir))
     taggers = [tagger_from_settings("tflite-detector", settings)]
+    embedder = choose_embedder(taggers, settings.taggers.embedding)
+
+    def run_index_into(store):
+        return run_index(catalogue, store, taggers, settings.sampling, settings.aggregation,
+                         embedder=embedder, batch_size=settings.taggers.batch_size,
+                         progress=False)
+
     with store_of(server, "clean-") as reference:
-        run_index(catalogue, reference, taggers, settings, progress=False)
+        run_index_into(reference)
         expected = snapshot(reference)
 
     proxy = FaultProxy(server.url)
     try:
         with store_of(server, "run-", proxy.url) as store:
             proxy.fail_bulk = b'"_index":"run-shots"'  # shot writes are rejected (503)
-            report = run_index(catalogue, store, taggers, settings, progress=False)
+            report = run_index_into(store)
             assert report.indexed == [] and set(report.failed) == {"b1", "v1", "b2"}
             assert proxy.rejected == 3 * 3  # every episode: 1 try + 2 retries
             states = {s.id: s for s in store.episode_states()}
@@ -141,7 +149,7 @@ def test_bulk_rejections_mark_the_episode_failed_with_the_reason(tmp_path, share
                 assert "run-shots" not in states[ep].error or ep in states[ep].error
             assert shot_count(store) == 0
             proxy.fail_bulk = None  # the cluster recovers
-            report = run_index(catalogue, store, taggers, settings, progress=False)
+            report = run_index_into(store)
             assert sorted(report.indexed) == ["b1", "b2", "v1"] and not report.failed
             assert snapshot(store) == expected
             assert shot_count(store) == sum(len(store.segments(e)) for e in ("b1", "v1", "b2"))

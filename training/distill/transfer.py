@@ -39,7 +39,7 @@ import numpy as np
 
 from indexer.catalogue import VIDEO_EXTENSIONS, load_catalogue
 from indexer.media import MediaError, sample_frames
-from indexer.pipeline import label_sets_of
+from indexer.frame_tagging import label_sets_of
 from indexer.taggers.base import Tagger
 from tvindex.core.labels import LabelSet
 

@@ -39,17 +39,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
+    from indexer.frame_tagging import choose_embedder
     from indexer.indexing import run_index
-    from indexer.taggers import tagger_from_settings
+    from indexer.taggers import taggers_from_settings
     from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
     from tvindex.core.store import StoreUnavailable
 
     catalogue = load_catalogue(args.source)
-    taggers = [tagger_from_settings(name, settings) for name in settings.taggers.active]
+    taggers = taggers_from_settings(settings)
+    embedder = choose_embedder(taggers, settings.taggers.embedding)
     with open_store(settings) as store:
-        report = run_index(catalogue, store, taggers, settings, force=args.force,
-                           shard=args.shard, progress=not args.no_progress)
+        report = run_index(catalogue, store, taggers, settings.sampling, settings.aggregation,
+                           embedder=embedder, batch_size=settings.taggers.batch_size,
+                           force=args.force, shard=args.shard, progress=not args.no_progress)
         # Keep the vector indexes (similar shots, query by example) in step with the store.
         # A store that went away is not this run's failure: the episodes already say what
         # happened, and the next run (or the web server) syncs.

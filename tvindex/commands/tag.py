@@ -39,9 +39,9 @@ def top_labels(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from indexer.media import probe, sample_frames
-    from indexer.pipeline import label_sets_of, tag_frames
-    from indexer.taggers import tagger_from_settings
+    from indexer.frame_tagging import label_sets_of, tag_frames
+    from indexer.media import Sampler, probe
+    from indexer.taggers import taggers_from_settings
     from tvindex.errors import UserError
 
     if args.top < 1:
@@ -50,13 +50,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{args.video}: no such file")
     info = probe(args.video)
     sampling = settings.sampling
-    taggers = [tagger_from_settings(name, settings) for name in settings.taggers.active]
+    taggers = taggers_from_settings(settings)
     label_sets = label_sets_of(taggers)
-    frames = sample_frames(
-        args.video, sampling.mode, sampling.every_s, frames_per_shot=sampling.frames_per_shot,
-        shot_threshold=sampling.shot_threshold, min_shot_s=sampling.min_shot_s,
-        max_side=sampling.max_side,
-    )
+    frames = Sampler.from_section(sampling).frames(args.video, info)  # probed once, above
     bar = tqdm(total=round(info.duration_s, 1), unit="s", desc=args.video.name, file=sys.stderr,
                disable=args.no_progress or None, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s "
                "[{elapsed}<{remaining}, {rate_fmt}]")

@@ -1,4 +1,5 @@
-"""Frames -> taggers, streamed in batches: the step every consumer of tags shares."""
+"""Tagging frames: frames -> taggers, streamed in batches (the step every consumer of tags
+shares), the label sets the taggers emit, and which tagger makes the frame embeddings."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from indexer.media import Frame
 from indexer.taggers.base import Tagger, TaggerError
 from tvindex.core.labels import LabelSet
 from tvindex.core.vectors import unit_rows
-from tvindex.settings import Settings
 
 EMBEDDING_KEY = "taggers.embedding"
 
@@ -41,15 +41,16 @@ def label_sets_of(taggers: Sequence[Tagger]) -> list[LabelSet]:
     return sets
 
 
-def choose_embedder(taggers: Sequence[Tagger], settings: Settings) -> Tagger | None:
-    """The tagger whose pooled features become the frame embeddings (``taggers.embedding``).
+def choose_embedder(taggers: Sequence[Tagger], embedding: str) -> Tagger | None:
+    """The tagger whose pooled features become the frame embeddings.
 
-    ``taggers`` are the active taggers in ``taggers.active`` order. ``auto``: the student when
-    active, else the first tagger with features (``embedding_dim > 0``), else None (no
-    embeddings, not an error); ``none``: None; a name: that tagger, which must be active and
-    have features (else a TaggerError naming the key).
+    ``embedding`` is the ``taggers.embedding`` setting; ``taggers`` are the active taggers in
+    ``taggers.active`` order. ``auto``: the student when active, else the first tagger with
+    features (``embedding_dim > 0``), else None (no embeddings, not an error); ``none``: None;
+    a name: that tagger, which must be active and have features (else a TaggerError naming
+    the key).
     """
-    spec = settings.taggers.embedding.strip()
+    spec = embedding.strip()
     if spec == "none":
         return None
     capable = [t for t in taggers if t.embedding_dim > 0]
