@@ -330,7 +330,7 @@ def percentiles(values_s: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values_s, np.float64) * 1000
     if not len(a):
         return {"n": 0}
-    return {"n": int(len(a)), "p50_ms": round(float(np.percentile(a, 50)), 2),
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
             "p95_ms": round(float(np.percentile(a, 95)), 2),
             "p99_ms": round(float(np.percentile(a, 99)), 2),
             "max_ms": round(float(a.max()), 2), "mean_ms": round(float(a.mean()), 2)}

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _synthetic as syn  # noqa: E402
+import _synthetic as syn
 
 TARGET_PEAK_BYTES = 2 * 1024**3
 SAME_REL, SAME_ABS = 0.10, 100 * 2**20
@@ -110,7 +110,7 @@ def child(video: Path, db_dir: Path, every_s: float) -> int:
     from indexer.catalogue import Catalogue
     from indexer.frame_tagging import choose_embedder
     from indexer.indexing import run_index
-    from search.sqlite_store import SqliteStore
+    from search.backends.sqlite.store import SqliteStore
     from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
     t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 import re
 import string
@@ -65,7 +66,7 @@ def _float(value: Any, name: str) -> float | None:
         f = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
-    if f < 0 or f != f:
+    if f < 0 or math.isnan(f):
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return f
 

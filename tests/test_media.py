@@ -17,7 +17,18 @@ import av
 import numpy as np
 import pytest
 
-from indexer.media import Frame, MediaError, MediaInfo, Shot, detect_shots, probe, sample_frames
+from indexer.media import (
+    Frame,
+    MediaError,
+    MediaInfo,
+    Sampler,
+    Shot,
+    detect_shots,
+    probe,
+    sample_frames,
+)
+from indexer.media import probing as probing_module
+from tvindex.settings import SamplingSettings
 
 pytestmark = pytest.mark.media
 
@@ -433,6 +444,43 @@ def test_bad_arguments_fail_at_call(bikes: Path) -> None:
         sample_frames(bikes, "interval", 0.0)
     with pytest.raises(ValueError, match="end_s"):
         sample_frames(bikes, start_s=5.0, end_s=5.0)
+
+
+@pytest.mark.parametrize("mode", ["interval", "keyframes", "shots"])
+def test_a_sampler_samples_a_probed_file_without_probing_it_again(
+    bikes: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sampler.frames(path, info) gives exactly sample_frames' frames, from the MediaInfo it
+    is handed: the file is opened for decoding, never probed a second time."""
+    want = list(sample_frames(bikes, mode, 2.0, start_s=1.0, end_s=9.0, frames_per_shot=2,
+                              max_side=160))
+    info = probe(bikes)
+    sampler = Sampler(mode, 2.0, frames_per_shot=2, max_side=160)
+    probed: list[Path] = []
+    real = probing_module._probe
+
+    def spy(src):  # every probe, whoever asks for it, goes through _probe
+        probed.append(src.path)
+        return real(src)
+
+    monkeypatch.setattr(probing_module, "_probe", spy)
+    got = list(sampler.frames(bikes, info, 1.0, 9.0))
+    assert probed == []
+    assert [(f.time_s, f.index, f.shot) for f in got] == [(f.time_s, f.index, f.shot)
+                                                          for f in want]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, want, strict=True))
+    assert len(list(sampler.sample(bikes, 1.0, 9.0))) == len(want)
+    assert probed == [bikes]  # sample() probes first, once
+
+
+def test_a_sampler_from_the_sampling_section(bikes: Path) -> None:
+    section = SamplingSettings(mode="shots", every_s=3.0, frames_per_shot=2,
+                               shot_threshold=30.0, min_shot_s=1.0, max_side=64)
+    assert Sampler.from_section(section) == Sampler("shots", 3.0, 2, 30.0, 1.0, 64)
+    with pytest.raises(ValueError, match="mode"):
+        Sampler("everything")
+    with pytest.raises(ValueError, match="end_s"):
+        Sampler().frames(bikes, probe(bikes), 5.0, 5.0)
 
 
 def test_media_error_survives_pickling(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ Errors: anything wrong with a file (missing, empty, not a video, truncated, corr
 reason and move on.
 
 Modules, one job each: ``types`` (MediaError, MediaInfo, Shot, Frame), ``source`` (opening a
-file, one open stream with its clock), ``probe``, ``cursor`` (moving through frames),
+file, one open stream with its clock), ``probing``, ``cursor`` (moving through frames),
 ``checks`` (arguments and ranges), ``sampling`` (the public API, ``interval`` and
 ``keyframes``), ``shots`` (shot detection and per-shot sampling).
 """
 
-from indexer.media.probe import probe
+from indexer.media.probing import probe
 from indexer.media.sampling import Sampler, sample_frames
 from indexer.media.shots import detect_shots
 from indexer.media.types import Frame, MediaError, MediaInfo, Shot

@@ -16,7 +16,7 @@ from av.packet import Packet
 
 from indexer.media.checks import _check_args, _range
 from indexer.media.cursor import _FrameCursor, _to_rgb
-from indexer.media.probe import probe
+from indexer.media.probing import probe
 from indexer.media.shots import _sample_shots
 from indexer.media.source import _EPS, _secs, _SeekFailed, _Source
 from indexer.media.types import Frame, MediaInfo

@@ -15,7 +15,7 @@ from av.video.frame import VideoFrame
 
 from indexer.media.checks import _check_args, _range
 from indexer.media.cursor import _FrameCursor, _to_rgb
-from indexer.media.probe import probe
+from indexer.media.probing import probe
 from indexer.media.source import _EPS
 from indexer.media.types import Frame, MediaInfo, Shot
 
