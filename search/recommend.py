@@ -20,7 +20,9 @@ level (a few thousand; their matrices are cached until the store changes); shots
 the FAISS shot index (``search/vector_catalogue.py``), millions of them.
 
 **Query by example**: a shot id, or an image embedded by the same tagger that embedded the
-catalogue, gives the nearest shots by cosine of embeddings.
+catalogue, gives the nearest shots by cosine of embeddings. The recommender builds no tagger:
+the composition root (``webui/context.py``, ``tvindex similar``) hands it an
+``EmbedderProvider``, called once, on the first picture query (it loads a network).
 """
 
 from __future__ import annotations
@@ -29,16 +31,43 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from search.vector_catalogue import VectorCatalogue, episode_versions
-from tvindex.core.records import Evidence, Hit, Level, parse_shot_id
+from tvindex.core.records import (
+    EpisodeDetail,
+    Evidence,
+    Hit,
+    Level,
+    SegmentView,
+    parse_shot_id,
+)
 from tvindex.core.store import CatalogueStore, NotFound, StoreError
 from tvindex.core.vectors import unit_rows
+
+if TYPE_CHECKING:
+    from tvindex.settings import RecommendSettings
+
+
+class Embedder(Protocol):
+    """What query by example needs of the embedding tagger (``indexer``'s ``Tagger`` is one)."""
+
+    def identity(self) -> str:
+        """The model's identity, compared with the catalogue's ``embedding_model``."""
+        ...
+
+    def predict_with_embeddings(self, frames: Sequence[np.ndarray]
+                                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """RGB frames -> (logits, raw pooled features [B, D] or None)."""
+        ...
+
+
+# Builds the embedder (None: no embedding tagger is configured); called at most once.
+EmbedderProvider = Callable[[], "Embedder | None"]
 
 
 class RecommendError(StoreError):
@@ -131,7 +160,10 @@ class Recommender:
 
     def __init__(self, store: CatalogueStore, vectors: VectorCatalogue | None = None, *,
                  embedding_weight: float = 0.7, label_weight: float = 0.3,
-                 idf_min_score: float = 0.05, embedder: Any = None) -> None:
+                 idf_min_score: float = 0.05, embedder: Embedder | None = None,
+                 embedder_provider: EmbedderProvider | None = None) -> None:
+        """``embedder``: the embedding tagger, ready; or ``embedder_provider``, which builds it
+        on the first picture query. Neither: picture queries are refused (RecommendError)."""
         if embedding_weight < 0 or label_weight < 0 or embedding_weight + label_weight <= 0:
             raise ValueError("weights must be >= 0 and not both 0")
         self.store = store
@@ -140,19 +172,20 @@ class Recommender:
         self.label_weight = float(label_weight)
         self.idf_min_score = float(idf_min_score)
         self._embedder = embedder
-        self._embedder_factory = None
+        self._embedder_provider = None if embedder is not None else embedder_provider
         self._lock = threading.Lock()
+        self._embedder_lock = threading.Lock()
         self._cache: dict[Level, tuple[str, LevelMatrices]] = {}
 
     @classmethod
-    def from_settings(cls, store: CatalogueStore, settings: Any,
-                      vectors: VectorCatalogue | None = None) -> Recommender:
-        r = settings.recommend
-        self = cls(store, vectors or VectorCatalogue.from_settings(store, settings),
-                   embedding_weight=r.embedding_weight, label_weight=r.label_weight,
-                   idf_min_score=r.idf_min_score)
-        self._embedder_factory = lambda: _build_embedder(settings)
-        return self
+    def from_settings(cls, store: CatalogueStore, settings: RecommendSettings,
+                      vectors: VectorCatalogue | None = None, *,
+                      embedder_provider: EmbedderProvider | None = None) -> Recommender:
+        """From the ``recommend`` section; ``vectors`` and the embedder come from the caller
+        (the composition root knows the paths and the taggers)."""
+        return cls(store, vectors, embedding_weight=settings.embedding_weight,
+                   label_weight=settings.label_weight, idf_min_score=settings.idf_min_score,
+                   embedder_provider=embedder_provider)
 
     # --- programmes and episodes ---------------------------------------------------------
     def _state_key(self) -> str:
@@ -216,8 +249,8 @@ class Recommender:
     def similar_programmes(self, programme_id: str, limit: int = 10) -> list[dict[str, Any]]:
         """Similar programmes with their title and genre. Unknown id: ``NotFound``."""
         self.store.programme(programme_id)
-        meta = {p["id"]: p for p in self.store.programmes()}
-        return [{**item, "title": meta[item["id"]]["title"], "genre": meta[item["id"]]["genre"]}
+        meta = {p.id: p for p in self.store.programmes()}
+        return [{**item, "title": meta[item["id"]].title, "genre": meta[item["id"]].genre}
                 for item in self.similar("programme", programme_id, limit)
                 if item["id"] in meta]
 
@@ -227,9 +260,9 @@ class Recommender:
         out = []
         for item in self.similar("episode", episode_id, limit):
             ep = self.store.episode(item["id"])
-            out.append({**item, "title": ep["title"], "air_date": ep["air_date"],
-                        "programme_id": ep["programme_id"],
-                        "programme_title": ep["programme_title"]})
+            out.append({**item, "title": ep.title, "air_date": ep.air_date,
+                        "programme_id": ep.programme_id,
+                        "programme_title": ep.programme_title})
         return out
 
     # --- shots ---------------------------------------------------------------------------
@@ -247,7 +280,7 @@ class Recommender:
         try:
             return x[ids.index(shot)]
         except ValueError:
-            if shot not in {s["id"] for s in self.store.segments(episode_id)}:
+            if shot not in {s.id for s in self.store.segments(episode_id)}:
                 raise NotFound(f"unknown shot {shot!r}") from None
             raise RecommendError(f"shot {shot!r} has no embedding (its episode was indexed "
                                  "without an embedding tagger; see taggers.embedding)") from None
@@ -261,7 +294,7 @@ class Recommender:
         exclude = {shot}
         if exclude_episode:
             episode_id, _ = parse_shot_id(shot)
-            exclude |= {s["id"] for s in self.store.segments(episode_id)}
+            exclude |= {s.id for s in self.store.segments(episode_id)}
         pairs = vectors.search("shot", query[None, :], limit, exclude)[0]
         return self.shot_hits(pairs)
 
@@ -294,25 +327,27 @@ class Recommender:
         norm = np.linalg.norm(v)
         if not np.isfinite(norm) or norm == 0:
             raise RecommendError("the image gave an empty embedding")
-        return (v / norm).astype(np.float32)
+        return unit_rows(v, dtype=np.float32)
 
-    def embedder(self):
-        """The embedding tagger, built once on first use (it loads a network)."""
-        with self._lock:
-            if self._embedder is None and self._embedder_factory is not None:
-                self._embedder = self._embedder_factory()
+    def embedder(self) -> Embedder | None:
+        """The embedding tagger, built once on first use (it loads a network). A provider
+        that fails is asked again next time."""
+        with self._embedder_lock:
+            if self._embedder_provider is not None:
+                self._embedder = self._embedder_provider()
+                self._embedder_provider = None
             return self._embedder
 
     def shot_hits(self, pairs: list[tuple[str, float]]) -> list[Hit]:
         """(shot id, similarity) pairs -> search hits with times, titles and top labels."""
         hits = []
-        episodes: dict[str, tuple[dict, dict[str, dict]]] = {}
+        episodes: dict[str, tuple[EpisodeDetail, dict[str, SegmentView]]] = {}
         for sid, score in pairs:
             episode_id, _ = parse_shot_id(sid)
             if episode_id not in episodes:
                 try:
                     ep = self.store.episode(episode_id)
-                    segs = {s["id"]: s for s in self.store.segments(episode_id)}
+                    segs = {s.id: s for s in self.store.segments(episode_id)}
                 except NotFound:
                     continue  # removed since the index was synced: never show stale ids
                 episodes[episode_id] = (ep, segs)
@@ -320,13 +355,13 @@ class Recommender:
             seg = segs.get(sid)
             if seg is None:
                 continue
-            evidence = [Evidence(name, item["label"], item["score"])
-                        for name, items in seg["top_labels"].items() for item in items[:2]]
+            evidence = [Evidence(name, item.label, item.score)
+                        for name, items in seg.top_labels.items() for item in items[:2]]
             hits.append(Hit(level="shot", id=sid, score=_round(score) or 0.0,
-                            programme_id=ep["programme_id"],
-                            programme_title=ep["programme_title"], episode_id=episode_id,
-                            episode_title=ep["title"], air_date=ep["air_date"],
-                            start_s=seg["start_s"], end_s=seg["end_s"], time_s=seg["time_s"],
+                            programme_id=ep.programme_id,
+                            programme_title=ep.programme_title, episode_id=episode_id,
+                            episode_title=ep.title, air_date=ep.air_date,
+                            start_s=seg.start_s, end_s=seg.end_s, time_s=seg.time_s,
                             evidence=evidence))
         return hits
 
@@ -335,15 +370,3 @@ def _round(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):
         return None
     return round(min(1.0, max(-1.0, x)), 4)
-
-
-def _build_embedder(settings: Any):
-    """The configured embedding tagger (``taggers.embedding``), or None: the indexer's own
-    rule (``indexer.pipeline.choose_embedder``) applied to the active taggers."""
-    from indexer.pipeline import choose_embedder
-    from indexer.taggers import tagger_from_settings
-
-    if settings.taggers.embedding == "none":
-        return None
-    return choose_embedder([tagger_from_settings(name, settings) for name in settings.taggers.active],
-                           settings)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from test_store import OBJ, SCN, episode_tags, seg
 
+from search.backends.sqlite.store import SqliteStore
 from search.recommend import Recommender, RecommendError, label_profiles, tfidf_weights
-from search.sqlite_store import SqliteStore
 from search.vector_catalogue import VectorCatalogue
-from search.vectors import l2_normalise
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 from tvindex.core.store import NotFound
+from tvindex.core.vectors import unit_rows
 
 DIM = 8
 MODEL = "test-embedder:abc"
@@ -39,7 +39,7 @@ def tags_for(episode_id: str, programme: str, shots: int, rng: np.random.Generat
     segments = []
     for i in range(shots):
         s = seg(i, [objs], [scns], 5.0 * i)
-        s.embedding = l2_normalise(direction(programme, rng)[None, :])[0]
+        s.embedding = unit_rows(direction(programme, rng)[None, :], strict=True)[0]
         segments.append(s)
     tags = episode_tags(episode_id, segments)
     tags.embedding = np.mean([s.embedding for s in segments], axis=0).astype(np.float32)
@@ -55,7 +55,7 @@ def catalogue(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "sqlite":
         store = SqliteStore(tmp_path / "cat.sqlite", top_k=0)
     else:
-        from search.es_store import EsStore
+        from search.backends.elasticsearch.store import EsStore
 
         store = EsStore(request.getfixturevalue("es_config"), top_k=0)
     layout = {"cooking": ["c1", "c2", "c3"], "sport": ["s1", "s2"], "news": ["n1"]}
@@ -232,3 +232,36 @@ def test_query_by_vector_and_embedder_checks(catalogue):
         Recommender(store, vectors, embedder=Fake("another:1")).embed_image(image)
     with pytest.raises(RecommendError, match="no embedding tagger"):
         Recommender(store, vectors).embed_image(image)
+
+
+def test_the_embedder_provider_is_called_once_on_the_first_picture_query(catalogue):
+    from tvindex.settings import RecommendSettings
+
+    store, vectors, _ = catalogue
+    calls = []
+
+    class Fake:
+        def identity(self):
+            return MODEL
+
+        def predict_with_embeddings(self, frames):
+            return {}, np.ones((len(frames), DIM), np.float32)
+
+    def provide():
+        calls.append(1)
+        return Fake()
+
+    section = RecommendSettings(embedding_weight=0.6, label_weight=0.4, idf_min_score=0.1)
+    rec = Recommender.from_settings(store, section, vectors, embedder_provider=provide)
+    assert (rec.embedding_weight, rec.label_weight, rec.idf_min_score) == (0.6, 0.4, 0.1)
+    rec.similar_programmes("cooking", 2)
+    rec.similar_shots("c1@0", 2)
+    assert calls == []  # nothing but a picture needs the network
+    image = np.zeros((8, 8, 3), np.uint8)
+    first = rec.embed_image(image)
+    np.testing.assert_array_equal(first, unit_rows(np.ones(DIM), dtype=np.float32))
+    np.testing.assert_array_equal(rec.embed_image(image), first)
+    assert calls == [1]
+    none = Recommender.from_settings(store, section, vectors, embedder_provider=lambda: None)
+    with pytest.raises(RecommendError, match="no embedding tagger"):
+        none.embed_image(image)

@@ -16,7 +16,7 @@ from tvindex.core.store import CatalogueStore
 from webui.suggest import Suggester
 
 if TYPE_CHECKING:
-    from search.recommend import Recommender
+    from search.recommend import Embedder, Recommender
 
 
 @dataclass
@@ -57,9 +57,21 @@ class WebContext:
         with self._lock:
             if self._recommender is None:
                 from search.recommend import Recommender
+                from search.vector_catalogue import VectorCatalogue
 
-                self._recommender = Recommender.from_settings(self.store, self.settings)
+                self._recommender = Recommender.from_settings(
+                    self.store, self.settings.recommend,
+                    VectorCatalogue.from_settings(self.store, self.settings),
+                    embedder_provider=self.build_embedder)
             return self._recommender
+
+    def build_embedder(self) -> Embedder | None:
+        """The embedding tagger alone (``taggers.embedding``; no other tagger's network is
+        loaded), for the recommender's first picture query. Its module, and torch, are
+        imported only then: serving searches and pages never loads a network."""
+        from indexer.embedder import build_embedder
+
+        return build_embedder(self.settings)
 
     def use_recommender(self, recommender: Recommender) -> None:
         """Serve recommendations from this recommender instead (tests, embedders)."""

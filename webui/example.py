@@ -11,9 +11,10 @@ memory only (never written to disk; see ``InMemoryRequest``) under three bounds:
 - its format: JPEG, PNG, WebP, BMP or GIF only (the decoders Pillow tries are limited to
   these), else 415; a truncated or corrupt file of one of them is a 400.
 
-The decoded picture is oriented by its EXIF tag, flattened onto white when it has
-transparency, converted to RGB, and scaled down to at most ``MAX_SIDE`` pixels a side (the
-embedding networks see 224-384 px anyway).
+The decoding itself (``tvindex.core.images``, shared with ``tvindex similar image``) orients
+the picture by its EXIF tag, flattens it onto white when it has transparency, converts it to
+RGB, and scales it down to at most ``MAX_SIDE`` pixels a side (the embedding networks see
+224-384 px anyway); this module maps its errors to the HTTP statuses above.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ from typing import Any
 
 import numpy as np
 from flask import Request, request
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from tvindex.core import images
+from tvindex.core.images import ALLOWED_FORMATS, MAX_SIDE
+from tvindex.core.images import DecodedImage as UploadedImage
 from tvindex.core.records import parse_shot_id
 from webui.errors import BadParameter
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+__all__ = ["ACCEPT", "ALLOWED_FORMATS", "MAX_SIDE", "Example", "InMemoryRequest", "UploadedImage",
+           "decode_image", "preview_data_url", "read_example", "shot_value"]
+
 ACCEPT = "image/jpeg,image/png,image/webp,image/bmp,image/gif"
-MAX_SIDE = 1024
 FIELD = "image"
 _HOW = ("send multipart/form-data with the picture in an 'image' field, or JSON "
         '{"shot": "EPISODE@INDEX"}')
@@ -50,19 +55,6 @@ class InMemoryRequest(Request):
 
 
 @dataclass
-class UploadedImage:
-    pixels: np.ndarray  # [H, W, 3] uint8, RGB, at most MAX_SIDE a side
-    format: str  # JPEG, PNG, WEBP, BMP, GIF
-    width: int  # as uploaded
-    height: int
-    bytes: int
-
-    def describe(self) -> dict[str, Any]:
-        return {"format": self.format, "width": self.width, "height": self.height,
-                "bytes": self.bytes}
-
-
-@dataclass
 class Example:
     """A query by example: a shot id, or an uploaded picture."""
 
@@ -70,71 +62,16 @@ class Example:
     image: UploadedImage | None = None
 
 
-def _too_large(width: int, height: int, max_pixels: int) -> RequestEntityTooLarge:
-    return RequestEntityTooLarge(
-        f"the image has {width} x {height} = {width * height} pixels, over the limit of "
-        f"{max_pixels} pixels (server.max_upload_pixels)")
-
-
 def decode_image(data: bytes, max_pixels: int) -> UploadedImage:
     """The bytes of an uploaded picture -> RGB pixels; 400/413/415 HTTP errors as above."""
-    if not data:
-        raise BadParameter("the image is empty (0 bytes)")
     try:
-        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own, process-wide bound (far above ours) was hit while reading the header.
-        raise RequestEntityTooLarge(f"the image has too many pixels ({exc}); the limit is "
-                                    f"{max_pixels} pixels (server.max_upload_pixels)") from None
-    except UnidentifiedImageError:
-        raise UnsupportedMediaType("not an image of a supported format: upload a JPEG, PNG, "
-                                   "WebP, BMP or GIF picture") from None
-    except Exception as exc:  # noqa: BLE001 - a hostile header may break a decoder anyhow
-        raise BadParameter(f"the image cannot be read: {exc}") from None
-    with im:
-        width, height = im.size
-        if im.format not in ALLOWED_FORMATS:  # defensive: formats= already restricts
-            raise UnsupportedMediaType(f"unsupported image format {im.format}: upload a JPEG, "
-                                       "PNG, WebP, BMP or GIF picture")
-        if width * height > max_pixels:
-            raise _too_large(width, height, max_pixels)
-        if width < 1 or height < 1:
-            raise BadParameter(f"the image has no pixels ({width} x {height})")
-        if im.format == "JPEG":
-            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # decode at a reduced scale: less memory
-        fmt = im.format
-        try:
-            im.load()
-            pixels = np.array(_to_rgb(im), dtype=np.uint8)  # a copy: im is closed below
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _too_large(width, height, max_pixels) from None
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - OSError, SyntaxError, ValueError, zlib...
-            raise BadParameter(f"the image is truncated or corrupt ({fmt}): {exc}") from None
-    return UploadedImage(pixels, fmt, width, height, len(data))
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """A loaded picture -> RGB upright, transparency flattened onto white, MAX_SIDE bound."""
-    try:
-        upright = ImageOps.exif_transpose(im)
-    except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored orientation
-        upright = None
-    im = upright if upright is not None else im
-    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
-        values = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
-        im = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    if max(im.size) > MAX_SIDE:
-        im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return im
+        return images.decode_image(data, max_pixels)
+    except images.ImageTooLarge as exc:
+        raise RequestEntityTooLarge(str(exc)) from None
+    except images.UnsupportedImage as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except images.ImageError as exc:
+        raise BadParameter(str(exc)) from None
 
 
 def shot_value(value: Any) -> str:

@@ -21,13 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_image(path: str, settings: Settings):
-    """The picture as the API reads an upload (``webui.example.decode_image``: the same
+    """The picture as the API reads an upload (``tvindex.core.images.decode_image``: the same
     formats, pixel bound, orientation, transparency and size), so the command line and
     ``POST /api/v1/similar`` answer alike."""
-    from werkzeug.exceptions import HTTPException
-
+    from tvindex.core.images import ImageError, decode_image
     from tvindex.errors import UserError
-    from webui.example import decode_image
 
     try:
         data = Path(path).read_bytes()
@@ -35,19 +33,29 @@ def _read_image(path: str, settings: Settings):
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         return decode_image(data, settings.server.max_upload_pixels).pixels
-    except HTTPException as exc:
-        raise UserError(f"{path}: {exc.description}") from None
+    except ImageError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _build_embedder(settings: Settings):
+    """The embedding tagger alone, for ``similar image`` (no other network is loaded)."""
+    from indexer.embedder import build_embedder
+
+    return build_embedder(settings)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.recommend import Recommender, RecommendError
     from search.store import open_store
+    from search.vector_catalogue import VectorCatalogue
     from tvindex.commands.search import print_hits
     from tvindex.core.store import NotFound
     from tvindex.errors import UserError
 
     with open_store(settings) as store:
-        rec = Recommender.from_settings(store, settings)
+        rec = Recommender.from_settings(store, settings.recommend,
+                                        VectorCatalogue.from_settings(store, settings),
+                                        embedder_provider=lambda: _build_embedder(settings))
         try:
             if args.kind == "programme":
                 items = rec.similar_programmes(args.target, args.limit)
