@@ -81,7 +81,7 @@ def paired_differences(runs: list[dict], ts, settings, ks=(5, 10), resamples: in
 
     from indexer.taggers import tagger_from_settings
     from training.distill.evaluate import checkpoint_path_settings
-    from training.distill.metrics import ndcg_at_k
+    from training.evaluation.metrics import ndcg_at_k
 
     rows = list(ts.rows("test"))
     teacher = {ls.name: np.stack([r.logits[ls.name] for r in rows]) for ls in ts.label_sets}

@@ -27,7 +27,6 @@ from training.distill.losses import (
     minmax_scale,
     soft_bce,
 )
-from training.distill.metrics import head_metrics, ndcg_at_k
 from training.distill.transfer import (
     ExtractParams,
     TransferError,
@@ -36,6 +35,7 @@ from training.distill.transfer import (
     extract,
     split_of,
 )
+from training.evaluation.metrics import head_metrics, ndcg_at_k
 from tvindex.core.labels import LabelSet
 from tvindex.settings import ConfigError
 

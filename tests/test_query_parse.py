@@ -24,7 +24,7 @@ from search.query import (
 D = datetime.date
 
 
-def T(field: str | None, value: str) -> Term:  # noqa: N802 - reads like a constructor
+def T(field: str | None, value: str) -> Term:  # capitalised: reads like a constructor
     return Term(field, value)
 
 

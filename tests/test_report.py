@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from test_webui_catalogue import REPO, demo_env, index_demo
 
-from search.retrieval_eval import (
+from training.evaluation.benchmarks import latency, tagging_agreement
+from training.evaluation.recommendation import leave_one_episode_out
+from training.evaluation.report import build_report, write_report
+from training.evaluation.results import finite_json, walk_numbers
+from training.evaluation.retrieval import (
     LabelKey,
-    latency,
-    leave_one_episode_out,
     ranking_ndcg,
     retrieval_agreement,
     stratified_sample,
-    tagging_agreement,
 )
-from search.sqlite_store import SqliteStore
-from training.report import build_report, finite_json, walk_numbers, write_report
+from search.backends.sqlite.store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
@@ -226,7 +226,7 @@ def test_leave_one_episode_out_needs_two_episodes(tmp_path: Path):
 
 def test_same_figures_on_elasticsearch(tmp_path: Path, es_server, es_config):
     """The metrics only use the store interface: Elasticsearch gives the SQLite figures."""
-    from search.es_store import EsStore
+    from search.backends.elasticsearch.store import EsStore
 
     def es(name: str) -> EsStore:
         cfg = es_server.config(f"{es_config.index_prefix}{name}-")  # removed with es_config's

@@ -21,8 +21,8 @@ import torch
 from indexer.taggers.base import Tagger
 from indexer.taggers.preprocess import to_chw_float
 from indexer.taggers.student import StudentNet, preprocess
-from training.distill.metrics import ndcg_at_k, top1_agreement
 from training.distill.transfer import Row, TransferSet
+from training.evaluation.metrics import ndcg_at_k, top1_agreement
 from tvindex.core.labels import LabelSet
 
 Predict = Callable[[list[np.ndarray]], dict[str, np.ndarray]]

@@ -41,9 +41,9 @@ from training.distill.config import TrainConfig
 from training.distill.data import TransferStream
 from training.distill.evaluate import evaluate_rows, model_predictor
 from training.distill.losses import DistillLoss, create_loss
-from training.distill.metrics import summary_score
 from training.distill.student import checkpoint_meta, create_student, set_train_mode
 from training.distill.transfer import Row, TransferSet
+from training.evaluation.metrics import summary_score
 from tvindex.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ from training.distill.config import TrainConfig
 from training.distill.evaluate import evaluate_rows
 from training.distill.fit import probe_features, train_heads
 from training.distill.losses import create_loss
-from training.distill.metrics import head_metrics
 from training.distill.student import create_student
 from training.distill.transfer import TransferSet
+from training.evaluation.metrics import head_metrics
 from tvindex.settings import Settings
 
 

@@ -38,8 +38,8 @@ import cv2
 import numpy as np
 
 from indexer.catalogue import VIDEO_EXTENSIONS, load_catalogue
-from indexer.media import MediaError, sample_frames
 from indexer.frame_tagging import label_sets_of
+from indexer.media import MediaError, sample_frames
 from indexer.taggers.base import Tagger
 from tvindex.core.labels import LabelSet
 

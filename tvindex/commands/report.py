@@ -4,7 +4,7 @@ The evaluated catalogue is the configured store (``--data-dir``); ``--reference`
 second catalogue of the same footage and sampling (a data directory or its SQLite file),
 typically indexed with the teachers while the evaluated one was indexed with the student.
 Without it the retrieval-agreement section is "not available" and the rest still runs.
-See ``training/report.py`` and ``search/retrieval_eval.py`` for what is measured.
+See ``training/evaluation/`` (``report.py`` and the modules beside it) for what is measured.
 """
 
 from __future__ import annotations
@@ -34,17 +34,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
-def open_reference(path: Path, settings: Settings):
-    """A data directory (its catalogue.sqlite) or an SQLite file, opened read-mostly."""
-    from search.sqlite_store import SqliteStore
+def reference_settings(path: Path, settings: Settings) -> Settings:
+    """``settings`` with the catalogue pointed at the reference, a data directory (its
+    catalogue.sqlite) or an SQLite file: the SQLite backend, that file, that data directory;
+    everything else (the keep rule: store_min_score, store_top_k) as configured."""
     from tvindex.errors import UserError
 
     file = path / "catalogue.sqlite" if path.is_dir() else path
     if not file.is_file():
         raise UserError(f"--reference {path}: no catalogue there (expected a data directory "
                         "holding catalogue.sqlite, or an SQLite file)")
-    return SqliteStore(file, min_score=settings.aggregation.store_min_score,
-                       top_k=settings.aggregation.store_top_k)
+    data_dir = path if path.is_dir() else path.parent
+    return settings.model_copy(update={
+        "paths": settings.paths.model_copy(update={"data_dir": data_dir}),
+        "catalogue": settings.catalogue.model_copy(update={"backend": "sqlite",
+                                                           "sqlite_path": file}),
+    })
+
+
+def open_reference(path: Path, settings: Settings):
+    """The reference catalogue, opened through the store registry (``open_store``)."""
+    from search.store import open_store
+
+    return open_store(reference_settings(path, settings))
 
 
 def _location(settings: Settings) -> str:
@@ -56,7 +68,7 @@ def _location(settings: Settings) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
-    from training.report import build_report, summary_lines, write_report
+    from training.evaluation.report import build_report, summary_lines, write_report
     from tvindex.errors import UserError
 
     if args.labels < 1:
