@@ -29,9 +29,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from es_server import EsServer, delete_prefix
 
+from search.backends.elasticsearch.store import EsStore
+from search.backends.sqlite.store import SqliteStore
 from search.engine import run_search
-from search.es_store import EsStore
-from search.sqlite_store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import (
     EpisodeRecord,

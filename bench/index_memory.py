@@ -132,8 +132,8 @@ def child(video: Path, db_dir: Path, every_s: float) -> int:
     store.close()
     print(json.dumps({"event": "done", "load_taggers_s": round(t_load, 2),
                       "rss_after_loading_taggers": rss_loaded, "report": report.to_dict(),
-                      "segments": state["n_segments"], "episode_status": state["status"],
-                      "duration_s": state["duration_s"], "vm_hwm": _vm("VmHWM"),
+                      "segments": state.n_segments, "episode_status": state.status,
+                      "duration_s": state.duration_s, "vm_hwm": _vm("VmHWM"),
                       "vm_rss_end": _vm("VmRSS")}), flush=True)
     return 0
 

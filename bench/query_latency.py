@@ -62,8 +62,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synthetic as syn  # noqa: E402
 
+from search.backends.sqlite.store import SCHEMA_VERSION, SqliteStore  # noqa: E402
 from search.engine import resolve, run_search  # noqa: E402
-from search.sqlite_store import SCHEMA_VERSION, SqliteStore  # noqa: E402
 
 TARGET_P99_MS = 50.0
 BUILD_FORMAT = 1  # bump when the synthesis changes

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from search.vectors import VectorIndex, VectorIndexError, _write_atomic
+from search.vectors import VectorIndex, VectorIndexError
+from tvindex.core.files import write_atomic
 from tvindex.core.records import LEVELS, Level, parse_shot_id, shot_id
 from tvindex.core.store import CatalogueStore
 
@@ -97,9 +98,10 @@ class VectorCatalogue:
     def from_settings(cls, store: CatalogueStore, settings: Any) -> VectorCatalogue:
         v = settings.vectors
         directory = v.dir or Path(settings.paths.data_dir) / "vectors"
-        if store.backend == "elasticsearch":
-            # Several catalogues may share a data dir with different index prefixes.
-            directory = Path(directory) / f"es-{settings.elasticsearch.index_prefix.rstrip('-_.')}"
+        subdir = store.data_subdir()
+        if subdir:
+            # Several catalogues (e.g. index prefixes of a cluster) may share a data dir.
+            directory = Path(directory) / subdir
         return cls(store, directory, exact_threshold=v.exact_threshold, nprobe=v.nprobe,
                    use_gpu=None if v.use_gpu else False)
 
@@ -120,7 +122,7 @@ class VectorCatalogue:
                  "model": model, "dim": dim, "exact_threshold": self.exact_threshold,
                  "synced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "episodes": episodes}
-        _write_atomic(self.dir / STATE_FILE, json.dumps(state).encode())
+        write_atomic(self.dir / STATE_FILE, json.dumps(state).encode())
         return self._state_token()
 
     @contextmanager

@@ -75,6 +75,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvindex.core.files import fsync, fsync_dir, write_atomic
+
 FORMAT = "tvindex-vectors"
 VERSION = 1
 EXACT = "exact"
@@ -99,20 +101,6 @@ def _faiss():
     return faiss
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """[N, d] (or [d]) -> float32 rows of unit L2 norm. A zero or non-finite row is an error."""
-    x = np.asarray(vectors, dtype=np.float32)
-    one = x.ndim == 1
-    x = np.atleast_2d(x)
-    if not np.isfinite(x).all():
-        raise VectorIndexError("vectors contain NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise VectorIndexError(f"row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is a zero vector")
-    x = x / norms
-    return x[0] if one else x
-
-
 def _first_bad_row(x: np.ndarray) -> tuple[int, str] | None:
     """(row, what is wrong) for the first non-finite or non-unit row of [N, d] float32."""
     finite = np.isfinite(x).all(axis=1)
@@ -123,7 +111,7 @@ def _first_bad_row(x: np.ndarray) -> tuple[int, str] | None:
     if off.any():
         row = int(np.flatnonzero(off)[0])
         return row, (f"has L2 norm {norms[row]:.6g}; embeddings must be L2-normalised "
-                     "(see l2_normalise)")
+                     "(see tvindex.core.vectors.unit_rows)")
     return None
 
 
@@ -532,13 +520,13 @@ class VectorIndex:
             manifest = self.manifest() | {"index_file": index_name, "ids_file": ids_name}
             labels = sorted(self._id_of)
             id_map = {"labels": labels, "ids": [self._id_of[label] for label in labels]}
-            _write_atomic(d / ids_name, json.dumps(id_map, ensure_ascii=False).encode())
+            write_atomic(d / ids_name, json.dumps(id_map, ensure_ascii=False).encode())
             tmp = d / f".{index_name}.tmp"
             faiss.write_index(self._index, str(tmp))
-            _fsync(tmp)
+            fsync(tmp)
             os.replace(tmp, d / index_name)
-        _write_atomic(d / _MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
-        _fsync_dir(d)
+        write_atomic(d / _MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
+        fsync_dir(d)
         for old in list(d.glob("index-*.faiss")) + list(d.glob("ids-*.json")) + list(
                 d.glob(".index-*.tmp")) + list(d.glob(".ids-*.tmp")):
             if old.name not in (index_name, ids_name):
@@ -650,27 +638,3 @@ class _Chunks:
             out[filled:filled + len(sel)] = b[sel]
             filled += len(sel)
         return out
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        _fsync(directory)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename still happened
-        pass
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from search.es_client import EsConfig
+from tvindex.settings import ElasticsearchSettings
 
 SESSION = uuid.uuid4().hex[:8]
 
@@ -128,7 +128,7 @@ class EsServer:
         self.stop()
         self.start()
 
-    def config(self, prefix: str, **kwargs) -> EsConfig:
+    def config(self, prefix: str, **kwargs) -> ElasticsearchSettings:
         auth = external_auth() if self.external else {}
         base = {"url": self.url, "index_prefix": prefix, "shards": 1, "replicas": 0,
                 "request_timeout_s": 10.0, "max_retries": 2, "retry_backoff_s": 0.05}
@@ -137,7 +137,7 @@ class EsServer:
         if "ca_certs" in auth:
             base["ca_certs"] = auth["ca_certs"]
         base.update(kwargs)
-        return EsConfig(**base)
+        return ElasticsearchSettings(**base)
 
 
 def external_auth() -> dict[str, str]:
@@ -149,12 +149,12 @@ def external_auth() -> dict[str, str]:
     return out
 
 
-def delete_prefix(cfg: EsConfig) -> None:
+def delete_prefix(cfg: ElasticsearchSettings) -> None:
     """Delete every index and template of a prefix, by name (clusters refuse wildcard
     deletes when action.destructive_requires_name is set, the 8.x default)."""
     from elasticsearch import Elasticsearch
 
-    from search.es_mappings import KINDS, alias
+    from search.backends.elasticsearch.mappings import KINDS, alias
 
     es = Elasticsearch(cfg.url, **external_auth())
     try:
@@ -189,7 +189,7 @@ def es_prefix() -> str:
 
 
 @pytest.fixture()
-def es_config(es_server: EsServer, es_prefix: str) -> Iterator[EsConfig]:
+def es_config(es_server: EsServer, es_prefix: str) -> Iterator[ElasticsearchSettings]:
     cfg = es_server.config(es_prefix)
     yield cfg
     delete_prefix(cfg)
@@ -288,15 +288,15 @@ def snapshot(store) -> dict:
     from search.engine import run_search
 
     states = [s.__dict__ | {"indexed_at": None} for s in store.episode_states()]
-    out: dict = {"states": states, "programmes": store.programmes(),
+    out: dict = {"states": states, "programmes": [p.to_dict() for p in store.programmes()],
                  "labels": [x.__dict__ for x in store.labels()]}
     for s in states:
-        ep = store.episode(s["id"])
+        ep = store.episode(s["id"]).to_dict()
         ep.pop("indexed_at", None)
         out[f"episode {s['id']}"] = ep
-        out[f"segments {s['id']}"] = store.segments(s["id"])
+        out[f"segments {s['id']}"] = [x.to_dict() for x in store.segments(s["id"])]
     for p in store.programmes():
-        out[f"programme {p['id']}"] = store.programme(p["id"])
+        out[f"programme {p.id}"] = store.programme(p.id).to_dict()
     for ls in store.label_sets():
         for level in ("episode", "programme"):
             ids, vecs = store.vectors(level, ls.name)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_webui_catalogue import index_demo
 
+from search.backends.sqlite.store import SqliteStore
 from search.engine import run_search
-from search.sqlite_store import SqliteStore
 
 pytestmark = pytest.mark.media
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from es_server import EsServer, FaultProxy, snapshot
 
-from search.es_client import EsConfig
-from search.es_store import EsStore
+from search.backends.elasticsearch.store import EsStore
+from tvindex.settings import ElasticsearchSettings
 
 pytestmark = pytest.mark.media
 
@@ -48,7 +48,7 @@ def index(env: dict[str, str], manifest: Path) -> subprocess.CompletedProcess:
 
 
 def store_of(server: EsServer, prefix: str, url: str | None = None) -> EsStore:
-    return EsStore(EsConfig(url=url or server.url, index_prefix=prefix, replicas=0,
+    return EsStore(ElasticsearchSettings(url=url or server.url, index_prefix=prefix, replicas=0,
                             max_retries=2, retry_backoff_s=0.1, request_timeout_s=5))
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from es_server import EsServer, delete_prefix, snapshot
 
+from search.backends.elasticsearch.store import EsStore
+from search.backends.sqlite.store import SqliteStore
 from search.engine import run_search
-from search.es_store import EsStore
-from search.sqlite_store import SqliteStore
 
 REPO = Path(__file__).resolve().parent.parent
 # Two demo indexings (~30 s each alone; about 2 min on a busy 2-core machine): slow.

@@ -11,13 +11,13 @@ import pytest
 from es_server import EsServer, FaultProxy, emulator_gap, known_gap
 from test_store import OBJ, SCN, embedded, episode_tags, seg, tags_bd1
 
+from search.backends.elasticsearch.documents import generation
+from search.backends.elasticsearch.mappings import MAPPING_VERSION, concrete
+from search.backends.elasticsearch.store import EsStore
 from search.engine import run_search
-from search.es_client import EsConfig
-from search.es_mappings import MAPPING_VERSION, concrete
-from search.es_store import EsStore, generation
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 from tvindex.core.store import StoreError, StoreUnavailable
-from tvindex.settings import load_settings
+from tvindex.settings import ElasticsearchSettings, load_settings
 
 
 def fill(store: EsStore) -> None:
@@ -32,14 +32,14 @@ def fill(store: EsStore) -> None:
 
 
 @pytest.fixture()
-def store(es_config: EsConfig):
+def store(es_config: ElasticsearchSettings):
     s = EsStore(es_config, min_score=0.05, top_k=0)
     yield s
     s.close()
 
 
 def test_unreachable_cluster_is_one_clear_error():
-    cfg = EsConfig(url="http://127.0.0.1:9", max_retries=2, retry_backoff_s=0.01,
+    cfg = ElasticsearchSettings(url="http://127.0.0.1:9", max_retries=2, retry_backoff_s=0.01,
                    request_timeout_s=2, index_prefix="x-")
     t0 = time.perf_counter()
     with pytest.raises(StoreUnavailable, match=r"Elasticsearch at http://127.0.0.1:9 is "
@@ -49,7 +49,7 @@ def test_unreachable_cluster_is_one_clear_error():
 
 
 def test_credentials_in_messages_are_redacted():
-    cfg = EsConfig(url="http://elastic:s3cret@127.0.0.1:9", max_retries=0, index_prefix="x-")
+    cfg = ElasticsearchSettings(url="http://elastic:s3cret@127.0.0.1:9", max_retries=0, index_prefix="x-")
     with pytest.raises(StoreUnavailable) as err:
         EsStore(cfg)
     assert "s3cret" not in str(err.value)
@@ -71,7 +71,7 @@ def test_settings_and_environment(monkeypatch):
     monkeypatch.setenv("TVINDEX__ELASTICSEARCH__SHARDS", "6")
     monkeypatch.setenv("TVINDEX__CATALOGUE__BACKEND", "elasticsearch")
     settings = load_settings()
-    cfg = EsConfig.from_settings(settings)
+    cfg = settings.elasticsearch
     assert (cfg.url, cfg.api_key, cfg.shards, cfg.replicas) == (
         "https://es.example:9243", "abc", 6, 1)
     monkeypatch.setenv("TVINDEX__ELASTICSEARCH__URL", "ftp://nope")
@@ -141,7 +141,7 @@ def test_a_half_written_episode_is_never_visible(es_server: EsServer, store: EsS
     before = [(h.id, h.score) for h in run_search(store, "object:dog", "shot").hits]
     proxy = FaultProxy(es_server.url)
     try:
-        cfg = EsConfig(**{**store.cfg.__dict__, "url": proxy.url, "max_retries": 1,
+        cfg = ElasticsearchSettings(**{**store.cfg.__dict__, "url": proxy.url, "max_retries": 1,
                           "retry_backoff_s": 0.01})
         with EsStore(cfg, min_score=0.05, top_k=0) as writer:
             proxy.fail_bulk = f'"_index":"{store.cfg.index_prefix}shots"'.encode()
@@ -289,7 +289,7 @@ def test_facets_count_every_hit(store: EsStore):
         ("beach-dogs", 1)]
 
 
-def test_two_shard_workers_share_a_catalogue(store: EsStore, es_config: EsConfig):
+def test_two_shard_workers_share_a_catalogue(store: EsStore, es_config: ElasticsearchSettings):
     """Another worker (--shard) registering the same catalogue keeps what is indexed."""
     fill(store)
     with EsStore(es_config, min_score=0.05, top_k=0) as other:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from search.backends.sqlite.store import SqliteStore
 from search.engine import resolve
 from search.query import resolution as query
-from search.sqlite_store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search.backends.sqlite.store import SqliteStore
 from search.engine import resolve, run_search
 from search.ranking import rank
-from search.sqlite_store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from search.backends.sqlite.store import SCHEMA_VERSION, SqliteStore
 from search.engine import run_search
 from search.query import QueryError
-from search.sqlite_store import SCHEMA_VERSION, SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
@@ -64,7 +64,7 @@ def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
             s: CatalogueStore = SqliteStore(tmp_path / "cat.sqlite", min_score=min_score,
                                             top_k=top_k)
         else:
-            from search.es_store import EsStore
+            from search.backends.elasticsearch.store import EsStore
 
             s = EsStore(request.getfixturevalue("es_config"), min_score=min_score, top_k=top_k)
         opened.append(s)
@@ -129,26 +129,26 @@ def ids(page) -> list[str]:
 
 
 def test_round_trip(store: CatalogueStore):
-    from search.es_mappings import MAPPING_VERSION
+    from search.backends.elasticsearch.mappings import MAPPING_VERSION
 
     expected = {"sqlite": SCHEMA_VERSION, "elasticsearch": MAPPING_VERSION}[store.backend]
     assert store.schema_version() == expected
     assert [ls.name for ls in store.label_sets()] == ["coco80", "places365"]
     assert store.label_sets()[0] == OBJ
     ep = store.episode("bd1")
-    assert ep["programme_id"] == "beach-dogs" and ep["n_segments"] == 2 and ep["n_frames"] == 3
+    assert ep.programme_id == "beach-dogs" and ep.n_segments == 2 and ep.n_frames == 3
     # episode score = mean over its 3 frames: dog (0.9 + 0.7 + 0.3) / 3
-    dog = next(x for x in ep["top_labels"]["coco80"] if x["label"] == "dog")
-    assert dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
-    assert dog["coverage"] == pytest.approx(2 / 3, abs=1e-4)
+    dog = next(x for x in ep.top_labels["coco80"] if x.label == "dog")
+    assert dog.score == pytest.approx(1.9 / 3, abs=1e-4)
+    assert dog.coverage == pytest.approx(2 / 3, abs=1e-4)
     segs = store.segments("bd1")
-    assert [s["id"] for s in segs] == ["bd1@0", "bd1@1"]
-    assert segs[0]["top_labels"]["coco80"][0]["label"] in ("person", "dog")
+    assert [s.id for s in segs] == ["bd1@0", "bd1@1"]
+    assert segs[0].top_labels["coco80"][0].label in ("person", "dog")
     assert store.thumbnail("bd1", 1) == b"\xff\xd8jpeg\x01"
     # programme = frame-weighted mean over its episodes (3 + 1 frames)
     prog = store.programme("beach-dogs")
-    dog = next(x for x in prog["top_labels"]["coco80"] if x["label"] == "dog")
-    assert dog["score"] == pytest.approx((1.9 + 0.95) / 4, abs=1e-4)
+    dog = next(x for x in prog.top_labels["coco80"] if x.label == "dog")
+    assert dog.score == pytest.approx((1.9 + 0.95) / 4, abs=1e-4)
     names, vecs = store.vectors("programme", "coco80")
     assert names == ["beach-dogs", "city"] and vecs.shape == (2, 4)
     with pytest.raises(NotFound):
@@ -222,9 +222,9 @@ def test_rewrite_is_idempotent_and_failure_drops_tags(store: CatalogueStore, raw
     assert state.status == "failed" and state.error == "corrupt file"
     assert "bd2@0" not in ids(run_search(store, "object:dog", "shot"))
     # the programme's aggregate now comes from bd1 alone
-    prog_dog = next(x for x in store.programme("beach-dogs")["top_labels"]["coco80"]
-                if x["label"] == "dog")
-    assert prog_dog["score"] == pytest.approx(1.9 / 3, abs=1e-4)
+    prog_dog = next(x for x in store.programme("beach-dogs").top_labels["coco80"]
+                    if x.label == "dog")
+    assert prog_dog.score == pytest.approx(1.9 / 3, abs=1e-4)
 
 
 def test_label_set_change_is_refused(store: CatalogueStore):
@@ -472,13 +472,13 @@ def test_bad_embeddings_are_refused(store: CatalogueStore):
     tags.segments[0].embedding = np.ones(3, np.float32)
     with pytest.raises(StoreError, match="shape"):
         store.write_episode(tags)
-    assert store.embedding_model() is None and store.episode("bd2")["status"] == "indexed"
+    assert store.embedding_model() is None and store.episode("bd2").status == "indexed"
 
 
 def test_sqlite_v1_file_is_migrated(tmp_path: Path):
     """A catalogue written by schema 1 (before embeddings) opens, migrates to 2 in place and
     keeps its data; it then stores embeddings."""
-    from search.sqlite_store import MIGRATIONS
+    from search.backends.sqlite.schema import MIGRATIONS
 
     # The v1 file, made as SqliteStore._migrate made it ...
     old = tmp_path / "v1.sqlite"
@@ -511,7 +511,7 @@ def test_sqlite_v1_file_is_migrated(tmp_path: Path):
 
     with SqliteStore(old, top_k=0) as s:
         assert s.schema_version() == SCHEMA_VERSION == 2
-        assert s.generation() > 7
+        assert s.write_version() > 7
         after = sqlite3.connect(old)
         assert {t: after.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()  # noqa: S608
                 for t in tables} == before

@@ -136,7 +136,7 @@ def test_demo_catalogue_indexes_and_tags_with_the_student(tmp_path: Path, shared
     import sys
 
     from indexer.taggers.labels import COCO80
-    from search.sqlite_store import SqliteStore
+    from search.backends.sqlite.store import SqliteStore
 
     repo = Path(__file__).resolve().parent.parent
     ckpt = write_student_checkpoint(tmp_path, label_sets=(COCO80, SCENES), image_size=48)

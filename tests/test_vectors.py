@@ -17,20 +17,20 @@ from search.vectors import (
     VectorIndex,
     VectorIndexError,
     default_nlist,
-    l2_normalise,
 )
+from tvindex.core.vectors import unit_rows
 
 
 def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    return l2_normalise(rng.standard_normal((n, dim)))
+    return unit_rows(rng.standard_normal((n, dim)), strict=True)
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int,
               spread: float = 0.35) -> np.ndarray:
     """Unit vectors around ``clusters`` random centres (shots of a programme look alike)."""
     centres = rng.standard_normal((clusters, dim))
-    return l2_normalise(centres[rng.integers(0, clusters, n)]
-                        + spread * rng.standard_normal((n, dim)))
+    return unit_rows(centres[rng.integers(0, clusters, n)]
+                     + spread * rng.standard_normal((n, dim)), strict=True)
 
 
 def catalogue_like(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -38,7 +38,8 @@ def catalogue_like(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     shot's neighbours spread over a few inverted-file cells, so nprobe matters."""
     programmes = rng.standard_normal((200, dim))
     episodes = programmes[np.arange(1000) // 5] + 0.7 * rng.standard_normal((1000, dim))
-    return l2_normalise(episodes[rng.integers(0, 1000, n)] + rng.standard_normal((n, dim)))
+    return unit_rows(episodes[rng.integers(0, 1000, n)] + rng.standard_normal((n, dim)),
+                     strict=True)
 
 
 def tied(rng: np.random.Generator, n: int, dim: int = 16) -> np.ndarray:
@@ -347,7 +348,7 @@ def test_load_rejects_missing_foreign_and_inconsistent_directories(tmp_path):
 
 def test_bad_input_is_a_clear_value_error():
     index = VectorIndex(8)
-    good = l2_normalise(np.ones((2, 8)))
+    good = unit_rows(np.ones((2, 8)), strict=True)
     cases = [
         (lambda: index.add(["a", "b"], np.ones((2, 7)) / np.sqrt(7)), "dimension 7, the index 8"),
         (lambda: index.add(["a"], good[0]), "must be 2-D"),
@@ -370,7 +371,7 @@ def test_bad_input_is_a_clear_value_error():
         (lambda: index.rebuild([("a", good[0]), ("b", good[1] * np.nan)]),
          r"item 1 \('b'\): vector has NaN"),
         (lambda: VectorIndex(0), "dim must be a positive integer"),
-        (lambda: l2_normalise(np.zeros((2, 3))), "row 0 is a zero vector"),
+        (lambda: unit_rows(np.zeros((2, 3)), strict=True), "row 0 is a zero vector"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from test_webui_catalogue import API_KEY, XSS_TITLE, ApiSchemas, build_catalogue, web_settings
 
-from search.sqlite_store import SqliteStore
+from search.backends.sqlite.store import SqliteStore
 from webui import create_app
 
 
@@ -285,11 +285,11 @@ def test_reindex_needs_the_key(client, schemas, store):
     assert "X-API-Key" in get_error(client, schemas, url, 401, method="POST")
     assert "wrong API key" in get_error(client, schemas, url, 401, method="POST",
                                         headers={"X-API-Key": "nope"})
-    assert store.episode("bd1")["reindex_requested"] is False
+    assert store.episode("bd1").reindex_requested is False
     resp = client.post(url, headers={"X-API-Key": API_KEY})
     assert resp.status_code == 202
     schemas.validate(resp.get_json(), "ReindexAccepted")
-    assert store.episode("bd1")["reindex_requested"] is True
+    assert store.episode("bd1").reindex_requested is True
     assert get_ok(client, schemas, "/api/v1/episodes/bd1", "Episode")["reindex_requested"]
     assert "unknown episode" in get_error(client, schemas, "/api/v1/episodes/zz/reindex", 404,
                                           method="POST", headers={"X-API-Key": API_KEY})
@@ -300,7 +300,7 @@ def test_reindex_disabled_without_a_configured_key(tmp_path, store):
     resp = client.post("/api/v1/episodes/bd1/reindex", headers={"X-API-Key": "anything"})
     assert resp.status_code == 403
     assert "no server.api_key is configured" in resp.get_json()["error"]["message"]
-    assert store.episode("bd1")["reindex_requested"] is False
+    assert store.episode("bd1").reindex_requested is False
 
 
 def test_request_body_over_the_limit_is_413(client, schemas):

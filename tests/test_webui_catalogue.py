@@ -26,7 +26,7 @@ from PIL import Image
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from search.sqlite_store import SqliteStore
+from search.backends.sqlite.store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
@@ -239,23 +239,23 @@ def store(tmp_path: Path) -> SqliteStore:
 
 def test_request_reindex_keeps_tags_until_the_next_run(store: SqliteStore):
     before = store.episode("bd1")
-    assert before["reindex_requested"] is False
+    assert before.reindex_requested is False
     store.request_reindex("bd1")
     after = store.episode("bd1")
-    assert after["reindex_requested"] is True
-    assert after["status"] == "indexed" and after["top_labels"] == before["top_labels"]
+    assert after.reindex_requested is True
+    assert after.status == "indexed" and after.top_labels == before.top_labels
     state = {s.id: s for s in store.episode_states()}["bd1"]
     # The indexer skips an episode only when the stored fingerprint equals the media's.
     assert state.fingerprint is None and state.status == "indexed"
     # Writing the episode again (what the next run does) clears the request.
     store.write_episode(_tags("bd1", [
         _seg(0, [[0.9, 0.9, 0.0, 0.0, 0.0]], [[0.8, 0.1, 0.05, 0.05]], 0.0)], 5.0))
-    assert store.episode("bd1")["reindex_requested"] is False
+    assert store.episode("bd1").reindex_requested is False
 
 
 def test_request_reindex_of_a_pending_episode_is_not_reported(store: SqliteStore):
     store.request_reindex("k1")
-    assert store.episode("k1")["reindex_requested"] is False  # pending: indexed anyway
+    assert store.episode("k1").reindex_requested is False  # pending: indexed anyway
 
 
 def test_request_reindex_unknown_episode(store: SqliteStore):

@@ -12,8 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 from test_webui_catalogue import build_catalogue, web_settings
 
+from search.backends.sqlite.store import SqliteStore
 from search.query import QueryError
-from search.sqlite_store import SqliteStore
 from webui import create_app
 from webui.pages import compose_query, did_you_mean
 

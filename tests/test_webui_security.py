@@ -20,7 +20,7 @@ from test_webui_catalogue import (
     web_settings,
 )
 
-from search.sqlite_store import SqliteStore
+from search.backends.sqlite.store import SqliteStore
 from webui import create_app
 
 WEBUI = Path(__file__).resolve().parent.parent / "webui"
@@ -90,7 +90,7 @@ def test_path_tricks_on_media_urls_are_404(server, path):
 
 
 def test_absolute_path_of_a_registered_file_is_not_an_id(server, store, tmp_path):
-    registered = store.episode("bd1")["media_path"]
+    registered = store.episode("bd1").media_path
     assert Path(registered).is_file()
     status, _, _ = raw_get(server, "/media/" + registered.replace("/", "%2F"))
     assert status == 404
@@ -98,7 +98,7 @@ def test_absolute_path_of_a_registered_file_is_not_an_id(server, store, tmp_path
 
 
 def test_media_supports_range_requests(server, store):
-    data = Path(store.episode("bd1")["media_path"]).read_bytes()
+    data = Path(store.episode("bd1").media_path).read_bytes()
     status, headers, body = raw_get(server, "/media/bd1", {"Range": "bytes=100-199"})
     assert status == 206 and body == data[100:200]
     assert headers["content-range"] == f"bytes 100-199/{len(data)}"
@@ -111,7 +111,7 @@ def test_media_supports_range_requests(server, store):
 
 
 def test_missing_media_file_is_404(client, store):
-    Path(store.episode("bd2")["media_path"]).unlink()
+    Path(store.episode("bd2").media_path).unlink()
     resp = client.get("/media/bd2")
     assert resp.status_code == 404
     assert "media file of episode &#39;bd2&#39; is not available" in resp.get_data(as_text=True)

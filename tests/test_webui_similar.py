@@ -36,8 +36,8 @@ from test_webui_catalogue import (
 from test_webui_pages import parse
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from search.backends.sqlite.store import SqliteStore
 from search.recommend import Recommender
-from search.sqlite_store import SqliteStore
 from search.vector_catalogue import VectorCatalogue
 from tvindex.settings import load_settings
 from webui import create_app

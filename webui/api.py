@@ -133,7 +133,7 @@ def labels() -> Response:
 
 @bp.get("/programmes")
 def programmes() -> Response:
-    items = ctx().store.programmes()
+    items = [p.to_dict() for p in ctx().store.programmes()]
     for p in items:
         p["links"] = {"self": link("api.programme", programme_id=p["id"]),
                       "page": link("pages.programme", programme_id=p["id"])}
@@ -142,7 +142,7 @@ def programmes() -> Response:
 
 @bp.get("/programmes/<programme_id>")
 def programme(programme_id: str) -> Response:
-    body = ctx().store.programme(programme_id)
+    body = ctx().store.programme(programme_id).to_dict()
     for ep in body["episodes"]:
         ep["links"] = {"self": link("api.episode", episode_id=ep["id"])}
     body["links"] = {"page": link("pages.programme", programme_id=programme_id),
@@ -230,7 +230,7 @@ def similar_to_example() -> Response:
 
 
 def _episode_body(episode_id: str) -> dict[str, Any]:
-    body = ctx().store.episode(episode_id)
+    body = ctx().store.episode(episode_id).to_dict()
     # The server's file path is not the client's business: it gets a URL instead.
     playable = is_playable(body.pop("media_path"))
     body["playable"] = playable
@@ -250,6 +250,7 @@ def episode(episode_id: str) -> Response:
 @bp.get("/episodes/<episode_id>/timeline")
 def timeline(episode_id: str) -> Response:
     body = episode_timeline(ctx().store, episode_id)
+    body["segments"] = [s.to_dict() for s in body["segments"]]
     for seg in body["segments"]:
         seg["thumbnail"] = link("media.thumbnail", episode_id=episode_id,
                                    index=seg["index"])
@@ -263,13 +264,14 @@ def shot(shot_id: str) -> Response:
     except ValueError as exc:
         raise NotFound(str(exc)) from None
     store = ctx().store
-    segment = next((s for s in store.segments(episode_id) if s["index"] == index), None)
-    if segment is None:
+    found = next((s for s in store.segments(episode_id) if s.index == index), None)
+    if found is None:
         raise NotFound(f"episode {episode_id!r} has no shot {index}")
     ep = store.episode(episode_id)
-    segment.update(episode_id=episode_id, episode_title=ep["title"],
-                   programme_id=ep["programme_id"], programme_title=ep["programme_title"],
-                   air_date=ep["air_date"])
+    segment = found.to_dict()
+    segment.update(episode_id=episode_id, episode_title=ep.title,
+                   programme_id=ep.programme_id, programme_title=ep.programme_title,
+                   air_date=ep.air_date)
     segment["links"] = {
         "page": link("pages.player", episode_id=episode_id, shot=index),
         "thumbnail": link("media.thumbnail", episode_id=episode_id, index=index),

@@ -36,7 +36,7 @@ def is_playable(path: str) -> bool:
 @bp.get("/media/<episode_id>")
 def media(episode_id: str) -> Response:
     episode = ctx().store.episode(episode_id)  # NotFound -> 404
-    path = Path(episode["media_path"])
+    path = Path(episode.media_path)
     if not path.is_absolute() or not path.is_file():
         current_app.logger.warning("media of episode %s missing: %s", episode_id, path)
         abort(404, description=f"the media file of episode {episode_id!r} is not available")
@@ -64,7 +64,7 @@ def thumbnail(episode_id: str, index: int) -> Response:
 
 def _episode_poster(episode_id: str) -> bytes | None:
     store = ctx().store
-    n = store.episode(episode_id).get("n_segments") or 0
+    n = store.episode(episode_id).n_segments or 0
     for index in dict.fromkeys((n // 2, 0)):  # the middle shot, else the first
         try:
             return store.thumbnail(episode_id, index)
@@ -82,9 +82,9 @@ def episode_poster(episode_id: str) -> Response:
 @bp.get("/posters/programmes/<programme_id>.jpg")
 def programme_poster(programme_id: str) -> Response:
     programme = ctx().store.programme(programme_id)
-    for ep in programme["episodes"]:
-        if ep["status"] == "indexed":
-            data = _episode_poster(ep["id"])
+    for ep in programme.episodes:
+        if ep.status == "indexed":
+            data = _episode_poster(ep.id)
             if data:
                 return _jpeg(data)
     return _placeholder()

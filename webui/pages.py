@@ -116,7 +116,7 @@ def search() -> tuple[str, int]:
     programme_id = text_arg("programme", max_length=200)
     after, before = date_arg("after"), date_arg("before")
     programmes = store.programmes()
-    if programme_id and programme_id not in {p["id"] for p in programmes}:
+    if programme_id and programme_id not in {p.id for p in programmes}:
         raise BadParameter(f"unknown programme {programme_id!r}")
     effective = compose_query(q, programme_id, after, before)
     page: SearchPage | None = None
@@ -129,7 +129,7 @@ def search() -> tuple[str, int]:
         except QueryError as exc:
             error, status = exc, 400
             known = {i.name for i in store.labels(counts=False)} | {
-                p["title"] for p in programmes}
+                p.title for p in programmes}
             fixes = did_you_mean(effective, exc, known)
     suggestions: list[dict[str, Any]] = []
     if page is not None and page.total == 0:
@@ -174,12 +174,12 @@ def player(episode_id: str) -> str:
     if shot is not None:
         if not shot.isdigit():
             raise BadParameter(f"shot must be a shot index, got {shot[:40]!r}")
-        current = next((s for s in timeline["segments"] if s["index"] == int(shot)), None)
+        current = next((s for s in timeline["segments"] if s.index == int(shot)), None)
         if current is None:
             abort(404, description=f"episode {episode_id!r} has no shot {shot}")
-    start_at = current["start_s"] if current else timeline["start_s"]
+    start_at = current.start_s if current else timeline["start_s"]
     return render_template("player.html", episode=episode, timeline=timeline, current=current,
-                           start_at=start_at, playable=is_playable(episode["media_path"]))
+                           start_at=start_at, playable=is_playable(episode.media_path))
 
 
 @bp.get("/labels")
@@ -211,7 +211,7 @@ def _example_shot(shot: str) -> dict[str, Any]:
     episode_id, index = parse_shot_id(shot)
     store = ctx().store
     episode = store.episode(episode_id)  # NotFound -> 404
-    segment = next((s for s in store.segments(episode_id) if s["index"] == index), None)
+    segment = next((s for s in store.segments(episode_id) if s.index == index), None)
     if segment is None:
         abort(404, description=f"episode {episode_id!r} has no shot {index}")
     return {"id": shot, "index": index, "episode": episode, "segment": segment}

@@ -54,9 +54,9 @@ class Suggester:
                 entries = [_Entry("label", i.name, normalise_label(i.name), i.label_set,
                                   i.episodes, i.shots) for i in self.store.labels()]
                 programmes = self.store.programmes()
-                entries += [_Entry("programme", p["title"], normalise_label(p["title"]),
-                                   episodes=int(p["indexed_episodes"])) for p in programmes]
-                genres = sorted({p["genre"] for p in programmes if p["genre"]})
+                entries += [_Entry("programme", p.title, normalise_label(p.title),
+                                   episodes=int(p.indexed_episodes)) for p in programmes]
+                genres = sorted({p.genre for p in programmes if p.genre})
                 entries += [_Entry("genre", g, normalise_label(g)) for g in genres]
                 self._entries = entries
                 self._loaded_at = time.monotonic()

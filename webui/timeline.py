@@ -10,20 +10,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tvindex.core.records import EpisodeDetail, SegmentView
 from tvindex.core.store import CatalogueStore
 
 TRACKS_PER_SET = 4
 
 
-def episode_span(episode: dict[str, Any], segments: list[dict[str, Any]]) -> tuple[float, float]:
+def episode_span(episode: EpisodeDetail, segments: list[SegmentView]) -> tuple[float, float]:
     """(start, end) of the episode in seconds of its file."""
-    start = float(episode.get("start_s") or 0.0)
-    if episode.get("end_s") is not None:
-        end = float(episode["end_s"])
-    elif episode.get("duration_s"):
-        end = start + float(episode["duration_s"])
+    start = float(episode.start_s or 0.0)
+    if episode.end_s is not None:
+        end = float(episode.end_s)
+    elif episode.duration_s:
+        end = start + float(episode.duration_s)
     else:
-        end = max((s["end_s"] for s in segments), default=start)
+        end = max((s.end_s for s in segments), default=start)
     return start, max(end, start)
 
 
@@ -31,20 +32,21 @@ def episode_timeline(store: CatalogueStore, episode_id: str,
                      tracks_per_set: int = TRACKS_PER_SET) -> dict[str, Any]:
     """Shots plus label tracks. A track is one of the episode's top labels of a set, with one
     score per shot (aligned with ``segments``); shots keep only their five best labels per
-    set, so a score below those reads as 0. Unknown id: ``NotFound``."""
+    set, so a score below those reads as 0. ``segments`` are the store's ``SegmentView``s
+    (the API serves their ``to_dict()``). Unknown id: ``NotFound``."""
     episode = store.episode(episode_id)
     segments = store.segments(episode_id)
     start, end = episode_span(episode, segments)
     tracks = []
-    for label_set, top in episode.get("top_labels", {}).items():
+    for label_set, top in episode.top_labels.items():
         for entry in top[:tracks_per_set]:
             scores = []
             for seg in segments:
-                found = [x["score"] for x in seg["top_labels"].get(label_set, [])
-                         if x["label"] == entry["label"]]
+                found = [x.score for x in seg.top_labels.get(label_set, ())
+                         if x.label == entry.label]
                 scores.append(round(float(found[0]), 4) if found else 0.0)
-            tracks.append({"label_set": label_set, "label": entry["label"],
-                           "episode_score": entry["score"], "scores": scores})
+            tracks.append({"label_set": label_set, "label": entry.label,
+                           "episode_score": entry.score, "scores": scores})
     return {"episode_id": episode_id, "start_s": start, "end_s": end,
             "duration_s": round(end - start, 3), "segments": segments, "tracks": tracks}
 

@@ -154,6 +154,143 @@ class SearchPage:
                 "limit": self.limit, "query": self.query, "hits": [h.to_dict() for h in self.hits]}
 
 
+# --- read models: what readers get back (the JSON API serves their ``to_dict()``) -------------
+@dataclass(frozen=True)
+class TopLabel:
+    """One of an episode's or programme's kept labels, by score: mean probability over the
+    frames and the share of frames that reached the threshold, rounded to 4 places."""
+
+    label: str
+    score: float
+    coverage: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "coverage": self.coverage}
+
+
+@dataclass(frozen=True)
+class ShotLabel:
+    """One of a segment's five best labels of a set (score rounded to 4 places)."""
+
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score}
+
+
+def _labels_dict(top: dict[str, tuple[Any, ...]]) -> dict[str, list[dict[str, Any]]]:
+    return {name: [x.to_dict() for x in items] for name, items in top.items()}
+
+
+@dataclass(frozen=True)
+class ProgrammeSummary:
+    """A programme in the catalogue's list: metadata, how many of its episodes are known and
+    indexed, and the range of their air dates (ISO dates, None without any)."""
+
+    id: str
+    title: str
+    description: str
+    genre: str
+    episodes: int
+    indexed_episodes: int
+    first_air_date: str | None
+    last_air_date: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "description": self.description,
+                "genre": self.genre, "episodes": self.episodes,
+                "indexed_episodes": self.indexed_episodes,
+                "first_air_date": self.first_air_date, "last_air_date": self.last_air_date}
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    """An episode in its programme's list (``segments``: how many shots/frames it has)."""
+
+    id: str
+    title: str
+    air_date: str | None
+    status: str
+    segments: int | None
+    duration_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "air_date": self.air_date,
+                "status": self.status, "segments": self.segments,
+                "duration_s": self.duration_s}
+
+
+@dataclass(frozen=True)
+class ProgrammeDetail:
+    """A programme: metadata, its episodes (by air date, then id) and its top labels per
+    label set (at most 10 each)."""
+
+    id: str
+    title: str
+    description: str
+    genre: str
+    episodes: tuple[EpisodeSummary, ...]
+    top_labels: dict[str, tuple[TopLabel, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "description": self.description,
+                "genre": self.genre, "episodes": [e.to_dict() for e in self.episodes],
+                "top_labels": _labels_dict(self.top_labels)}
+
+
+@dataclass(frozen=True)
+class EpisodeDetail:
+    """An episode: metadata, indexing state, its programme and its top labels per set."""
+
+    id: str
+    title: str
+    air_date: str | None
+    description: str
+    media_path: str
+    start_s: float | None
+    end_s: float | None
+    status: str
+    error: str | None
+    duration_s: float | None
+    n_frames: int | None
+    n_segments: int | None
+    sampling: str | None
+    programme_id: str
+    programme_title: str | None
+    reindex_requested: bool
+    top_labels: dict[str, tuple[TopLabel, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "air_date": self.air_date,
+                "description": self.description, "media_path": self.media_path,
+                "start_s": self.start_s, "end_s": self.end_s, "status": self.status,
+                "error": self.error, "duration_s": self.duration_s,
+                "n_frames": self.n_frames, "n_segments": self.n_segments,
+                "sampling": self.sampling, "programme_id": self.programme_id,
+                "programme_title": self.programme_title,
+                "reindex_requested": self.reindex_requested,
+                "top_labels": _labels_dict(self.top_labels)}
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """A shot/frame of an episode as readers see it: times and its best labels per set."""
+
+    id: str  # "EPISODE@INDEX"
+    index: int
+    start_s: float
+    end_s: float
+    time_s: float
+    n_frames: int
+    top_labels: dict[str, tuple[ShotLabel, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "index": self.index, "start_s": self.start_s,
+                "end_s": self.end_s, "time_s": self.time_s, "n_frames": self.n_frames,
+                "top_labels": _labels_dict(self.top_labels)}
+
+
 def shot_id(episode_id: str, index: int) -> str:
     return f"{episode_id}@{index}"
 

@@ -19,13 +19,17 @@ import numpy as np
 
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import (
+    EpisodeDetail,
     EpisodeRecord,
     EpisodeState,
     EpisodeTags,
     LabelInfo,
     Level,
+    ProgrammeDetail,
     ProgrammeRecord,
+    ProgrammeSummary,
     SearchPage,
+    SegmentView,
 )
 
 
@@ -43,11 +47,24 @@ class StoreUnavailable(StoreError):
     when even that cannot reach the store, leaves it pending) and goes on."""
 
 
-class CatalogueWriter(ABC):
-    """What indexing needs: register the catalogue and label sets, write or fail episodes, and
-    read back each episode's state (to resume) and the known label sets."""
+class _Closable:
+    """A store holds connections: ``close`` them, or use it as a context manager."""
 
     backend: ClassVar[str] = ""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CatalogueWriter(_Closable, ABC):
+    """What indexing needs: register the catalogue and label sets, write or fail episodes, and
+    read back each episode's state (to resume) and the known label sets."""
 
     # --- writing -------------------------------------------------------------------------
     @abstractmethod
@@ -85,20 +102,9 @@ class CatalogueWriter(ABC):
     @abstractmethod
     def label_sets(self) -> list[LabelSet]: ...
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
-        pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class CatalogueReader(ABC):
+class CatalogueReader(_Closable, ABC):
     """What the web layer, search, recommendations and the report read."""
-
-    backend: ClassVar[str] = ""
 
     @abstractmethod
     def episode_states(self) -> list[EpisodeState]: ...
@@ -111,17 +117,18 @@ class CatalogueReader(ABC):
                counts: bool = True) -> list[LabelInfo]: ...
 
     @abstractmethod
-    def programmes(self) -> list[dict[str, Any]]: ...
+    def programmes(self) -> list[ProgrammeSummary]:
+        """Every programme, by title."""
 
     @abstractmethod
-    def programme(self, programme_id: str) -> dict[str, Any]:
+    def programme(self, programme_id: str) -> ProgrammeDetail:
         """Metadata, episodes, and top labels per label set (score, coverage)."""
 
     @abstractmethod
-    def episode(self, episode_id: str) -> dict[str, Any]: ...
+    def episode(self, episode_id: str) -> EpisodeDetail: ...
 
     @abstractmethod
-    def segments(self, episode_id: str) -> list[dict[str, Any]]:
+    def segments(self, episode_id: str) -> list[SegmentView]:
         """The episode's shots/frames in time order, with their top labels."""
 
     @abstractmethod
@@ -167,25 +174,23 @@ class CatalogueReader(ABC):
         return out
 
     def programme_titles(self) -> list[tuple[str, str]]:
-        return [(p["id"], p["title"]) for p in self.programmes()]
+        return [(p.id, p.title) for p in self.programmes()]
 
     def vocabulary_version(self) -> object:
         """A cheap value that changes whenever label sets or programme titles change, so the
         query resolver can reuse its label index; None when the backend cannot tell."""
         return None
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def data_subdir(self) -> str | None:
+        """The folder of the data directory that files kept beside this catalogue (its
+        vector indexes) go into, when several catalogues may share one data directory (a
+        cluster's index prefixes); None when the data directory holds only this one."""
+        return None
 
 
 class CatalogueStore(CatalogueWriter, CatalogueReader):
     """One catalogue, both halves: programmes, episodes, segments (shots/frames), label
-    statistics and embeddings. What a backend class implements."""
+    statistics and embeddings. What a backend class implements, with ``from_config``
+    building it from its ``config_section`` of the settings (see ``search.store``)."""
 
-    backend: ClassVar[str] = ""
+    config_section: ClassVar[str] = ""

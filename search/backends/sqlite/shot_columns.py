@@ -4,7 +4,7 @@ Posting lists are the right storage (small, one delete per episode), but ranking
 over a million shots from them means fetching and decoding ~10 000 rows per label per query.
 This cache turns each queried label into one float32 column over all shots (NaN where a shot
 does not carry the label): 4 MB per label per million shots, so a query becomes a few array
-reads. It is dropped whenever the store's write generation changes, so results are always
+reads. It is dropped whenever the store's write version changes, so results are always
 those of the posting lists (the tests compare both paths).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-Postings = tuple[np.ndarray, np.ndarray]
+from search.ranking import Postings
 
 
 class ShotColumnCache:
@@ -26,21 +26,21 @@ class ShotColumnCache:
         self._load_postings = load_postings
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._generation: object = None
+        self._version: object = None
         self.ids = np.empty(0, np.int64)
         self._columns: OrderedDict[int, np.ndarray] = OrderedDict()
 
-    def _refresh(self, generation: object) -> None:
-        if generation != self._generation:
+    def _refresh(self, version: object) -> None:
+        if version != self._version:
             self._columns.clear()
             self.ids = self._load_ids()
-            self._generation = generation
+            self._version = version
 
-    def columns(self, generation: object, label_ids: list[int]) -> tuple[np.ndarray,
-                                                                         dict[int, np.ndarray]]:
-        """(ids [N] sorted, {label id: column [N]}) for the store state ``generation``."""
+    def columns(self, version: object, label_ids: list[int]) -> tuple[np.ndarray,
+                                                                      dict[int, np.ndarray]]:
+        """(ids [N] sorted, {label id: column [N]}) for the store's write ``version``."""
         with self._lock:
-            self._refresh(generation)
+            self._refresh(version)
             out = {}
             for label in label_ids:
                 col = self._columns.get(label)

@@ -1,7 +1,7 @@
-"""Running a ``ResolvedQuery`` on the Elasticsearch catalogue: the query (``es_query``), the
+"""Running a ``ResolvedQuery`` on the Elasticsearch catalogue: the query (``query``), the
 fetch in score order with ``search_after``, the exact re-scoring (``search.ranking``), the hits
-with their evidence, and facets. A mixin of :class:`search.es_store.EsStore`, which provides
-the connection (``_call``, ``_idx``, ``_mget``) and the label registry.
+with their evidence, and facets. A part of ``EsStore`` (``store``), whose ``indices`` part
+provides the connection (``_call``, ``_idx``, ``_mget``) and the label registry.
 
 Shots are only visible in their episode's committed generation: the few episodes being
 written (``dirty``) are read first and their other shots excluded; every shot hit is then
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from search import es_query
+from search.backends.elasticsearch import query as es_query
 from search.ranking import evidence, rank
 from tvindex.core.records import LEVELS, Hit, Level, SearchPage, shot_id
 from tvindex.core.store import StoreError

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
 from typing import Any
 
 from tvindex.core.store import StoreError, StoreUnavailable
+from tvindex.settings import ElasticsearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,44 +26,15 @@ BULK_MAX_DOCS = 500
 BULK_MAX_BYTES = 8 << 20
 
 
-@dataclass(frozen=True)
-class EsConfig:
-    """Connection and index settings (``elasticsearch:`` in config/default.yaml)."""
-
-    url: str = "http://127.0.0.1:9200"
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
-    ca_certs: str | None = None
-    verify_certs: bool = True
-    request_timeout_s: float = 30.0
-    max_retries: int = 3
-    retry_backoff_s: float = 0.5
-    index_prefix: str = "tvindex-"
-    shards: int = 1
-    replicas: int = 1
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> EsConfig:
-        """From ``settings.elasticsearch`` when the settings have that section; else the
-        defaults, with ``ELASTICSEARCH_URL`` honoured (the settings loader maps it too)."""
-        section = getattr(settings, "elasticsearch", None)
-        if section is None:
-            url = os.environ.get("ELASTICSEARCH_URL") or cls.url
-            return cls(url=url)
-        data = section.model_dump() if hasattr(section, "model_dump") else dict(section)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (str(v) if k == "ca_certs" and v is not None else v)
-                      for k, v in data.items() if k in known})
-
-    def redacted_url(self) -> str:
-        """The URL without any user:password part, for messages."""
-        scheme, sep, rest = self.url.partition("://")
-        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else self.url
+def redacted_url(url: str) -> str:
+    """The URL without any user:password part, for messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
 
 
-def make_client(cfg: EsConfig):
-    """An ``elasticsearch.Elasticsearch`` for the settings (the transport does not retry:
+def make_client(cfg: ElasticsearchSettings):
+    """An ``elasticsearch.Elasticsearch`` for the ``elasticsearch`` settings section (the
+    transport does not retry:
     :class:`EsClient` does, with backoff)."""
     try:
         from elasticsearch import Elasticsearch
@@ -81,7 +51,7 @@ def make_client(cfg: EsConfig):
     if cfg.url.startswith("https"):
         kwargs["verify_certs"] = cfg.verify_certs
         if cfg.ca_certs:
-            kwargs["ca_certs"] = cfg.ca_certs
+            kwargs["ca_certs"] = str(cfg.ca_certs)
         if not cfg.verify_certs:
             kwargs["ssl_show_warn"] = False
     # Our own retries log what matters; the transport's per-node "putting on timeout" warnings
@@ -91,9 +61,11 @@ def make_client(cfg: EsConfig):
 
 
 class EsClient:
-    """A client with bounded retries and our error types. ``es`` is the official client."""
+    """A client with bounded retries and our error types. ``es`` is the official client;
+    ``cfg`` the ``elasticsearch`` settings section (``tvindex.settings``), whose defaults
+    (``config/default.yaml``) are the only ones."""
 
-    def __init__(self, cfg: EsConfig, es: Any | None = None,
+    def __init__(self, cfg: ElasticsearchSettings, es: Any | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.cfg = cfg
         self.es = es if es is not None else make_client(cfg)
@@ -122,16 +94,16 @@ class EsClient:
                 return fn(*args, **kwargs)
             except SSLError as exc:
                 raise StoreError(
-                    f"TLS handshake with {self.cfg.redacted_url()} failed ({exc}); check "
+                    f"TLS handshake with {redacted_url(self.cfg.url)} failed ({exc}); check "
                     "elasticsearch.ca_certs / verify_certs") from exc
             except AuthenticationException as exc:
                 raise StoreError(
-                    f"Elasticsearch at {self.cfg.redacted_url()} rejected the credentials "
+                    f"Elasticsearch at {redacted_url(self.cfg.url)} rejected the credentials "
                     "(HTTP 401); check elasticsearch.api_key or username/password "
                     "(TVINDEX__ELASTICSEARCH__API_KEY, ...)") from exc
             except AuthorizationException as exc:
                 raise StoreError(
-                    f"Elasticsearch at {self.cfg.redacted_url()} refused {what} (HTTP 403: "
+                    f"Elasticsearch at {redacted_url(self.cfg.url)} refused {what} (HTTP 403: "
                     f"{_reason(exc)}); the credentials lack a privilege on "
                     f"{self.cfg.index_prefix}* indices") from exc
             except ApiError as exc:
@@ -145,7 +117,7 @@ class EsClient:
                          attempt + 1, self.cfg.max_retries, self._delay(attempt))
                 self._sleep(self._delay(attempt))
         raise StoreUnavailable(
-            f"Elasticsearch at {self.cfg.redacted_url()} is unavailable ({what} failed "
+            f"Elasticsearch at {redacted_url(self.cfg.url)} is unavailable ({what} failed "
             f"{self.cfg.max_retries + 1} times): {_reason(last)}") from last
 
     # --- bulk ----------------------------------------------------------------------------

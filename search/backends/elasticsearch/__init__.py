@@ -1,0 +1,1 @@
+"""The Elasticsearch catalogue store (``store.EsStore``)."""

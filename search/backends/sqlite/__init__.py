@@ -1,0 +1,1 @@
+"""The embedded SQLite catalogue store (``store.SqliteStore``)."""

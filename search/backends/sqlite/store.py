@@ -1,0 +1,44 @@
+"""The embedded catalogue store: SQLite in WAL mode (readers never wait for the indexer).
+
+One class, :class:`SqliteStore`, of four parts: the file, its schema and connections
+(``schema``), the writer (``writer``), the reader (``reader``) and the search (``search``).
+The layout is described in ``search/backends/sqlite/schema.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.backends.sqlite.reader import SqliteReader
+from search.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, SHOT_BITS
+from search.backends.sqlite.search import SqliteSearch
+from search.backends.sqlite.shot_columns import ShotColumnCache
+from search.backends.sqlite.writer import SqliteWriter
+from tvindex.core.store import CatalogueStore
+
+DEFAULT_FILE = "catalogue.sqlite"
+
+
+class SqliteStore(SqliteWriter, SqliteReader, SqliteSearch, CatalogueStore):
+    backend = "sqlite"
+    config_section = "catalogue"
+
+    def __init__(self, path: str | Path, *, min_score: float = 0.05, top_k: int = 10,
+                 busy_timeout_s: float = 30.0) -> None:
+        self.min_score = min_score
+        self.top_k = top_k
+        self._open(path, busy_timeout_s)
+        self._shot_columns = ShotColumnCache(
+            self._all_shot_ids, lambda label: self._postings("shot", label, None))
+
+    @classmethod
+    def from_config(cls, catalogue: Any, data_dir: str | Path, *, min_score: float = 0.05,
+                    top_k: int = 10) -> SqliteStore:
+        """From the ``catalogue`` settings section: its ``sqlite_path``, else
+        ``<data_dir>/catalogue.sqlite``."""
+        return cls(catalogue.sqlite_path or Path(data_dir) / DEFAULT_FILE,
+                   min_score=min_score, top_k=top_k)
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SHOT_BITS", "SqliteStore"]
