@@ -56,49 +56,29 @@ past the GPU's k limit. GPU scores may differ from the CPU's in the last bits (a
 summation order), so exact ties are only guaranteed on the CPU. This path cannot be exercised
 on a machine without a GPU (tests/test_vectors.py skips its GPU test there).
 
-Files (``save``/``load``): ``manifest.json`` (format, version, kind, dim, count, settings, and
-the names of the two data files), ``index-<gen>.faiss`` and ``ids-<gen>.json`` (the labels and
-their string ids). Data files are written under a new generation name, flushed, then the
-manifest is replaced atomically (temporary file + ``os.replace``); old generations are deleted
-afterwards. A crash at any point leaves either the old index or the new one, never a mix.
+Files (``save``/``load``, crash-safe): ``search/vector_files.py``; the row buffer of a rebuild:
+``search/vector_chunks.py``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from tvindex.core.files import fsync, fsync_dir, write_atomic
-
-FORMAT = "tvindex-vectors"
-VERSION = 1
-EXACT = "exact"
-IVF_SQ8 = "ivf-sq8"
-KINDS = (EXACT, IVF_SQ8)
+from search.vector_chunks import Chunks
+from search.vector_files import (
+    EXACT,
+    IVF_SQ8,
+    VectorIndexError,
+    VectorIndexFiles,
+    faiss_module,
+)
 
 NORM_TOLERANCE = 1e-3  # |‖x‖ - 1| allowed: float16 round trips and averaging stay well inside
 GPU_MAX_K = 2048  # FAISS GPU indexes answer at most this many neighbours per query
-_CHUNK = 16384  # rows per buffer while rebuilding from an iterable
-_MANIFEST = "manifest.json"
-
-
-class VectorIndexError(ValueError):
-    """Bad input (shape, dimension, non-finite or non-unit vectors, duplicate ids) or an index
-    directory that cannot be read; the message says what and where."""
-
-
-def _faiss():
-    # Imported on first use: importing the package never loads FAISS (or its OpenMP runtime).
-    import faiss
-
-    return faiss
 
 
 def _first_bad_row(x: np.ndarray) -> tuple[int, str] | None:
@@ -129,7 +109,7 @@ def default_nprobe(nlist: int) -> int:
     return max(8, nlist // 64)
 
 
-class VectorIndex:
+class VectorIndex(VectorIndexFiles):
     """A FAISS index of unit float32 vectors of dimension ``dim`` keyed by string ids.
 
     Settings (plain values; configuration is wired by the caller):
@@ -180,7 +160,7 @@ class VectorIndex:
     # State
 
     def _reset(self, kind: str, index=None, trained_count: int = 0, nlist: int = 0) -> None:
-        faiss = _faiss()
+        faiss = faiss_module()
         self.kind = kind
         self._index = index if index is not None else faiss.IndexIDMap2(
             faiss.IndexFlatIP(self.dim))
@@ -290,7 +270,7 @@ class VectorIndex:
                     keep = np.array([i not in new for i in old_ids], dtype=bool)
                     old_ids = [i for i, kept in zip(old_ids, keep) if kept]
                     old_x = old_x[keep]
-                self._build(_Chunks.of(old_ids + ids, [old_x, x]))
+                self._build(Chunks.of(old_ids + ids, [old_x, x]))
                 return
             self._remove_labels(replaced)
             self._append(ids, x)
@@ -309,7 +289,7 @@ class VectorIndex:
         embedding in the store), choosing the kind by their number. Rows are buffered in
         chunks (N x dim float32 in memory at once, ~5 GB for 1M x 1 280), never as one list of
         arrays. A duplicate id or a bad vector raises before the index is touched."""
-        chunks = _Chunks(self.dim)
+        chunks = Chunks(self.dim)
         seen: set[str] = set()
         for n, (item_id, vector) in enumerate(items):
             if not isinstance(item_id, str) or not item_id:
@@ -343,7 +323,7 @@ class VectorIndex:
     def _remove_labels(self, labels: list[int]) -> None:
         if not labels:
             return
-        faiss = _faiss()
+        faiss = faiss_module()
         arr = np.asarray(labels, dtype=np.int64)
         if self.kind == EXACT:
             # IndexIDMap2 tests every stored label against the selector: a hashed batch.
@@ -362,17 +342,17 @@ class VectorIndex:
 
     def _exact_contents(self) -> tuple[list[str], np.ndarray]:
         """Ids and vectors of an exact index, in storage order (exact copies)."""
-        faiss = _faiss()
+        faiss = faiss_module()
         n = self._index.ntotal
         labels = faiss.vector_to_array(self._index.id_map)
         x = self._index.index.reconstruct_n(0, n) if n else np.empty((0, self.dim), np.float32)
         return [self._id_of[int(label)] for label in labels], x
 
-    def _build(self, chunks: _Chunks) -> None:
+    def _build(self, chunks: Chunks) -> None:
         """Replace the content with ``chunks`` (ids unique, rows checked), in a fresh index of
         the kind their number calls for. The new index is complete before it replaces the
         old one, so a failure (memory) leaves the old content in place."""
-        faiss = _faiss()
+        faiss = faiss_module()
         n = len(chunks)
         fresh = VectorIndex.__new__(VectorIndex)
         fresh.__dict__.update(self.__dict__)
@@ -453,7 +433,7 @@ class VectorIndex:
 
     def _raw_search(self, q: np.ndarray, k: int, skip: np.ndarray, nprobe: int | None
                     ) -> tuple[np.ndarray, np.ndarray]:
-        faiss = _faiss()
+        faiss = faiss_module()
         nprobe = min(self.nlist, int(nprobe)) if nprobe and self.kind != EXACT else self.nprobe
         gpu = self._gpu() if k + len(skip) <= GPU_MAX_K else None
         if gpu is not None:
@@ -484,7 +464,7 @@ class VectorIndex:
         if self._gpus == 0 or not len(self):
             return None
         if self._gpu_index is None:
-            faiss = _faiss()
+            faiss = faiss_module()
             if self._gpu_resources is None:
                 self._gpu_resources = faiss.StandardGpuResources()
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
@@ -493,148 +473,5 @@ class VectorIndex:
     @staticmethod
     def gpu_count() -> int:
         """GPUs FAISS can use (0 for a CPU build such as faiss-cpu)."""
-        faiss = _faiss()
+        faiss = faiss_module()
         return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-
-    # -------------------------------------------------------------------------------------
-    # Persistence
-
-    def manifest(self) -> dict:
-        """What ``save`` writes to manifest.json (less the file names)."""
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "dim": self.dim,
-                "count": len(self), "metric": "inner_product",
-                "exact_threshold": self.exact_threshold, "nlist": self.nlist,
-                "nlist_setting": self.nlist_setting, "nprobe": self.nprobe_setting,
-                "train_size": self.train_size,
-                "trained_count": self.trained_count, "seed": self.seed,
-                "next_label": self._next_label}
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index to ``directory`` (created if needed) atomically; returns it."""
-        faiss = _faiss()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        gen = uuid.uuid4().hex[:12]
-        index_name, ids_name = f"index-{gen}.faiss", f"ids-{gen}.json"
-        with self._lock:
-            manifest = self.manifest() | {"index_file": index_name, "ids_file": ids_name}
-            labels = sorted(self._id_of)
-            id_map = {"labels": labels, "ids": [self._id_of[label] for label in labels]}
-            write_atomic(d / ids_name, json.dumps(id_map, ensure_ascii=False).encode())
-            tmp = d / f".{index_name}.tmp"
-            faiss.write_index(self._index, str(tmp))
-            fsync(tmp)
-            os.replace(tmp, d / index_name)
-        write_atomic(d / _MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
-        fsync_dir(d)
-        for old in list(d.glob("index-*.faiss")) + list(d.glob("ids-*.json")) + list(
-                d.glob(".index-*.tmp")) + list(d.glob(".ids-*.tmp")):
-            if old.name not in (index_name, ids_name):
-                old.unlink(missing_ok=True)
-        return d
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, *, use_gpu: bool | None = None,
-             **settings: int | None) -> VectorIndex:
-        """Read an index written by ``save``. Settings come from its manifest unless given
-        here (``exact_threshold``, ``nlist``, ``nprobe``, ``train_size``, ``seed``; None keeps
-        the saved value); ``nlist`` and ``exact_threshold`` apply from the next build. A
-        missing, foreign or inconsistent directory raises VectorIndexError naming the file."""
-        faiss = _faiss()
-        d = Path(directory)
-        path = d / _MANIFEST
-        try:
-            m = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise VectorIndexError(f"{path}: no vector index here") from None
-        except (OSError, ValueError) as exc:
-            raise VectorIndexError(f"{path}: unreadable manifest ({exc})") from None
-        if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise VectorIndexError(f"{path}: not a {FORMAT} manifest")
-        if m.get("version") != VERSION:
-            raise VectorIndexError(f"{path}: version {m.get('version')!r}, this code reads "
-                                   f"{VERSION}; rebuild the index from the store")
-        if m.get("kind") not in KINDS:
-            raise VectorIndexError(f"{path}: unknown kind {m.get('kind')!r}")
-        unknown = set(settings) - {"exact_threshold", "nlist", "nprobe", "train_size", "seed"}
-        if unknown:
-            raise TypeError(f"load() got unknown settings {sorted(unknown)}")
-        try:
-            saved = {"exact_threshold": m["exact_threshold"], "nlist": m["nlist_setting"],
-                     "nprobe": m["nprobe"], "train_size": m["train_size"], "seed": m["seed"]}
-            saved.update({key: v for key, v in settings.items() if v is not None})
-            self = cls(m["dim"], use_gpu=use_gpu, **saved)
-            index_path, ids_path = d / m["index_file"], d / m["ids_file"]
-        except (KeyError, TypeError) as exc:
-            raise VectorIndexError(f"{path}: incomplete manifest ({exc})") from None
-        try:
-            index = faiss.read_index(str(index_path))
-            id_map = json.loads(ids_path.read_text())
-            labels, ids = id_map["labels"], id_map["ids"]
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise VectorIndexError(f"{d}: cannot read the index files ({exc})") from None
-        count = m["count"]
-        if not (index.ntotal == count == len(labels) == len(ids)) or index.d != m["dim"]:
-            raise VectorIndexError(f"{d}: inconsistent files (manifest count {count}, index "
-                                   f"{index.ntotal} of dim {index.d}, id map {len(ids)})")
-        self._reset(m["kind"], index, trained_count=m["trained_count"], nlist=m["nlist"])
-        self._id_of = dict(zip(map(int, labels), ids))
-        self._label_of = dict(zip(ids, map(int, labels)))
-        self._next_label = m["next_label"]
-        if len(self._label_of) != count or len(self._id_of) != count:
-            raise VectorIndexError(f"{d}: the id map repeats a label or an id")
-        return self
-
-
-class _Chunks:
-    """Ids and rows buffered in fixed-size float32 blocks (no list of per-row arrays)."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.ids: list[str] = []
-        self._blocks: list[np.ndarray] = []
-        self._fill = _CHUNK  # rows used in the last block
-
-    @classmethod
-    def of(cls, ids: list[str], arrays: list[np.ndarray]) -> _Chunks:
-        """Wrap whole arrays as blocks (no copy)."""
-        self = cls(arrays[0].shape[1])
-        self.ids = ids
-        self._blocks = [a for a in arrays if len(a)]
-        self._fill = len(self._blocks[-1]) if self._blocks else _CHUNK
-        return self
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def append(self, item_id: str, vector: np.ndarray) -> None:
-        if self._fill == _CHUNK:
-            self._blocks.append(np.empty((_CHUNK, self.dim), np.float32))
-            self._fill = 0
-        self._blocks[-1][self._fill] = vector
-        self._fill += 1
-        self.ids.append(item_id)
-
-    def blocks(self):
-        """(first row, [rows, dim] block) in order; the last block trimmed."""
-        start = 0
-        for i, b in enumerate(self._blocks):
-            if i == len(self._blocks) - 1:
-                b = b[:self._fill]
-            yield start, b
-            start += len(b)
-
-    def pairs(self):
-        """(ids, block) in order."""
-        for start, b in self.blocks():
-            yield self.ids[start:start + len(b)], b
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """The rows at sorted positions ``rows`` as one [len(rows), dim] array."""
-        out = np.empty((len(rows), self.dim), np.float32)
-        filled = 0
-        for start, b in self.blocks():
-            sel = rows[(rows >= start) & (rows < start + len(b))] - start
-            out[filled:filled + len(sel)] = b[sel]
-            filled += len(sel)
-        return out
