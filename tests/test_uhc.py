@@ -1,4 +1,4 @@
-"""UHC estimators (training/uhc.py) and the MNIST reproduction (training/experiments/uhc_mnist.py).
+"""UHC estimators (training/uhc/) and the MNIST reproduction (training/experiments/uhc_mnist.py).
 
 Synthetic teacher outputs are generated exactly from a known ``q`` by eq. 1.6 (each teacher's
 distribution is ``q`` restricted to its labels and renormalised). Tolerances, max-norm on ``q``:
@@ -134,7 +134,7 @@ def test_without_overlap_each_block_is_recovered_and_the_split_is_the_documented
     for r in (ce, mfp):  # within a block, q is identifiable: it is the teacher's output
         assert (uhc.restrict(r.q, mask) - p).abs().max() < 1e-6
     assert torch.equal(uhc.restrict(mfl.q, mask).argsort(-1), p.argsort(-1))
-    # The block masses are not identifiable; the conventions are documented in training/uhc.py.
+    # The block masses are not identifiable; the conventions are documented in training/uhc/.
     assert (mfp.q[:, :5].sum(-1) - 0.5).abs().max() < 1e-9  # equal mass per teacher block
     # ce: minimum-norm u, i.e. each block scaled by 1 / geometric mean of its teacher's p.
     gm = torch.exp(torch.log(p).masked_fill(~mask, 0).sum(-1) / mask.sum(-1))  # [B, 2]
