@@ -53,17 +53,24 @@ def _paged(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
             **_page_links(len(items), offset, limit), "items": items[offset:offset + limit]}
 
 
+def _programme_links(programme_id: str) -> dict[str, str]:
+    return {"self": link("api.programme", programme_id=programme_id),
+            "page": link("pages.programme", programme_id=programme_id),
+            "thumbnail": link("media.programme_poster", programme_id=programme_id)}
+
+
+def _episode_links(episode_id: str) -> dict[str, str]:
+    return {"self": link("api.episode", episode_id=episode_id),
+            "page": link("pages.player", episode_id=episode_id),
+            "thumbnail": link("media.episode_poster", episode_id=episode_id)}
+
+
 def hit_links(hit: Hit) -> dict[str, str]:
     if hit.level == "programme":
-        return {"self": link("api.programme", programme_id=hit.id),
-                "page": link("pages.programme", programme_id=hit.id),
-                "thumbnail": link("media.programme_poster", programme_id=hit.id),
-                "similar": link("api.similar", programme_id=hit.id)}
+        return {**_programme_links(hit.id), "similar": link("api.similar", programme_id=hit.id)}
     assert hit.episode_id is not None
-    if hit.level == "episode":
-        return {"self": link("api.episode", episode_id=hit.id),
-                "page": link("pages.player", episode_id=hit.episode_id),
-                "thumbnail": link("media.episode_poster", episode_id=hit.episode_id),
+    if hit.level == "episode":  # an episode hit's id is its episode id
+        return {**_episode_links(hit.id),
                 "similar": link("api.similar_episodes", episode_id=hit.id)}
     _, index = parse_shot_id(hit.id)
     return {"self": link("api.shot", shot_id=hit.id),
@@ -169,19 +176,14 @@ def similar(programme_id: str) -> Response:
     limit = int_arg("limit", 5, 1, SIMILAR_LIMIT)
     return _blended("programme_id", programme_id,
                     ctx().recommender().similar_programmes(programme_id, limit),
-                    lambda pid: {"self": link("api.programme", programme_id=pid),
-                                 "page": link("pages.programme", programme_id=pid),
-                                 "thumbnail": link("media.programme_poster", programme_id=pid)})
+                    _programme_links)
 
 
 @bp.get("/episodes/<episode_id>/similar")
 def similar_episodes(episode_id: str) -> Response:
     limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
     return _blended("episode_id", episode_id,
-                    ctx().recommender().similar_episodes(episode_id, limit),
-                    lambda eid: {"self": link("api.episode", episode_id=eid),
-                                 "page": link("pages.player", episode_id=eid),
-                                 "thumbnail": link("media.episode_poster", episode_id=eid)})
+                    ctx().recommender().similar_episodes(episode_id, limit), _episode_links)
 
 
 def _shot_arg(shot_id: str) -> str:

@@ -52,7 +52,7 @@ class _Closable:
 
     backend: ClassVar[str] = ""
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
+    def close(self) -> None:  # an optional hook
         pass
 
     def __enter__(self):

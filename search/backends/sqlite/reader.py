@@ -103,7 +103,7 @@ class SqliteReader(SqliteBase):
                     ) -> dict[str, tuple[TopLabel, ...]]:
         by_id = self._labels_by_id()
         rows = self.db.execute(
-            f"SELECT label_id, score, coverage FROM {table} WHERE {key_col}=?",  # noqa: S608
+            f"SELECT label_id, score, coverage FROM {table} WHERE {key_col}=?",
             (key,)).fetchall()
         return top_labels((score, lid, by_id[lid][0], by_id[lid][2], cov)
                           for lid, score, cov in rows)
@@ -199,7 +199,7 @@ class SqliteReader(SqliteBase):
                 where += " AND e.id IN (SELECT value FROM json_each(?))"
             params.append(only)
         dims = [r[0] for r in db.execute(
-            f"SELECT DISTINCT ee.dims FROM episode_embeddings ee JOIN episodes e "  # noqa: S608
+            f"SELECT DISTINCT ee.dims FROM episode_embeddings ee JOIN episodes e "
             f"ON e.key = ee.episode_key WHERE {where}", params)]
         if not dims:
             return no_embeddings()
@@ -209,7 +209,7 @@ class SqliteReader(SqliteBase):
         d = dims[0]
         if level == "episode":
             rows = db.execute(
-                f"SELECT e.id, ee.vector FROM episode_embeddings ee JOIN episodes e "  # noqa: S608
+                f"SELECT e.id, ee.vector FROM episode_embeddings ee JOIN episodes e "
                 f"ON e.key = ee.episode_key WHERE {where} ORDER BY e.id", params).fetchall()
             out = np.empty((len(rows), d), np.float32)
             for j, (_, blob) in enumerate(rows):
@@ -218,7 +218,7 @@ class SqliteReader(SqliteBase):
         if level == "programme":
             return programme_embeddings(
                 (pid, n, f32(blob)) for pid, n, blob in db.execute(
-                    f"SELECT p.id, ee.n_frames, ee.vector FROM episode_embeddings ee "  # noqa: S608
+                    f"SELECT p.id, ee.n_frames, ee.vector FROM episode_embeddings ee "
                     f"JOIN episodes e ON e.key = ee.episode_key JOIN programmes p "
                     f"ON p.key = e.programme_key WHERE {where} ORDER BY p.id", params))
         # Shots: the episodes in id order first (small rows: sorting rows that carry the
@@ -226,7 +226,7 @@ class SqliteReader(SqliteBase):
         # lengths (kept in the record headers), then every episode's packed block by its
         # key, copied into one preallocated array.
         episodes = db.execute(
-            f"SELECT e.key, e.id, length(se.idx) / 4 FROM segment_embeddings se "  # noqa: S608
+            f"SELECT e.key, e.id, length(se.idx) / 4 FROM segment_embeddings se "
             f"JOIN episode_embeddings ee ON ee.episode_key = se.episode_key "
             f"JOIN episodes e ON e.key = se.episode_key WHERE {where} ORDER BY e.id",
             params).fetchall()

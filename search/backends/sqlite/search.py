@@ -66,7 +66,7 @@ class SqliteSearch(SqliteBase):
         else:
             table, col = (("episode_labels", "episode_key") if level == "episode"
                           else ("programme_labels", "programme_key"))
-            rows = self.db.execute(f"SELECT {col}, score FROM {table} "  # noqa: S608
+            rows = self.db.execute(f"SELECT {col}, score FROM {table} "
                                    "WHERE label_id=?", (label_id,)).fetchall()
             ids = np.asarray([r[0] for r in rows], np.int64)
             scores = np.asarray([r[1] for r in rows], np.float32)

@@ -80,7 +80,7 @@ class SqliteWriter(SqliteBase):
     def _delete_episode_tags(self, db: sqlite3.Connection, key: int) -> None:
         for table in ("segments", "segment_postings", "episode_vectors", "episode_labels",
                       "episode_embeddings", "segment_embeddings"):
-            db.execute(f"DELETE FROM {table} WHERE episode_key=?", (key,))  # noqa: S608
+            db.execute(f"DELETE FROM {table} WHERE episode_key=?", (key,))
 
     def write_episode(self, tags: EpisodeTags) -> None:
         with self._tx() as db:
