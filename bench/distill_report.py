@@ -47,7 +47,7 @@ SETS = {
             "config/train/head-aware-224.yaml"],
 }
 # Thesis 5.3.3, "Results on COCO-Places test dataset" (its nDCG mixes two gains: see
-# training/distill/metrics.py), and "using as test the TV3 dataset".
+# training/evaluation/metrics.py), and "using as test the TV3 dataset".
 THESIS = {
     "coco-places test": {"objects": {"top1": 0.49, "ndcg@5": 0.41, "ndcg@10": 0.34},
                          "scenes": {"top1": 0.87, "ndcg@5": 0.98, "ndcg@10": 0.98}},

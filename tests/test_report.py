@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_webui_catalogue import REPO, demo_env, index_demo
 
+from search.backends.sqlite.store import SqliteStore
 from training.evaluation.benchmarks import latency, tagging_agreement
 from training.evaluation.recommendation import leave_one_episode_out
 from training.evaluation.report import build_report, write_report
@@ -24,7 +25,6 @@ from training.evaluation.retrieval import (
     retrieval_agreement,
     stratified_sample,
 )
-from search.backends.sqlite.store import SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
