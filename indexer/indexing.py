@@ -53,9 +53,10 @@ def content_fingerprint(episode: EpisodeRecord) -> str:
 def config_version(taggers: Sequence[Tagger], embedder: Tagger | None,
                    sampling: SamplingSettings, aggregation: AggregationSettings) -> str:
     """Changes whenever the tags an episode gets could change: models, sampling, aggregation,
-    and which tagger makes the embeddings (``embedder``, as :func:`choose_embedder` resolved
-    ``taggers.embedding``: ``auto`` and the name of the tagger it picks give the same
-    version)."""
+    and which tagger makes the embeddings (``embedder``, as
+    :func:`indexer.frame_tagging.choose_embedder` resolved ``taggers.embedding``: ``auto`` and
+    the name of the tagger it picks give the same version). ``sampling``/``aggregation``: those
+    settings sections, hashed whole."""
     payload = {
         "taggers": [t.identity() for t in taggers],
         "embedding": embedder.identity() if embedder is not None else None,
