@@ -7,7 +7,15 @@ Manifest columns (a header row in CSV; keys in JSON Lines):
   title, air_date (YYYY-MM-DD), description, genre, programme_id, start_s, end_s (optional;
   start_s/end_s cut the episode as a time range of the file, in seconds)
 Folder tree: ``ROOT/<programme>/<episode files>``; ids come from the names.
-All problems are collected and reported together, each with its line.
+All problems are collected and reported together, each with its line (every problem of a row).
+
+Media files: only regular files are indexed, and a symlink is followed only when the file's
+real path (every link resolved) stays inside the file's *root*: the folder of a folder scan;
+the manifest's folder for a manifest path that stays inside it as written; for any other
+path (absolute, ``~``, a ``${VAR}`` that expands to one, or one that leaves the manifest's
+folder with ``..``), the folder the path names, as the operator wrote it. A folder scan skips
+(and lists in ``Catalogue.skipped``) what breaks the rule; a manifest row that breaks it is a
+problem of that row. The real path is what the store records, so a store holds no symlinks.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import logging
 import math
 import os
 import re
+import stat
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,7 @@ from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 COLUMNS = ("programme", "episode_id", "media_path", "title", "air_date", "description", "genre",
            "programme_id", "start_s", "end_s")
 REQUIRED = ("programme", "episode_id", "media_path")
+log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".mxf", ".ts", ".m4v", ".webm", ".mpg",
                     ".mpeg", ".wmv", ".flv"}
 
@@ -41,6 +52,9 @@ class Catalogue:
     programmes: list[ProgrammeRecord]
     episodes: list[EpisodeRecord]
     source: str
+    # Files a folder scan left out, each "PATH: why" (a symlink leaving the root, not a
+    # regular file); a manifest never skips: such a row is one of its problems.
+    skipped: list[str] = field(default_factory=list)
 
 
 def slug(text: str) -> str:
@@ -48,15 +62,44 @@ def slug(text: str) -> str:
     return s or "untitled"
 
 
-def _expand(raw: str, base: Path, environ: dict[str, str]) -> Path:
+def _expand(raw: str, base: Path, environ: dict[str, str]) -> tuple[Path, Path]:
+    """The path a manifest row names (absolute, lexically normalised) and its root."""
     try:
         text = string.Template(raw).substitute(environ)
     except KeyError as exc:
         raise ValueError(f"environment variable {exc.args[0]} is not set") from None
     except ValueError as exc:
         raise ValueError(f"bad ${{...}} in path: {exc}") from None
-    path = Path(os.path.expanduser(text))
-    return path if path.is_absolute() else (base / path)
+    folder = Path(os.path.abspath(base))
+    path = Path(os.path.normpath(folder / os.path.expanduser(text)))
+    return path, (folder if _inside(path, folder) else path.parent)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def checked_media(path: Path, root: Path) -> Path:
+    """The real path of the media file ``path`` found under ``root``: a ValueError (the one
+    problem with it) unless it exists, its real path lies inside ``root``'s real path (a
+    symlink is followed only inside its root) and it is a regular file."""
+    try:
+        real = path.resolve(strict=True)
+        real_root = root.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, a dangling link, a link loop
+        raise ValueError(f"media file not found: {path}") from None
+    if not _inside(real, real_root):
+        raise ValueError(f"media path {path} is a symlink to {real}, outside {real_root}: "
+                         f"symlinks are followed only inside that folder")
+    mode = os.stat(real).st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise ValueError(f"media path {path} is {kind}, not a regular file")
+    return real
 
 
 def _float(value: Any, name: str) -> float | None:
@@ -102,6 +145,54 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     raise ManifestError(f"{path}: a manifest must be .csv or .jsonl")
 
 
+def _problem(problems: list[str], fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or None with its ValueError added to ``problems``."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _parse_row(row: dict[str, Any], base: Path, env: dict[str, str], seen: set[str],
+               programmes: dict[str, ProgrammeRecord]
+               ) -> tuple[list[str], ProgrammeRecord | None, EpisodeRecord | None]:
+    """Every problem of one manifest row, or its programme and episode."""
+    problems: list[str] = []
+    ep_id = str(row["episode_id"]).strip()
+    if ep_id in seen:
+        problems.append(f"duplicate episode_id {ep_id!r}")
+    seen.add(ep_id)
+    if "@" in ep_id or "/" in ep_id:
+        problems.append(f"episode_id {ep_id!r} may not contain '@' or '/'")
+    named = _problem(problems, _expand, str(row["media_path"]), base, env)
+    media = _problem(problems, checked_media, *named) if named else None
+    air = str(row.get("air_date") or "").strip()
+    air_date = None
+    if air:
+        try:
+            air_date = dt.date.fromisoformat(air)
+        except ValueError:
+            problems.append(f"bad air_date {air!r} (expected YYYY-MM-DD)")
+    start = _problem(problems, _float, row.get("start_s"), "start_s")
+    end = _problem(problems, _float, row.get("end_s"), "end_s")
+    if start is not None and end is not None and end <= start:
+        problems.append(f"end_s ({end}) must be after start_s ({start})")
+    title = str(row["programme"]).strip()
+    prog_id = str(row.get("programme_id") or "").strip() or slug(title)
+    known = programmes.get(prog_id)
+    if known is not None and known.title != title:
+        problems.append(f"programme_id {prog_id!r} is used for two titles: "
+                        f"{known.title!r} and {title!r}")
+    if problems or media is None:
+        return problems, None, None
+    prog = known or ProgrammeRecord(prog_id, title, genre=str(row.get("genre") or "").strip())
+    return problems, prog, EpisodeRecord(
+        id=ep_id, programme_id=prog_id, title=str(row.get("title") or ep_id).strip(),
+        media_path=str(media), air_date=air_date,
+        description=str(row.get("description") or "").strip(), start_s=start, end_s=end)
+
+
 def load_manifest(path: str | Path, environ: dict[str, str] | None = None) -> Catalogue:
     path = Path(path)
     if not path.is_file():
@@ -110,43 +201,18 @@ def load_manifest(path: str | Path, environ: dict[str, str] | None = None) -> Ca
     errors: list[str] = []
     programmes: dict[str, ProgrammeRecord] = {}
     episodes: dict[str, EpisodeRecord] = {}
+    seen: set[str] = set()
     for line, row in _rows(path):
         where = f"{path.name}:{line}"
         missing = [c for c in REQUIRED if not str(row.get(c) or "").strip()]
         if missing:
             errors.append(f"{where}: missing {', '.join(missing)}")
             continue
-        try:
-            ep_id = str(row["episode_id"]).strip()
-            if ep_id in episodes:
-                raise ValueError(f"duplicate episode_id {ep_id!r}")
-            if "@" in ep_id or "/" in ep_id:
-                raise ValueError(f"episode_id {ep_id!r} may not contain '@' or '/'")
-            media = _expand(str(row["media_path"]), path.parent, env)
-            if not media.exists():
-                raise ValueError(f"media file not found: {media}")
-            air = str(row.get("air_date") or "").strip()
-            try:
-                air_date = dt.date.fromisoformat(air) if air else None
-            except ValueError:
-                raise ValueError(f"bad air_date {air!r} (expected YYYY-MM-DD)") from None
-            start, end = _float(row.get("start_s"), "start_s"), _float(row.get("end_s"), "end_s")
-            if start is not None and end is not None and end <= start:
-                raise ValueError(f"end_s ({end}) must be after start_s ({start})")
-            title = str(row["programme"]).strip()
-            prog_id = str(row.get("programme_id") or "").strip() or slug(title)
-            known = programmes.get(prog_id)
-            if known is not None and known.title != title:
-                raise ValueError(f"programme_id {prog_id!r} is used for two titles: "
-                                 f"{known.title!r} and {title!r}")
-            programmes.setdefault(prog_id, ProgrammeRecord(
-                prog_id, title, genre=str(row.get("genre") or "").strip()))
-            episodes[ep_id] = EpisodeRecord(
-                id=ep_id, programme_id=prog_id, title=str(row.get("title") or ep_id).strip(),
-                media_path=str(media.resolve()), air_date=air_date,
-                description=str(row.get("description") or "").strip(), start_s=start, end_s=end)
-        except ValueError as exc:
-            errors.append(f"{where}: {exc}")
+        problems, prog, episode = _parse_row(row, path.parent, env, seen, programmes)
+        errors.extend(f"{where}: {p}" for p in problems)
+        if prog is not None and episode is not None:
+            programmes.setdefault(prog.id, prog)
+            episodes[episode.id] = episode
     if errors:
         raise ManifestError(f"{len(errors)} problem(s) in {path}:\n  " + "\n  ".join(errors))
     if not episodes:
@@ -155,24 +221,33 @@ def load_manifest(path: str | Path, environ: dict[str, str] | None = None) -> Ca
 
 
 def scan_folder(root: str | Path) -> Catalogue:
-    """``ROOT/<programme>/<episode files>``: one programme per sub-folder."""
+    """``ROOT/<programme>/<episode files>``: one programme per sub-folder. Only regular files
+    whose real path is inside ROOT are taken; the others are skipped with a warning."""
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"{root}: not a folder")
-    programmes, episodes = [], []
+    programmes, episodes, skipped = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in folder.iterdir()
-                       if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+        files = []
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            try:
+                files.append((f, checked_media(f, root)))
+            except ValueError as exc:
+                skipped.append(str(exc))
+                log.warning("skipped: %s", exc)
         if not files:
             continue
         prog = ProgrammeRecord(slug(folder.name), folder.name)
         programmes.append(prog)
-        for f in files:
+        for f, real in files:
             episodes.append(EpisodeRecord(f"{prog.id}-{slug(f.stem)}", prog.id, f.stem,
-                                          str(f.resolve())))
+                                          str(real)))
     if not episodes:
-        raise ManifestError(f"{root}: no video files in its sub-folders (ROOT/<programme>/<files>)")
-    return Catalogue(programmes, episodes, str(root))
+        raise ManifestError(f"{root}: no video files in its sub-folders (ROOT/<programme>/<files>)"
+                            + "".join(f"\n  skipped {s}" for s in skipped))
+    return Catalogue(programmes, episodes, str(root), skipped)
 
 
 def load_catalogue(source: str | Path) -> Catalogue:

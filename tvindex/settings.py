@@ -47,11 +47,18 @@ class PathsSettings(_Section):
     cache_dir: Path = Path("~/.cache/tvindex/models")
     data_dir: Path = Path("./var")
     shared_dir: Path | None = None
+    # Folders the web server may serve media from (empty: any folder, see config/default.yaml).
+    media_roots: list[Path] = Field(default_factory=list)
 
     @field_validator("model_dir", "cache_dir", "data_dir", "shared_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return None if v is None else Path(os.path.expanduser(str(v)))
+
+    @field_validator("media_roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, v: list[Path]) -> list[Path]:
+        return [Path(os.path.expanduser(str(p))) for p in v]
 
 
 class ModelsSettings(_Section):
