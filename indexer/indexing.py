@@ -4,6 +4,12 @@ Resumable and idempotent: an episode is skipped when it is indexed with the same
 fingerprint and configuration version; each episode is written in one transaction, so a crash
 (even ``kill -9``) mid-episode leaves its old state, and the next run redoes it. A file that
 cannot be read is recorded as failed with the reason, and the run goes on.
+
+Runs sharing a data dir claim each episode before tagging it (``indexer.claims``), so each
+episode is tagged once; fingerprints come from the data dir's cache while a file's size,
+times, inode and device are unchanged (``indexer.fingerprints``). A run whose first attempts
+all fail the same way on episodes indexed before from the same media stops before marking
+any of them failed (``IndexAborted``): a broken setting does not wipe good tags.
 """
 
 from __future__ import annotations
@@ -11,17 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from indexer.catalogue import Catalogue
+from indexer.claims import Claim, EpisodeClaims, NoClaims
+from indexer.fingerprints import FingerprintCache
 from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames
 from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
 from indexer.taggers.base import Tagger
@@ -29,25 +37,10 @@ from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, SegmentTags
 from tvindex.core.stats import EmbeddingAccumulator, StatsAccumulator, threshold_for
 from tvindex.core.store import CatalogueWriter, StoreUnavailable
+from tvindex.errors import UserError
 from tvindex.settings import AggregationSettings, SamplingSettings
 
 log = logging.getLogger(__name__)
-FINGERPRINT_CHUNK = 1 << 22  # 4 MiB from each end of the file
-
-
-def content_fingerprint(episode: EpisodeRecord) -> str:
-    """Hash of the file's size, its first and last 4 MiB, and the episode's time range: cheap
-    on multi-GB masters, and it changes when a file is replaced or re-encoded."""
-    path = Path(episode.media_path)
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(f"{size}|{episode.start_s}|{episode.end_s}|".encode())
-    with open(path, "rb") as f:
-        h.update(f.read(FINGERPRINT_CHUNK))
-        if size > 2 * FINGERPRINT_CHUNK:
-            f.seek(size - FINGERPRINT_CHUNK)
-            h.update(f.read(FINGERPRINT_CHUNK))
-    return h.hexdigest()[:32]
 
 
 def config_version(taggers: Sequence[Tagger], embedder: Tagger | None,
@@ -203,29 +196,98 @@ class IndexReport:
     indexed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    by_other_run: list[str] = field(default_factory=list)  # done by a run sharing the data dir
     frames: int = 0
     seconds: float = 0.0
+    hashed: int = 0  # fingerprints computed (not taken from the cache)
 
     def to_dict(self) -> dict:
         return {"indexed": len(self.indexed), "skipped": len(self.skipped),
                 "failed": self.failed, "frames": self.frames,
                 "seconds": round(self.seconds, 2),
-                "frames_per_s": round(self.frames / self.seconds, 2) if self.seconds else None}
+                "frames_per_s": round(self.frames / self.seconds, 2) if self.seconds else None,
+                "indexed_ids": list(self.indexed), "by_other_run": list(self.by_other_run),
+                "hashed": self.hashed}
+
+
+class IndexAborted(UserError):
+    """Every episode the run tried failed the same way, and each was indexed before from the
+    same media: a fault of the settings or the environment, not of the media. Nothing was
+    marked failed; the previous tags are kept."""
+
+
+ABORT_AFTER = 3  # same-reason failures of unchanged, indexed episodes that stop a run
+
+
+def _same_reason(reason: str) -> str:
+    """A failure's reason with its numbers blanked (time ranges and sizes differ per episode)."""
+    return re.sub(r"\d+(?:\.\d+)?", "#", reason)
+
+
+class _FailureGuard:
+    """Holds back the failures of the run's first attempts while each of them is an episode
+    indexed before from the same media (unchanged fingerprint) failing for the same reason.
+    The first success, or the first failure that does not fit, writes the held failures and
+    ends the watch; ``ABORT_AFTER`` held failures (or a run whose attempts all were held)
+    raise :class:`IndexAborted` before any of them is marked failed."""
+
+    def __init__(self, store: CatalogueWriter, report: IndexReport) -> None:
+        self.store = store
+        self.report = report
+        self.watching = True
+        self.held: list[tuple[str, str, str]] = []  # episode id, reason, message
+
+    def failed(self, episode_id: str, reason: str, message: str, unchanged_indexed: bool) -> None:
+        if (self.watching and unchanged_indexed
+                and (not self.held or _same_reason(reason) == _same_reason(self.held[0][1]))):
+            self.held.append((episode_id, reason, message))
+            if len(self.held) >= ABORT_AFTER:
+                self._abort()
+            return
+        self.settle()
+        _mark_failed(self.store, episode_id, reason)
+        self.report.failed[episode_id] = message
+
+    def settle(self) -> None:
+        self.watching = False
+        for episode_id, reason, message in self.held:
+            _mark_failed(self.store, episode_id, reason)
+            self.report.failed[episode_id] = message
+        self.held.clear()
+
+    def finish(self) -> None:
+        if self.held:
+            self._abort()
+
+    def _abort(self) -> None:
+        ids = ", ".join(e for e, _, _ in self.held)
+        raise IndexAborted(
+            f"every episode fails with: {self.held[0][1]} (tried: {ids}; each was indexed "
+            "before from the same media); nothing was marked failed and their previous tags "
+            "are kept: check the settings (sampling, taggers) and the environment, then run "
+            "again")
 
 
 def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Tagger],
               sampling: SamplingSettings, aggregation: AggregationSettings, *,
               embedder: Tagger | None, batch_size: int = 16, force: bool = False,
-              shard: tuple[int, int] | None = None, progress: bool = True) -> IndexReport:
+              shard: tuple[int, int] | None = None, progress: bool = True,
+              fingerprints: FingerprintCache | None = None,
+              claims: EpisodeClaims | None = None) -> IndexReport:
     """Index every episode of the catalogue that needs it. Returns what happened.
 
     ``sampling``/``aggregation``: those settings sections; ``embedder``: one of ``taggers``
     (see :func:`indexer.frame_tagging.choose_embedder`) or None; ``batch_size``: frames per
     tagger call. The sampler is built once for the run and each file is probed once.
+    ``fingerprints``: the data dir's fingerprint cache (None: every file is hashed);
+    ``claims``: the data dir's episode claims, for runs that share it (None: this run is
+    alone). Raises :class:`IndexAborted` when every episode tried fails the same way (see
+    :class:`_FailureGuard`).
     """
     from tqdm import tqdm
 
     started = time.perf_counter()
+    started_wall = time.time()
     builder = EpisodeBuilder(taggers, Sampler.from_section(sampling), aggregation,
                              embedder=embedder, batch_size=batch_size)
     version = config_version(taggers, embedder, sampling, aggregation)
@@ -233,13 +295,15 @@ def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Ta
     store.register_label_sets(builder.label_sets)
     states = {s.id: s for s in store.episode_states()}
     report = IndexReport()
+    cache = fingerprints if fingerprints is not None else FingerprintCache(None)
+    hashed_before = cache.computed
 
     todo: list[tuple[EpisodeRecord, str]] = []
     for ep in catalogue.episodes:
         if not in_shard(ep.id, shard):
             continue
         try:
-            fp = content_fingerprint(ep)
+            fp = cache.fingerprint(ep)
         except OSError as exc:
             _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
             report.failed[ep.id] = str(exc)
@@ -250,41 +314,66 @@ def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Ta
             report.skipped.append(ep.id)
             continue
         todo.append((ep, fp))
+    cache.save()
+    report.hashed = cache.computed - hashed_before
+    guard = _FailureGuard(store, report)
+    holder: EpisodeClaims | NoClaims = claims if claims is not None else NoClaims()
 
     bar = tqdm(total=len(todo), unit="ep", file=sys.stderr, disable=not progress or None,
                desc="indexing", dynamic_ncols=True)
+
+    def on_frame(_f: Frame) -> None:
+        report.frames += 1
+        elapsed = time.perf_counter() - started
+        bar.set_postfix(frames=report.frames,
+                        fps=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
+
+    def attempt(ep: EpisodeRecord, fp: str, claim: Claim) -> None:
+        if claim.finished_elsewhere(fp, version, started_wall):
+            report.by_other_run.append(ep.id)  # a run sharing the data dir did it meanwhile
+            return
+        bar.set_description(f"indexing {ep.id}")
+        st = states.get(ep.id)
+        unchanged_indexed = st is not None and st.status == "indexed" and st.fingerprint == fp
+        try:
+            tags = builder.tag(ep, fp, version, on_frame=on_frame)
+        except MediaError as exc:
+            claim.note("failed", fingerprint=fp, config_version=version)
+            log.warning("failed: %s", exc)
+            guard.failed(ep.id, exc.reason if hasattr(exc, "reason") else str(exc), str(exc),
+                         unchanged_indexed)
+            return
+        try:
+            store.write_episode(tags)
+        except StoreUnavailable as exc:
+            # The store's own bounded retries are spent and the write left nothing
+            # half-done: record why and go on; the next run redoes the episode.
+            reason = f"store unavailable: {exc}"
+            guard.settle()
+            _mark_failed(store, ep.id, reason)
+            report.failed[ep.id] = reason
+            log.warning("failed: %s: %s", ep.id, reason)
+            return
+        claim.note("done", fingerprint=fp, config_version=version)
+        guard.settle()
+        report.indexed.append(ep.id)
+
+    deferred: list[tuple[EpisodeRecord, str]] = []
     with bar:
         for ep, fp in todo:
-            bar.set_description(f"indexing {ep.id}")
-
-            def on_frame(_f: Frame) -> None:
-                report.frames += 1
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(frames=report.frames,
-                                fps=f"{report.frames / elapsed:.1f}" if elapsed else "-",
-                                refresh=False)
-
-            try:
-                tags = builder.tag(ep, fp, version, on_frame=on_frame)
-            except MediaError as exc:
-                _mark_failed(store, ep.id, exc.reason if hasattr(exc, "reason") else str(exc))
-                report.failed[ep.id] = str(exc)
-                log.warning("failed: %s", exc)
-                bar.update(1)
+            claim = holder.claim(ep.id)
+            if claim is None:  # another run is on it: look again at the end
+                deferred.append((ep, fp))
                 continue
-            try:
-                store.write_episode(tags)
-            except StoreUnavailable as exc:
-                # The store's own bounded retries are spent and the write left nothing
-                # half-done: record why and go on; the next run redoes the episode.
-                reason = f"store unavailable: {exc}"
-                _mark_failed(store, ep.id, reason)
-                report.failed[ep.id] = reason
-                log.warning("failed: %s: %s", ep.id, reason)
-                bar.update(1)
-                continue
-            report.indexed.append(ep.id)
+            with claim:
+                attempt(ep, fp, claim)
             bar.update(1)
+        for ep, fp in deferred:
+            bar.set_description(f"waiting for {ep.id}")
+            with holder.claim(ep.id, wait=True) as claim:  # type: ignore[union-attr]
+                attempt(ep, fp, claim)
+            bar.update(1)
+    guard.finish()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -230,3 +230,151 @@ def test_each_episode_file_is_probed_once(tmp_path, env, video_dir, capsys, monk
     assert main(["index", str(m), "--no-progress"]) == 0
     assert "indexed 0, unchanged 3, failed 0" in capsys.readouterr().out
     assert probed == []
+
+
+def _status_without_times(env: dict[str, str]) -> list[dict]:
+    import json
+
+    rows = json.loads(run_cli(env, "status", "--json").stdout)
+    return [{k: v for k, v in r.items() if k != "indexed_at"} for r in rows]
+
+
+def test_two_runs_on_one_data_dir_tag_each_episode_once(tmp_path, env, video_dir):
+    """Two `tvindex index` runs started together on one data dir: their `indexed` lists are
+    disjoint and cover the catalogue, and the catalogue equals a single clean run's."""
+    import json
+
+    bikes, vtest, car = video_dir / "bikes.mp4", video_dir / "vtest.avi", \
+        video_dir / "carphone_pristine.mp4"
+    rows = [f"Bikes,b{i},{bikes},{i * 2.5},{i * 2.5 + 2.5}" for i in range(4)]
+    rows += [f"Plaza,p{i},{vtest},{i * 8},{i * 8 + 8}" for i in range(4)]
+    rows += [f"Car,c{i},{car},{i * 2},{i * 2 + 2}" for i in range(2)]
+    m = write_manifest(tmp_path, rows)
+    ids = {r.split(",")[1] for r in rows}
+    procs = [subprocess.Popen(cli("index", str(m), "--no-progress", "--json"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+        outs.append(json.loads(out))
+    done = [set(o["indexed_ids"]) for o in outs]
+    assert not done[0] & done[1], "an episode was tagged by both runs"
+    assert done[0] | done[1] == ids
+    assert all(not o["failed"] for o in outs)
+    for o, d in zip(outs, done):  # what a run left to the other is what the other did
+        assert set(o["by_other_run"]) <= ids - d
+        assert len(d) + o["skipped"] + len(o["by_other_run"]) <= len(ids)
+
+    clean = dict(env, TVINDEX_DATA_DIR=str(tmp_path / "clean"))
+    run_cli(clean, "index", str(m), "--no-progress")
+    assert _status_without_times(env) == _status_without_times(clean)
+    for q in ("object:person", "object:car", "object:bicycle -object:car"):
+        for level in ("shot", "episode", "programme"):
+            a = run_cli(env, "search", q, "--level", level, "--json").stdout
+            b = run_cli(clean, "search", q, "--level", level, "--json").stdout
+            assert a == b, (q, level)
+    assert dump(Path(env["TVINDEX_DATA_DIR"]) / "catalogue.sqlite") == \
+        dump(Path(clean["TVINDEX_DATA_DIR"]) / "catalogue.sqlite")
+
+
+def test_resume_hashes_only_changed_files(tmp_path, env, video_dir, capsys, monkeypatch):
+    """The fingerprint cache: an unchanged file is not hashed again on resume; a file
+    rewritten with the same size (new mtime) is, and its episode is re-indexed."""
+    from indexer import fingerprints
+
+    hashed: list[str] = []
+    real = fingerprints.content_fingerprint
+
+    def spy(episode):
+        hashed.append(episode.id)
+        return real(episode)
+
+    monkeypatch.setattr(fingerprints, "content_fingerprint", spy)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    data = (video_dir / "bikes.mp4").read_bytes()
+    a.write_bytes(data)
+    b.write_bytes(data)
+    m = write_manifest(tmp_path, [f"A,a1,{a},0,3", f"B,b1,{b},0,3"])
+    assert main(["index", str(m), "--no-progress"]) == 0
+    assert "indexed 2, unchanged 0, failed 0" in capsys.readouterr().out
+    assert sorted(hashed) == ["a1", "b1"]
+    assert (Path(env["TVINDEX_DATA_DIR"]) / "fingerprints.sqlite").is_file()
+
+    hashed.clear()
+    assert main(["index", str(m), "--no-progress"]) == 0
+    assert "indexed 0, unchanged 2, failed 0" in capsys.readouterr().out
+    assert hashed == []
+
+    st = b.stat()  # same size, one byte of the first 4 MiB changed, a new mtime
+    with open(b, "r+b") as f:
+        f.seek(len(data) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert b.stat().st_size == st.st_size
+    hashed.clear()
+    assert main(["index", str(m), "--no-progress"]) == 0
+    assert "indexed 1, unchanged 1, failed 0" in capsys.readouterr().out
+    assert hashed == ["b1"]
+
+
+def _every_episode_fails_setup(tmp_path, env, video_dir, monkeypatch):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bikes, vtest = video_dir / "bikes.mp4", video_dir / "vtest.avi"
+    m = write_manifest(tmp_path, [f"Bikes,b1,{bikes},0,5.48", f"Bikes,b2,{bikes},5.48,10",
+                                  f"Plaza,v1,{vtest},0,10", f"Plaza,v2,{vtest},10,20"])
+    assert main(["index", str(m), "--no-progress"]) == 0
+    return m, Path(env["TVINDEX_DATA_DIR"]) / "catalogue.sqlite"
+
+
+def test_a_setting_that_fails_every_episode_keeps_the_previous_tags(tmp_path, env, video_dir,
+                                                                    capsys, monkeypatch):
+    """`sampling.every_s: .inf` (settings refuse it now; any broken setting could do the
+    same) makes every episode fail: the run stops before marking any of them failed."""
+    import math
+
+    from indexer.frame_tagging import choose_embedder
+    from indexer.indexing import IndexAborted, run_index
+    from indexer.taggers import taggers_from_settings
+    from tvindex.settings import load_settings
+
+    m, db = _every_episode_fails_setup(tmp_path, env, video_dir, monkeypatch)
+    capsys.readouterr()
+    before = dump(db)
+    settings = load_settings(None, {})
+    broken = settings.sampling.model_copy(update={"every_s": math.inf})  # not validated
+    taggers = taggers_from_settings(settings)
+    from indexer.catalogue import load_catalogue
+
+    with SqliteStore(db) as store, pytest.raises(IndexAborted) as err:
+        run_index(load_catalogue(m), store, taggers, broken, settings.aggregation,
+                  embedder=choose_embedder(taggers, settings.taggers.embedding),
+                  progress=False)
+    assert str(err.value).startswith("every episode fails with: no frames could be sampled")
+    assert "nothing was marked failed and their previous tags are kept" in str(err.value)
+    assert dump(db) == before
+
+
+def test_index_cli_stops_with_exit_2_when_every_episode_fails(tmp_path, env, video_dir,
+                                                             capsys, monkeypatch):
+    """The same through the CLI, with the sampler finding no frame in any episode (what
+    `every_s: .inf` did): one `tvindex: error:` line, exit status 2, the tags unchanged."""
+    from indexer.media import sampling
+
+    m, db = _every_episode_fails_setup(tmp_path, env, video_dir, monkeypatch)
+    capsys.readouterr()
+    before = dump(db)
+    monkeypatch.setattr(sampling, "_sample_times", lambda start, end, every_s: iter(()))
+    assert main(["index", str(m), "--force", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("tvindex: error: every episode fails with: no frames could be "
+                              "sampled in 0.0-5.5 s (tried: b1, b2, v1;")
+    assert "Traceback" not in "\n".join(err)
+    assert dump(db) == before

@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
+    from indexer.claims import EpisodeClaims
+    from indexer.fingerprints import FingerprintCache
     from indexer.frame_tagging import choose_embedder
     from indexer.indexing import run_index
     from indexer.taggers import taggers_from_settings
@@ -49,10 +51,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     catalogue = load_catalogue(args.source)
     taggers = taggers_from_settings(settings)
     embedder = choose_embedder(taggers, settings.taggers.embedding)
+    data_dir = settings.paths.data_dir
     with open_store(settings) as store:
+        # Runs sharing the data dir claim episodes there (each is tagged once), and keep
+        # the files' fingerprints there (a resume hashes only what changed).
         report = run_index(catalogue, store, taggers, settings.sampling, settings.aggregation,
                            embedder=embedder, batch_size=settings.taggers.batch_size,
-                           force=args.force, shard=args.shard, progress=not args.no_progress)
+                           force=args.force, shard=args.shard, progress=not args.no_progress,
+                           fingerprints=FingerprintCache.in_data_dir(data_dir),
+                           claims=EpisodeClaims.in_data_dir(data_dir))
         # Keep the vector indexes (similar shots, query by example) in step with the store.
         # A store that went away is not this run's failure: the episodes already say what
         # happened, and the next run (or the web server) syncs.
@@ -66,7 +73,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(report.to_dict() | {"vectors": report_vectors}, indent=1))
     else:
         r = report.to_dict()
-        print(f"indexed {r['indexed']}, unchanged {r['skipped']}, failed {len(r['failed'])}; "
+        by_other = (f", done by another run {len(r['by_other_run'])}"
+                    if r["by_other_run"] else "")
+        print(f"indexed {r['indexed']}, unchanged {r['skipped']}{by_other}, "
+              f"failed {len(r['failed'])}; "
               f"{r['frames']} frames in {r['seconds']} s "
               f"({r['frames_per_s'] or 0} frames/s); vectors: "
               + (", ".join(f"{n} {level}s" for level, n in report_vectors["counts"].items())
