@@ -6,17 +6,27 @@ the names of the two data files), ``index-<gen>.faiss`` and ``ids-<gen>.json`` (
 their string ids). Data files are written under a new generation name, flushed, then the
 manifest is replaced atomically (temporary file + ``os.replace``); old generations are deleted
 afterwards. A crash at any point leaves either the old index or the new one, never a mix.
+
+Checksums: ``save_files`` returns the size and sha256 of each file it wrote (the FAISS file is
+hashed while FAISS writes it, through a callback writer, so it is never read back);
+``load(..., checksums=)`` refuses a file that is missing, of another size (checked first, from
+``stat``) or of another sha256, before FAISS reads a byte of it. A file whose (path, size,
+modification time, inode) this process already hashed (it wrote it, or loaded it before) is
+not hashed again. sha256 runs at about 1.6 GB/s on one core with SHA extensions (0.6 s per
+GB, about 0.8 s for a 1M x 1 280 IVF-SQ8 shot index), once per file generation per process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tvindex.core.files import fsync, fsync_dir, write_atomic
+from tvindex.core.files import fsync_dir, write_atomic
 
 FORMAT = "tvindex-vectors"
 VERSION = 1
@@ -24,11 +34,130 @@ EXACT = "exact"
 IVF_SQ8 = "ivf-sq8"
 KINDS = (EXACT, IVF_SQ8)
 _MANIFEST = "manifest.json"
+MANIFEST = _MANIFEST
+_BLOCK = 16 << 20  # bytes per callback while FAISS writes or reads a file, and per hash step
+# (absolute path, size, mtime_ns, inode) -> sha256 of files this process wrote or verified
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}
+_VERIFIED_MAX = 4096
 
 
 class VectorIndexError(ValueError):
     """Bad input (shape, dimension, non-finite or non-unit vectors, duplicate ids) or an index
     directory that cannot be read; the message says what and where."""
+
+
+def _key(path: Path, st: os.stat_result) -> tuple[str, int, int, int]:
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _remember(path: Path, sha256: str) -> None:
+    """Note that ``path``, as it is now on disk, has this sha256 (it was just written)."""
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[_key(path, os.stat(path))] = sha256
+
+
+def checksum(data: bytes) -> dict[str, Any]:
+    """The record ``load(checksums=)`` compares a file with: its size and sha256."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def checksum_file(path: str | os.PathLike) -> dict[str, Any]:
+    """``checksum`` of a file on disk, hashed in blocks (or remembered; see the docstring)."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        digest = _VERIFIED.get(_key(Path(path), st))
+        if digest is None:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            _VERIFIED[_key(Path(path), st)] = digest
+        return {"size": st.st_size, "sha256": digest}
+
+
+def _expected(path: Path, checksums: Mapping[str, Any]) -> tuple[int, str]:
+    want = checksums.get(path.name)
+    if not isinstance(want, Mapping) or not isinstance(want.get("size"), int) \
+            or not isinstance(want.get("sha256"), str):
+        raise VectorIndexError(f"{path}: not the file whose checksum was recorded "
+                               f"(recorded: {', '.join(sorted(checksums)) or 'none'})")
+    return want["size"], want["sha256"]
+
+
+def _size_mismatch(path: Path, size: int, want: int) -> VectorIndexError:
+    return VectorIndexError(f"{path}: {size} bytes, {want} recorded (truncated or overwritten)")
+
+
+def _hash_mismatch(path: Path) -> VectorIndexError:
+    return VectorIndexError(f"{path}: its content differs from the recorded sha256 "
+                            "(overwritten or corrupted)")
+
+
+def _verify_bytes(path: Path, data: bytes, checksums: Mapping[str, Any] | None) -> None:
+    if checksums is None:
+        return
+    size, sha = _expected(path, checksums)
+    if len(data) != size:
+        raise _size_mismatch(path, len(data), size)
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise _hash_mismatch(path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise VectorIndexError(f"{path}: missing") from None
+    except OSError as exc:
+        raise VectorIndexError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _write_index(faiss: Any, index: Any, path: Path) -> dict[str, Any]:
+    """``faiss.write_index`` to ``path``, hashing the bytes on their way to the file;
+    flushed to the disk. Returns its ``checksum``."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "wb") as f:
+        def put(data: bytes) -> int:
+            nonlocal size
+            f.write(data)
+            h.update(data)
+            size += len(data)
+            return len(data)
+
+        writer = faiss.PyCallbackIOWriter(put, _BLOCK)
+        try:
+            faiss.write_index(index, writer)
+        finally:
+            del writer  # its destructor writes what it still buffers
+        f.flush()
+        os.fsync(f.fileno())
+    if os.path.getsize(path) != size:
+        raise OSError(f"{path}: {os.path.getsize(path)} bytes written of {size}")
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def _read_index(faiss: Any, path: Path, checksums: Mapping[str, Any] | None) -> Any:
+    """``faiss.read_index`` of ``path``; with ``checksums``, its size and then its sha256
+    are checked first (from the same open file, so it cannot be swapped in between)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed by the with below; a missing file is damage)
+    except FileNotFoundError:
+        raise VectorIndexError(f"{path}: missing") from None
+    with f:
+        if checksums is not None:
+            size, sha = _expected(path, checksums)
+            st = os.fstat(f.fileno())
+            if st.st_size != size:
+                raise _size_mismatch(path, st.st_size, size)
+            if _VERIFIED.get(_key(path, st)) != sha:
+                if hashlib.file_digest(f, "sha256").hexdigest() != sha:
+                    raise _hash_mismatch(path)
+                _VERIFIED[_key(path, st)] = sha
+                f.seek(0)
+        reader = faiss.PyCallbackIOReader(f.read, _BLOCK)
+        try:
+            return faiss.read_index(reader)
+        finally:
+            del reader
 
 
 def faiss_module():
@@ -59,6 +188,12 @@ class VectorIndexFiles:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the index to ``directory`` (created if needed) atomically; returns it."""
+        self.save_files(directory)
+        return Path(directory)
+
+    def save_files(self, directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
+        """``save``, returning the ``checksum`` of each file written, by file name (what
+        ``load(checksums=)`` takes)."""
         faiss = faiss_module()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -68,34 +203,45 @@ class VectorIndexFiles:
             manifest = self.manifest() | {"index_file": index_name, "ids_file": ids_name}
             labels = sorted(self._id_of)
             id_map = {"labels": labels, "ids": [self._id_of[label] for label in labels]}
-            write_atomic(d / ids_name, json.dumps(id_map, ensure_ascii=False).encode())
+            ids_data = json.dumps(id_map, ensure_ascii=False).encode()
+            write_atomic(d / ids_name, ids_data)
             tmp = d / f".{index_name}.tmp"
-            faiss.write_index(self._index, str(tmp))
-            fsync(tmp)
+            sums = {index_name: _write_index(faiss, self._index, tmp), ids_name: checksum(ids_data)}
             os.replace(tmp, d / index_name)
-        write_atomic(d / _MANIFEST, json.dumps(manifest, indent=1).encode() + b"\n")
+        manifest_data = json.dumps(manifest, indent=1).encode() + b"\n"
+        write_atomic(d / _MANIFEST, manifest_data)
         fsync_dir(d)
+        sums[_MANIFEST] = checksum(manifest_data)
+        for name, record in sums.items():
+            _remember(d / name, record["sha256"])
         for old in list(d.glob("index-*.faiss")) + list(d.glob("ids-*.json")) + list(
                 d.glob(".index-*.tmp")) + list(d.glob(".ids-*.tmp")):
             if old.name not in (index_name, ids_name):
                 old.unlink(missing_ok=True)
-        return d
+        return sums
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, use_gpu: bool | None = None,
-             **settings: int | None) -> Any:
+             checksums: Mapping[str, Any] | None = None, **settings: int | None) -> Any:
         """Read an index written by ``save``. Settings come from its manifest unless given
         here (``exact_threshold``, ``nlist``, ``nprobe``, ``train_size``, ``seed``; None keeps
         the saved value); ``nlist`` and ``exact_threshold`` apply from the next build. A
-        missing, foreign or inconsistent directory raises VectorIndexError naming the file."""
+        missing, foreign or inconsistent directory raises VectorIndexError naming the file;
+        so does, with ``checksums`` (what ``save_files`` returned), a file that is missing or
+        differs from its record in size or sha256."""
         faiss = faiss_module()
         d = Path(directory)
         path = d / _MANIFEST
         try:
-            m = json.loads(path.read_text())
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise VectorIndexError(f"{path}: no vector index here") from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise VectorIndexError(f"{path}: unreadable manifest ({exc})") from None
+        _verify_bytes(path, raw, checksums)
+        try:
+            m = json.loads(raw)
+        except ValueError as exc:
             raise VectorIndexError(f"{path}: unreadable manifest ({exc})") from None
         if not isinstance(m, dict) or m.get("format") != FORMAT:
             raise VectorIndexError(f"{path}: not a {FORMAT} manifest")
@@ -116,9 +262,13 @@ class VectorIndexFiles:
         except (KeyError, TypeError) as exc:
             raise VectorIndexError(f"{path}: incomplete manifest ({exc})") from None
         try:
-            index = faiss.read_index(str(index_path))
-            id_map = json.loads(ids_path.read_text())
+            ids_data = _read_bytes(ids_path)
+            _verify_bytes(ids_path, ids_data, checksums)
+            index = _read_index(faiss, index_path, checksums)
+            id_map = json.loads(ids_data)
             labels, ids = id_map["labels"], id_map["ids"]
+        except VectorIndexError:
+            raise
         except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise VectorIndexError(f"{d}: cannot read the index files ({exc})") from None
         count = m["count"]

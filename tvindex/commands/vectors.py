@@ -3,6 +3,10 @@
 ``tvindex index`` syncs them after every run and the web server before answering from them,
 so ``rebuild`` is for repairs: after deleting the folder, changing ``vectors.*`` settings, or
 restoring the store from a backup.
+
+Exit status: 0; ``status`` exits 1 when a level is damaged (a file missing, truncated or
+overwritten, or ``state.json`` unreadable: see ``search/vector_catalogue.py``), and says why;
+``sync`` rebuilds the damaged levels from the store (and says which), ``rebuild`` all of them.
 """
 
 from __future__ import annotations
@@ -35,18 +39,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             report = vectors.rebuild() if args.action == "rebuild" else vectors.sync()
             out = report.to_dict() | {"dir": str(vectors.dir)}
+    damaged = args.action == "status" and bool(out["damaged"])
     if args.json:
         print(json.dumps(out, indent=1))
     elif args.action == "status":
+        freshness = ("DAMAGED (run: tvindex vectors sync)" if damaged else
+                     "current" if out["current"] else "STALE (run: tvindex vectors sync)")
         print(f"{out['dir']}: model {out['model'] or '(none)'}, dim {out['dim']}, "
-              f"{out['episodes']} episodes, synced {out['synced_at'] or 'never'}, "
-              f"{'current' if out['current'] else 'STALE (run: tvindex vectors sync)'}")
+              f"{out['episodes']} episodes, synced {out['synced_at'] or 'never'}, {freshness}")
         for level, info in out["levels"].items():
-            print(f"  {level:<10} {info['count']:>9} vectors  {info['kind']}")
+            if info["status"] == "damaged":
+                print(f"  {level:<10} damaged: {info['reason']}")
+            else:
+                note = "" if info["status"] == "ok" else f"  ({info['status']})"
+                print(f"  {level:<10} {info['count']:>9} vectors  {info['kind']}{note}")
     else:
         counts = ", ".join(f"{n} {level}s" for level, n in out["counts"].items())
         what = "rebuilt" if out["rebuilt"] else (
             f"synced ({out['updated_episodes']} episodes updated, "
             f"{out['removed_episodes']} removed)")
         print(f"{what}: {counts} in {out['seconds']} s -> {out['dir']}")
-    return 0
+        for level, why in out["repaired"].items():
+            print(f"  repaired the damaged {level} index ({why})")
+    return 1 if damaged else 0
