@@ -7,6 +7,12 @@ command-line flags, which callers pass to :func:`load_settings` as ``overrides``
 :func:`load_config` is the loader underneath (YAML files, environment tree, dotted overrides,
 pydantic validation, :class:`ConfigError` messages); the training configuration
 (``training.distill.config``) loads through it too.
+
+Hostile input is one :class:`ConfigError`, never a traceback: a file is read up to
+:data:`CONFIG_MAX_BYTES` and must be UTF-8; YAML anchors and aliases are refused (a few
+hundred bytes of aliases expand to gigabytes) and nesting is bounded; numbers must be finite;
+error messages never show the value of a secret (keys named like key, password, token,
+secret, credential) nor the user:password of a URL, and say where a bad value came from.
 """
 
 from __future__ import annotations
@@ -17,8 +23,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tvindex.core.config_input import (
+    YAML_ERRORS,
+    is_secret,
+    one_line,
+    parse_yaml,
+    redact,
+    safe_repr,
+    yaml_problem,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
@@ -33,13 +48,21 @@ ENV_ALIASES = {
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# A configuration file larger than this is refused (config/default.yaml, every key with its
+# documentation, is about 12 KiB; pure-Python YAML parses some 100 KiB a second).
+CONFIG_MAX_BYTES = 256 * 1024
+_MAX_ENV_KEYS = 8  # parts of a TVINDEX__A__B__... name
+_MAX_ERRORS = 10  # validation problems listed in one message
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+    # allow_inf_nan=False: every float, in lists, tuples and dicts too, must be finite.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 class PathsSettings(_Section):
@@ -194,6 +217,18 @@ class ServerSettings(_Section):
     max_query_length: int = Field(500, ge=16, le=1000)  # the parser stops at 1000
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=10_000)
+    # Pictures decoded at once (query by example); more uploads wait their turn.
+    max_concurrent_decodes: int = Field(2, ge=1, le=64)
+    # Host names the server answers (DNS rebinding); null = localhost, 127.0.0.1, ::1 and
+    # server.host; ["*"] = any.
+    allowed_hosts: list[str] | None = None
+    # waitress: open connections at most, idle seconds before a connection is closed, and
+    # seconds a request may take to send its headers / its whole body (slow clients).
+    connection_limit: int = Field(1000, ge=1, le=100_000)
+    channel_timeout_s: float = Field(30.0, gt=0, le=3600)
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    request_timeout_s: float = Field(60.0, gt=0, le=3600)
+    backlog: int = Field(1024, ge=1, le=65535)
 
 
 class RecommendSettings(_Section):
@@ -249,57 +284,128 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _set_dotted(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+def _set_dotted(tree: dict[str, Any], keys: list[str], value: Any, source: str = "") -> None:
     node = tree
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{'.'.join(keys)}: {k} is not a section")
+            where = f" (from {source})" if source else ""
+            raise ConfigError(f"{one_line('.'.join(keys))}: {one_line(k)} is not a section"
+                              + where)
     node[keys[-1]] = value
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def yaml_value(text: str) -> Any:
+    """A value given in the environment or on the command line: parsed as YAML with the
+    configuration loader when it parses, else the text itself."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return parse_yaml(text)
+    except YAML_ERRORS:
+        return text
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    name = one_line(path, 200)
+    try:
+        with open(path, "rb") as f:  # any kind of file: at most the cap (+1 to notice more)
+            raw = f.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError as exc:
-        raise ConfigError(f"configuration file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"configuration file not found: {name}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{name}: is a directory, not a configuration file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the configuration file: "
+                          f"{exc.strerror or exc}") from exc
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{name}: larger than {CONFIG_MAX_BYTES // 1024} KiB; a "
+                          "configuration file holds only the keys it changes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from exc
+    try:
+        data = parse_yaml(text) or {}
+    except YAML_ERRORS as exc:
+        # from None: the YAML error's own text quotes the document, which may hold a secret
+        raise ConfigError(f"{name}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raise ConfigError(f"{name}: the top level must be a mapping of sections")
     return data
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Overrides found in the environment, as a nested dict."""
+def _env_tree(environ: Mapping[str, str] | None) -> tuple[dict[str, Any], dict[tuple, str]]:
+    """The environment's overrides as a nested dict, and the variable behind each key path."""
     environ = dict(os.environ if environ is None else environ)
     tree: dict[str, Any] = {}
+    names: dict[tuple, str] = {}
     for var, keys in ENV_ALIASES.items():
         if environ.get(var):
-            _set_dotted(tree, list(keys), environ[var])
+            _set_dotted(tree, list(keys), environ[var], var)
+            names[tuple(keys)] = var
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in var[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            raise ConfigError(f"{one_line(var)}: no key after {ENV_PREFIX} (expected "
+                              f"{ENV_PREFIX}SECTION__KEY=value)")
+        if len(keys) > _MAX_ENV_KEYS:
+            raise ConfigError(f"{one_line(var)}: nested deeper than {_MAX_ENV_KEYS} keys")
         # Tagger sections are spelled with '-' in YAML; env names cannot hold '-'.
         keys = [k.replace("_", "-") if k in ("tflite_detector", "timm_classifier") else k
                 for k in keys]
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(tree, keys, value)
-    return tree
+        _set_dotted(tree, keys, yaml_value(raw), one_line(var))
+        names[tuple(keys)] = one_line(var)
+    return tree, names
 
 
-def _describe(err: ValidationError, what: str = "configuration") -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Overrides found in the environment, as a nested dict."""
+    return _env_tree(environ)[0]
+
+
+def _where(loc: tuple, env_names: Mapping[tuple, str], given: Mapping[str, Any],
+           files: list[tuple[Path, dict[str, Any]]]) -> str:
+    """Where the value at ``loc`` came from: ' (from VAR)', ' (in FILE)' or ''."""
+    if any(loc[:len(k.split("."))] == tuple(k.split(".")) for k in given):
+        return ""
+    env = [keys for keys in env_names if loc[:len(keys)] == keys]
+    if env:
+        return f" (from {env_names[max(env, key=len)]})"
+    for path, tree in reversed(files):
+        node: Any = tree
+        for part in loc:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                break
         else:
-            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+            return f" (in {one_line(str(path), 200)})"
+    return ""
+
+
+def _describe(err: ValidationError, what: str = "configuration",
+              where: Any = lambda loc: "") -> str:
+    lines = []
+    errors = err.errors()
+    for e in errors[:_MAX_ERRORS]:
+        loc = tuple(e["loc"])
+        key = one_line(".".join(str(p) for p in loc), 120)
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key{where(loc)}")
+            continue
+        given, msg = e.get("input"), str(e["msg"])
+        if any(is_secret(p) for p in loc):  # say what is wrong, never the value
+            if isinstance(given, str) and given:
+                msg = msg.replace(given, "***")
+            lines.append(f"{key}: {one_line(redact(msg), 200)}{where(loc)}")
+        else:
+            msg, got = one_line(redact(msg), 200), safe_repr(given)
+            src = where(loc).strip()
+            lines.append(f"{key}: {msg} (got {got}{', ' + src[1:-1] if src else ''})")
+    if len(errors) > _MAX_ERRORS:
+        lines.append(f"and {len(errors) - _MAX_ERRORS} more")
     return f"invalid {what}: " + "; ".join(lines)
 
 
@@ -309,16 +415,20 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     env: Mapping[str, Any] | None = None,
+    env_names: Mapping[tuple, str] | None = None,
     what: str = "configuration",
 ) -> ModelT:
     """The one configuration loader: merge the YAML ``files`` in order (each must exist and
-    hold a mapping), then ``env`` (a nested tree, as :func:`env_overrides` makes), then
-    ``overrides`` (dotted keys such as ``optim.lr``, or nested dicts, set as given), and
-    validate the result with the pydantic ``model``. Any problem is a :class:`ConfigError`
-    naming the key; validation errors read ``invalid <what>: key: why (got value); ...``."""
+    hold a mapping), then ``env`` (a nested tree, as :func:`env_overrides` makes; ``env_names``
+    maps its key paths to the variables, for messages), then ``overrides`` (dotted keys such
+    as ``optim.lr``, or nested dicts, set as given), and validate the result with the
+    pydantic ``model``. Any problem is a :class:`ConfigError` naming the key; validation
+    errors read ``invalid <what>: key: why (got value, from VAR or in FILE); ...``, never
+    showing a secret."""
     tree: dict[str, Any] = {}
-    for path in files:
-        tree = _merge(tree, _read_yaml(Path(path)))
+    read = [(Path(path), _read_yaml(Path(path))) for path in files]
+    for _, data in read:
+        tree = _merge(tree, data)
     if env is not None:
         tree = _merge(tree, dict(env))
     for key, value in (overrides or {}).items():
@@ -326,7 +436,9 @@ def load_config(
     try:
         return model.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, what)) from None
+        def where(loc: tuple) -> str:
+            return _where(loc, env_names or {}, overrides or {}, read)
+        raise ConfigError(_describe(exc, what, where)) from None
 
 
 def load_settings(
@@ -340,4 +452,5 @@ def load_settings(
     if config_file is not None:
         files.append(Path(config_file))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return load_config(Settings, files, given, env=env_overrides(environ))
+    env, names = _env_tree(environ)
+    return load_config(Settings, files, given, env=env, env_names=names)

@@ -11,11 +11,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tvindex.settings import ConfigError, load_config
+from tvindex.core.config_input import safe_repr
+from tvindex.settings import ConfigError, load_config, yaml_value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float, in lists, tuples and dicts too, must be finite.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class StudentConfig(_Section):
@@ -160,15 +162,12 @@ class TrainConfig(_Section):
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``optim.lr=3e-4`` -> ("optim.lr", 0.0003): the value is parsed as YAML."""
+    """``optim.lr=3e-4`` -> ("optim.lr", 0.0003): the value is parsed as YAML (by the
+    configuration loader: no anchors or aliases), or kept as text when it does not parse."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        raise ConfigError(f"expected KEY=VALUE, got {safe_repr(key)}")  # never the value
+    return key.strip(), yaml_value(raw)
 
 
 def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
