@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from search.query import Term
 from search.store import open_store
@@ -37,6 +37,34 @@ LABEL_SET_TITLES = {"coco80": "Objects", "places365": "Scenes", "imagenet1k": "S
 # The routes that take a picture (query by example): their bodies are bounded by
 # server.max_upload_bytes instead of server.max_request_bytes.
 UPLOAD_ENDPOINTS = frozenset({"api.similar_to_example", "pages.similar"})
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(server: Any) -> frozenset[str] | None:
+    """The host names (lower case, no port, IPv6 without brackets) the server answers to;
+    None when any is allowed (``server.allowed_hosts: ["*"]``)."""
+    names = server.allowed_hosts
+    if names is None:
+        names = [*LOOPBACK_NAMES, server.host]
+    if "*" in names:
+        return None
+    return frozenset(host_name(n) for n in names if n)
+
+
+def host_name(value: str) -> str:
+    """``Host`` header value -> the name alone: ``[::1]:8080`` -> ``::1``, ``Example:80`` ->
+    ``example``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.partition(":")[0] if value.count(":") <= 1 else value
+
+
+def host_allowed(name: str, allowed: frozenset[str]) -> bool:
+    return name in allowed or any(
+        a.startswith(".") and (name == a[1:] or name.endswith(a)) for a in allowed)
 
 
 AXIS_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
@@ -83,6 +111,19 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     app.jinja_env.globals["set_title"] = lambda name: LABEL_SET_TITLES.get(name, name)
     app.jinja_env.globals["label_query"] = label_query
     app.jinja_env.globals["axis_max"] = axis_max
+
+    hosts = allowed_hosts(settings.server)
+
+    @app.before_request
+    def _allowed_host() -> None:
+        # DNS rebinding: a page of another site whose name now points here sends its own
+        # name as Host. A request without Host (HTTP/1.0, not a browser) is let through.
+        raw = request.environ.get("HTTP_HOST")
+        if hosts is None or raw is None:
+            return
+        name = host_name(raw)
+        if not host_allowed(name, hosts):
+            raise BadRequest(f"host {name[:100]!r} is not served here (server.allowed_hosts)")
 
     @app.before_request
     def _bounded_body() -> None:

@@ -30,9 +30,14 @@ class WebContext:
     # One image embedding at a time: the embedding network's forward pass is not assumed to
     # be thread-safe, and one picture at a time already uses every core.
     embed_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    # Uploaded pictures decoded at once (server.max_concurrent_decodes): a decode holds the
+    # picture at full size for a moment, so this bounds what concurrent uploads can take.
+    decode_slots: threading.BoundedSemaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.suggester = Suggester(self.store)
+        self.decode_slots = threading.BoundedSemaphore(
+            int(self.settings.server.max_concurrent_decodes))
 
     @property
     def max_query_length(self) -> int:

@@ -11,10 +11,21 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from search.query import QueryError
 from search.recommend import RecommendError
-from tvindex.core.store import NotFound, StoreError
+from search.vector_catalogue import VectorsDamaged
+from tvindex.core.store import (
+    CatalogueCorrupt,
+    CatalogueReadOnly,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
+# Seconds a client is asked to wait after a 503 (the store is unreachable): the store's own
+# bounded retries have already been spent on this request.
+RETRY_AFTER_S = 30
+UNAVAILABLE_MESSAGE = "the catalogue store is unavailable; try again later"
 
 
 class BadParameter(BadRequest):
@@ -64,6 +75,34 @@ def register_error_handlers(app: Flask) -> None:
     def _recommend(exc: RecommendError) -> Response:
         # The request is fine; the catalogue cannot answer it (no embeddings, another model).
         return error_response(409, str(exc))
+
+    @app.errorhandler(VectorsDamaged)
+    def _vectors_damaged(exc: VectorsDamaged) -> Response:
+        # A damaged FAISS file is never answered as "nothing similar"; the reason (file
+        # paths) goes to the log only. `tvindex vectors sync` (or `index`) repairs it.
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return error_response(503, exc.public_message())
+
+    @app.errorhandler(StoreUnavailable)
+    def _unavailable(exc: StoreUnavailable) -> Response:
+        # The detail (backend URL, the driver's exception) goes to the log only: it names
+        # internals a client has no use for.
+        log.error("store unavailable on %s %s: %s", request.method, request.path, exc)
+        resp = error_response(503, UNAVAILABLE_MESSAGE)
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp
+
+    @app.errorhandler(CatalogueCorrupt)
+    def _corrupt(exc: CatalogueCorrupt) -> Response:
+        # The file's path and SQLite's findings go to the log only.
+        log.error("catalogue damaged on %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "the catalogue is damaged; the operator must restore it "
+                                   "(see the server log)")
+
+    @app.errorhandler(CatalogueReadOnly)
+    def _read_only(exc: CatalogueReadOnly) -> Response:
+        log.warning("refused on a read-only catalogue: %s %s", request.method, request.path)
+        return error_response(409, "the catalogue is read-only on this server")
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Request, request
+from flask import Request, has_app_context, request
 from PIL import Image
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
@@ -33,6 +33,7 @@ from tvindex.core import images
 from tvindex.core.images import ALLOWED_FORMATS, MAX_SIDE
 from tvindex.core.images import DecodedImage as UploadedImage
 from tvindex.core.records import parse_shot_id
+from webui.context import ctx
 from webui.errors import BadParameter
 
 __all__ = ["ACCEPT", "ALLOWED_FORMATS", "MAX_SIDE", "Example", "InMemoryRequest", "UploadedImage",
@@ -53,6 +54,22 @@ class InMemoryRequest(Request):
                          content_length: int | None = None) -> io.BytesIO:
         return io.BytesIO()
 
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        raise BadParameter(f"the body is not valid JSON: {e}" if e is not None
+                           else "the body is not JSON (Content-Type: application/json)")
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        """JSON bodies; one nested deeper than the parser's recursion allows (a 2 KB body of
+        ``[[[[...``) is invalid JSON like any other: 400 (``None`` when ``silent``), never a
+        ``RecursionError``."""
+        try:
+            return super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            if silent:
+                return None
+            raise BadParameter("the body is not valid JSON: nested too deeply") from None
+
 
 @dataclass
 class Example:
@@ -63,9 +80,11 @@ class Example:
 
 
 def decode_image(data: bytes, max_pixels: int) -> UploadedImage:
-    """The bytes of an uploaded picture -> RGB pixels; 400/413/415 HTTP errors as above."""
+    """The bytes of an uploaded picture -> RGB pixels; 400/413/415 HTTP errors as above.
+    At most ``server.max_concurrent_decodes`` pictures are decoded at once."""
+    slots = ctx().decode_slots if has_app_context() else None
     try:
-        return images.decode_image(data, max_pixels)
+        return images.decode_image(data, max_pixels, slots)
     except images.ImageTooLarge as exc:
         raise RequestEntityTooLarge(str(exc)) from None
     except images.UnsupportedImage as exc:

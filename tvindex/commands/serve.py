@@ -30,19 +30,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    from waitress import create_server
+def _raise_open_file_limit(wanted: int) -> None:
+    """Let the process hold ``wanted`` sockets (the soft limit is often 1024); as far as
+    the hard limit allows, silently otherwise."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, top), hard))
+    except (ImportError, OSError, ValueError):
+        pass
 
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from tvindex.core.images import bound_allocator
     from webui import create_app
     from webui.app import close_app
+    from webui.server import create_server
 
     server_cfg = settings.server
+    # Large transient buffers (decoded uploads) go back to the system when freed.
+    bound_allocator()
+    _raise_open_file_limit(server_cfg.connection_limit + 64)
     app = create_app(settings)  # never in debug mode: tracebacks stay in the log
-    server = create_server(
-        app, host=server_cfg.host, port=server_cfg.port, threads=server_cfg.threads,
-        # Image uploads (POST /api/v1/similar) may be larger; the app bounds every route.
-        max_request_body_size=max(server_cfg.max_request_bytes, server_cfg.max_upload_bytes),
-        max_request_header_size=64 * 1024, ident="tvindex", clear_untrusted_proxy_headers=True)
+    server = create_server(app, server_cfg)  # waitress (webui/server.py)
     host = server_cfg.host
     url_host = f"[{host}]" if ":" in host else host
     print(f"tvindex: serving http://{url_host}:{server.effective_port}/ "
@@ -50,6 +62,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not _is_loopback(host):
         print(f"tvindex: warning: listening on {host}, not only loopback; the server speaks "
               "plain HTTP, put a TLS proxy in front", file=sys.stderr, flush=True)
+        if server_cfg.allowed_hosts is None:
+            print("tvindex: note: only the Host names localhost, 127.0.0.1, [::1] and "
+                  f"{host} are answered; list the names clients use in server.allowed_hosts",
+                  file=sys.stderr, flush=True)
     try:
         server.run()
     finally:
