@@ -88,7 +88,7 @@ def test_cluster_lost_mid_run_then_next_run_completes(tmp_path, shared_dir, vide
             proc.kill()
         if watcher is not None:
             watcher.close()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err  # the run completed; some episodes failed
     assert "indexed 1, unchanged 0, failed 2" in out, (out, err)
     assert "Traceback" not in err
     for ep in ("v1", "b2"):

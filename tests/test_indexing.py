@@ -66,7 +66,8 @@ def test_bad_files_fail_cleanly_and_the_rest_is_indexed(tmp_path, env, video_dir
         f"Broken,empty,{bad_media['empty']},,",
         f"Broken,text,{bad_media['text']},,",
         f"Bikes,b2,{video_dir / 'bikes.mp4'},5.48,10"])
-    proc = run_cli(env, "index", str(m), "--no-progress")
+    proc = run_cli(env, "index", str(m), "--no-progress", check=False)
+    assert proc.returncode == 1, proc.stderr  # the run completed; some episodes failed
     assert "indexed 2, unchanged 0, failed 3" in proc.stdout
     assert "Traceback" not in proc.stderr
     status = run_cli(env, "status").stdout
@@ -77,7 +78,8 @@ def test_bad_files_fail_cleanly_and_the_rest_is_indexed(tmp_path, env, video_dir
     # idempotent: a second run skips everything and changes no row
     db = Path(env["TVINDEX_DATA_DIR"]) / "catalogue.sqlite"
     before = dump(db)
-    proc = run_cli(env, "index", str(m), "--no-progress")
+    proc = run_cli(env, "index", str(m), "--no-progress", check=False)
+    assert proc.returncode == 1, proc.stderr
     assert "indexed 0, unchanged 2, failed 3" in proc.stdout
     assert dump(db) == before
 

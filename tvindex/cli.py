@@ -2,19 +2,33 @@
 
 Each command lives in ``tvindex/commands/<name>.py`` and exposes ``add_parser(subparsers)``
 and ``run(args, settings) -> int``. Expected failures (bad input, missing models, bad
-configuration) print one ``tvindex: error: ...`` line and exit 2; no traceback.
+configuration, a damaged, read-only or full catalogue, a file system refusing a write) print
+one ``tvindex: error: ...`` line saying what to do, and exit 2; ``-v`` adds the traceback.
+
+Exit statuses:
+
+- 0: done;
+- 1: the run completed but some items failed (``tvindex index``: an episode failed; each is
+  listed, and recorded in the catalogue with its reason);
+- 2: usage, configuration, input, media or storage error (nothing was half-written);
+- 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
+import sqlite3
 import sys
 
 from tvindex import __version__
 from tvindex.errors import UserError
+
+log = logging.getLogger("tvindex")
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "similar", "vectors",
             "serve", "train", "report")
@@ -31,6 +45,46 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     return (UserError, MediaError, TaggerError, ModelNotFoundError, ConfigError, ManifestError,
             QueryError, StoreError)
+
+
+def _os_error(exc: OSError, data_dir: object = None) -> str:
+    """One line for a file system error: which file, what happened, what to do. A full disk
+    without a file name was met writing under the data directory."""
+    where = (f"{exc.filename}: " if exc.filename
+             else f"{data_dir}: " if data_dir and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+             else "")
+    what = exc.strerror or str(exc)
+    advice = {
+        errno.ENOSPC: "free some space and run again (an unfinished write was rolled back)",
+        errno.EDQUOT: "free some space and run again (an unfinished write was rolled back)",
+        errno.EROFS: "the file system is read-only: writing commands need a writable data "
+                     "directory (--data-dir or paths.data_dir)",
+        errno.EACCES: "check the owner and permissions, or choose another data directory",
+        errno.EPERM: "check the owner, permissions and attributes (chattr), or choose another "
+                     "data directory",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: check --data-dir, "
+                       "paths.data_dir and the paths you gave",
+        errno.EISDIR: "expected a file, got a folder: check the path",
+        errno.ENOENT: "check the path",
+        errno.EIO: "the disk reported an I/O error: check it (the system log)",
+    }.get(exc.errno or 0, "")
+    return f"{where}{what}" + (f"; {advice}" if advice else "")
+
+
+def _error_line(exc: BaseException, data_dir: object = None) -> str | None:
+    """The ``tvindex: error:`` text for a storage failure that reached the top without one
+    of our errors around it; None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, OSError):
+        return _os_error(exc, data_dir)
+    if isinstance(exc, sqlite3.Error):
+        return (f"catalogue error ({exc}); if it persists, check the data directory's disk, "
+                "or restore the catalogue from a backup")
+    if isinstance(exc, RuntimeError) and "faiss" in str(exc).lower():
+        # FAISS reports failed reads and writes of its files as RuntimeError.
+        detail = str(exc).strip().splitlines()[-1][-200:]
+        return (f"vector index file error ({detail}); check the free space and permissions "
+                "of the data directory, then run: tvindex vectors rebuild")
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from tvindex.settings import load_settings
 
     expected = _expected_errors()
+    settings = None
     try:
         overrides = getattr(args, "settings_overrides", lambda a: {})(args)
         settings = load_settings(args.config, overrides)
@@ -67,14 +122,22 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args, settings) or 0)
     except expected as exc:
         if args.verbose:
-            logging.exception("failed")
+            log.exception("failed")
         print(f"tvindex: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("tvindex: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `tvindex tag ... | head`
-        return 0
+        return EXIT_OK
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        line = _error_line(exc, getattr(getattr(settings, "paths", None), "data_dir", None))
+        if line is None:
+            raise
+        if args.verbose:
+            log.exception("failed")
+        print(f"tvindex: error: {line}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ embedded by another model than the configured one) is a 409.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from search.engine import run_search
 from tvindex import __version__
 from tvindex.core.records import Hit, parse_shot_id
-from tvindex.core.store import NotFound
+from tvindex.core.store import NotFound, StoreError
 from webui import openapi
 from webui.context import ctx
 from webui.errors import BadParameter
@@ -34,6 +35,7 @@ from webui.params import bool_arg, int_arg, level_arg, limit_arg, offset_arg, te
 from webui.timeline import episode_timeline
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 VERSION = "v1"
 SIMILAR_LIMIT = 100  # the most items a recommendation endpoint answers
 
@@ -90,7 +92,22 @@ def serialise_hits(hits: list[Hit]) -> list[dict[str, Any]]:
 
 
 @bp.get("/health")
-def health() -> Response:
+def health() -> Response | tuple[Response, int]:
+    """200 with the catalogue's counts; 503 when the catalogue is damaged or unreachable
+    (``CatalogueReader.check``: cheap, plus SQLite's quick check when the file changed, at
+    most once a minute). What is wrong goes to the log, never to the client."""
+    try:
+        ctx().store.check()
+        return _health_counts()
+    except (StoreError, OSError) as exc:
+        log.error("health: the catalogue is unavailable: %s", exc)
+        return jsonify({"status": "unavailable", "version": __version__, "api": VERSION,
+                        "error": {"status": 503, "message": "the catalogue is damaged or "
+                                                            "unreachable (see the server log)"}
+                        }), 503
+
+
+def _health_counts() -> Response:
     states = ctx().store.episode_states()
     counts = {s: sum(1 for e in states if e.status == s) for s in ("indexed", "pending",
                                                                     "failed")}

@@ -1,4 +1,6 @@
-"""``tvindex status``: indexed, failed and pending episodes of the catalogue."""
+"""``tvindex status``: indexed, failed and pending episodes of the catalogue; ``--check``
+also reads every page of the catalogue (SQLite: ``PRAGMA quick_check``) and fails with one
+error line when it is damaged."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="list indexed, failed and pending episodes")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="also check the whole catalogue for damage (reads every page)")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
@@ -21,13 +25,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
 
     with open_store(settings) as store:
+        if args.check:
+            store.check(thorough=True)  # raises CatalogueCorrupt: one error line, exit 2
         states = store.episode_states()
+        read_only = store.read_only
     if args.json:
         print(json.dumps([s.__dict__ for s in states], indent=1))
         return 0
     counts = Counter(s.status for s in states)
     print(f"{len(states)} episodes: {counts['indexed']} indexed, {counts['failed']} failed, "
           f"{counts['pending']} pending")
+    if args.check:
+        print("catalogue check: ok (every page read)")
+    if read_only:
+        print("catalogue opened read-only (its file or folder is not writable)")
     for s in states:
         extra = (f"{s.n_segments} segments, {s.n_frames} frames, {s.indexed_at}"
                  if s.status == "indexed" else (s.error or ""))

@@ -34,6 +34,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with open_store(settings) as store:
         vectors = VectorCatalogue.from_settings(store, settings)
+        if args.action != "status" and store.read_only:
+            from tvindex.core.store import CatalogueReadOnly
+
+            raise CatalogueReadOnly(
+                f"{vectors.dir}: the catalogue is read-only here; vectors {args.action} needs "
+                "a writable data directory (--data-dir or paths.data_dir)")
         if args.action == "status":
             out = vectors.status()
         else:

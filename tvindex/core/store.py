@@ -41,6 +41,17 @@ class NotFound(StoreError):
     pass
 
 
+class CatalogueCorrupt(StoreError):
+    """The catalogue's file is damaged or is not a catalogue (a 0-byte file, a foreign file,
+    pages that fail ``PRAGMA quick_check``). Not transient: restore the file from a backup, or
+    re-index into a new data directory."""
+
+
+class CatalogueReadOnly(StoreError):
+    """The catalogue can only be read (its file, folder or file system is not writable), and
+    something asked to write to it (indexing, a migration, a re-index request)."""
+
+
 class StoreUnavailable(StoreError):
     """The store could not be reached (or kept refusing) after its bounded retries. Transient:
     the same call may succeed later. The indexer marks the episode failed with this reason (or,
@@ -180,6 +191,15 @@ class CatalogueReader(_Closable, ABC):
         """A cheap value that changes whenever label sets or programme titles change, so the
         query resolver can reuse its label index; None when the backend cannot tell."""
         return None
+
+    read_only: bool = False
+    """True when the store was opened for reading only (a read-only data directory or
+    replica): reads work, every write raises :class:`CatalogueReadOnly`."""
+
+    def check(self, thorough: bool = False) -> None:
+        """Raise :class:`CatalogueCorrupt` (or :class:`StoreUnavailable`) when the store is
+        damaged or cannot be reached. Cheap by default; ``thorough`` reads every page
+        (``tvindex status --check``). Backends without a check of their own do nothing."""
 
     def data_subdir(self) -> str | None:
         """The folder of the data directory that files kept beside this catalogue (its

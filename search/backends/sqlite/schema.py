@@ -30,15 +30,18 @@ bound parameters.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from tvindex.core.store import NotFound, StoreError
+from search.backends.sqlite import integrity
+from tvindex.core.store import CatalogueCorrupt, NotFound, StoreError
 
 SCHEMA_VERSION = 2
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index
@@ -113,18 +116,54 @@ WRITE_VERSION_KEY = "generation"
 
 class SqliteBase:
     """One catalogue file: connections (one per thread: the web server is threaded),
-    transactions that move the write version on, and lookups by key."""
+    transactions that move the write version on, and lookups by key.
+
+    Opened read-only when the file or its folder cannot be written (see
+    ``search.backends.sqlite.integrity``); every write then raises ``CatalogueReadOnly``.
+    Checked when opened (cheap), and with ``PRAGMA quick_check`` before the session's first
+    write and whenever SQLite meets a damaged page: a damaged file is ``CatalogueCorrupt``."""
 
     path: Path
     busy_timeout_s: float
+    read_only: bool = False
+    # A thorough check runs again for ``check()`` only when the file changed since the last
+    # one passed, and at most this often (the web server's health answer calls it).
+    THOROUGH_EVERY_S = 60.0
 
     def _open(self, path: str | Path, busy_timeout_s: float) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._label_cache: tuple[int, dict[int, tuple[str, int, str]]] | None = None
-        self._migrate()
+        self._verified = False  # quick_check passed in this session (before its first write)
+        self._damage: CatalogueCorrupt | None = None
+        self._thorough_at: tuple[object, float] | None = None
+        integrity.prepare_folder(self.path)
+        if not self.path.exists():
+            if not os.access(self.path.parent, os.W_OK):
+                raise StoreError(
+                    f"{self.path}: no catalogue here, and {self.path.parent} is not writable; "
+                    "index into a writable data directory (--data-dir or paths.data_dir)")
+            try:
+                integrity.create_catalogue(self.path, self._initialise)
+            except sqlite3.Error as exc:
+                raise self._store_error(exc) from exc
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create the catalogue "
+                                 f"({exc.strerror or exc}); free some space or choose another "
+                                 "data directory (--data-dir or paths.data_dir)") from None
+            self._verified = True
+        integrity.check_header(self.path)
+        self._uri, self.read_only_reason = integrity.open_mode(self.path)
+        self.read_only = self.read_only_reason is not None
+        try:
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._store_error(exc) from exc
+        except BaseException:
+            self.close()
+            raise
 
     # --- connections ---------------------------------------------------------------------
     @property
@@ -132,17 +171,28 @@ class SqliteBase:
         """One connection per thread (the web server is threaded)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s,
+            conn = sqlite3.connect(self._uri, uri=True, timeout=self.busy_timeout_s,
                                    isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA cache_size=-65536")
+            try:
+                if not self.read_only:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA cache_size=-65536")
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise integrity.read_only(self.path, self.read_only_reason or "")
+        if self._damage is not None:
+            raise self._damage
+        if not self._verified:  # never write into a damaged file
+            self._verify()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -152,10 +202,23 @@ class SqliteBase:
             db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?",
                        (WRITE_VERSION_KEY,))
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback(db)
             raise
         else:
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback(db)
+                raise
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        # After some errors (a full disk, I/O) SQLite has already rolled back.
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -163,21 +226,87 @@ class SqliteBase:
             conn.close()
             self._local.conn = None
 
+    def _initialise(self, db: sqlite3.Connection, version: int = 0) -> None:
+        """Create ``meta`` and migrate from ``version`` to ``SCHEMA_VERSION`` (in the caller's
+        transaction)."""
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[v].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                   (str(SCHEMA_VERSION),))
+        db.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (WRITE_VERSION_KEY,))
+
     def _migrate(self) -> None:
-        with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {version} is newer than this "
-                                 f"tvindex ({SCHEMA_VERSION}); upgrade tvindex")
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                       (str(SCHEMA_VERSION),))
-            db.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (WRITE_VERSION_KEY,))
+        version = integrity.check_tables(self.db, self.path, MIGRATIONS)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version} is newer than this "
+                             f"tvindex ({SCHEMA_VERSION}); upgrade tvindex")
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            raise integrity.read_only(
+                self.path, f"{self.read_only_reason}, and its schema version "
+                f"{version or 0} must be migrated to {SCHEMA_VERSION}: open it once from a "
+                "writable data directory (e.g. tvindex status)")
+        with self._tx() as db:  # verifies the file first
+            again = integrity.check_tables(db, self.path, MIGRATIONS)  # another process?
+            if again != SCHEMA_VERSION:
+                self._initialise(db, again or 0)
+
+    # --- integrity -----------------------------------------------------------------------
+    def _problems(self) -> list[str]:
+        return integrity.quick_check(self.db)
+
+    def _verify(self) -> None:
+        problems = self._problems()
+        if problems:
+            self._damage = integrity.corrupt(self.path, "; ".join(problems[:2]))
+            raise self._damage
+        self._verified = True
+
+    def _store_error(self, exc: sqlite3.Error) -> BaseException:
+        """The store's error for what SQLite raised (see ``integrity.store_error``); a
+        damaged file is remembered, so ``check()`` (the web server's health) reports it."""
+        err = integrity.store_error(exc, self.path, self.busy_timeout_s, self._problems)
+        if isinstance(err, CatalogueCorrupt):
+            self._damage = err
+        return err
+
+    def _signature(self) -> object:
+        out = []
+        for p in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                st = p.stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def check(self, thorough: bool = False) -> None:
+        """Cheap: the file is still a SQLite database with our tables (and no query met a
+        damaged page). ``thorough``: ``PRAGMA quick_check`` too. Without ``thorough``, the
+        quick check still runs when the file changed since it last passed, at most every
+        ``THOROUGH_EVERY_S`` seconds, so a long-running server notices damage."""
+        if self._damage is not None:
+            raise self._damage
+        try:
+            integrity.check_header(self.path)
+            integrity.check_tables(self.db, self.path, MIGRATIONS)
+            now = time.monotonic()
+            signature = self._signature()
+            due = self._thorough_at is None or (
+                self._thorough_at[0] != signature
+                and now - self._thorough_at[1] >= self.THOROUGH_EVERY_S)
+            if thorough or due:
+                self._verify()
+                self._thorough_at = (signature, now)
+        except sqlite3.Error as exc:
+            raise self._store_error(exc) from exc
+        except CatalogueCorrupt as exc:
+            self._damage = exc
+            raise
 
     def write_version(self, db: sqlite3.Connection | None = None) -> int:
         """Counts committed writes (in any process): the state in-memory caches are of."""

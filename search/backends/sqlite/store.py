@@ -2,11 +2,17 @@
 
 One class, :class:`SqliteStore`, of four parts: the file, its schema and connections
 (``schema``), the writer (``writer``), the reader (``reader``) and the search (``search``).
-The layout is described in ``search/backends/sqlite/schema.py``.
+The layout is described in ``search/backends/sqlite/schema.py``; how the file is opened
+(read-write or read-only) and checked, in ``search/backends/sqlite/integrity.py``. Every
+public method raises the store's errors (``StoreError`` and its kinds), never ``sqlite3``'s.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,5 +46,31 @@ class SqliteStore(SqliteWriter, SqliteReader, SqliteSearch, CatalogueStore):
         return cls(catalogue.sqlite_path or Path(data_dir) / DEFAULT_FILE,
                    min_score=min_score, top_k=top_k)
 
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._store_error(exc) from exc
+
+    call.__guarded__ = True  # type: ignore[attr-defined]
+    return call
+
+
+def _guard_public_methods(cls: type) -> None:
+    """Wrap every public method the SQLite parts define, so what SQLite raises (a damaged
+    page, a full disk, a read-only file) reaches callers as the store's own errors."""
+    names = {name for klass in cls.__mro__ if klass.__module__.startswith(__package__ or "")
+             for name, value in vars(klass).items()
+             if not name.startswith("_") and inspect.isfunction(value)}
+    for name in sorted(names - {"close", "from_config"}):
+        method = getattr(cls, name)
+        if not getattr(method, "__guarded__", False):
+            setattr(cls, name, _guarded(method))
+
+
+_guard_public_methods(SqliteStore)
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SHOT_BITS", "SqliteStore"]
