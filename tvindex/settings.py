@@ -64,6 +64,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
                               allow_inf_nan=False)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return no_nul(v)
+
+
+def no_nul(value: Any) -> Any:
+    """``value``, refused when a text or path in it (or in its list) holds a NUL character,
+    which no file name, host or key can hold (the OS would raise ValueError much later)."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    if any(isinstance(x, (str, Path)) and "\x00" in str(x) for x in items):
+        raise ValueError("must not contain a NUL character")
+    return value
+
 
 class PathsSettings(_Section):
     model_dir: Path | None = None

@@ -172,6 +172,21 @@ def test_yaml_values_python_cannot_build_are_one_error(tmp_path: Path):
         load_settings(cfg, environ={})
 
 
+@pytest.mark.parametrize("text,key", [
+    ('paths: {data_dir: "/tmp/a\\0b"}', "paths.data_dir"),
+    ('catalogue: {sqlite_path: "/tmp/a\\0b"}', "catalogue.sqlite_path"),
+    ('taggers: {active: [yolo, "x\\0"]}', "taggers.active"),
+])
+def test_a_nul_character_in_a_text_or_path_is_refused(tmp_path: Path, text: str, key: str):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text + "\n")  # YAML's "\0" escape: the OS would refuse it much later
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg, environ={})
+    assert f"{key}: Value error, must not contain a NUL character (got " in str(info.value)
+    with pytest.raises(ConfigError, match="transfer: Value error, must not contain a NUL"):
+        load_train_config(None, {"transfer": "/tmp/a\0b"})
+
+
 # --- finite numbers only -----------------------------------------------------------------
 
 

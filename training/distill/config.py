@@ -12,12 +12,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tvindex.core.config_input import safe_repr
-from tvindex.settings import ConfigError, load_config, yaml_value
+from tvindex.settings import ConfigError, load_config, no_nul, yaml_value
 
 
 class _Section(BaseModel):
     # allow_inf_nan=False: every float, in lists, tuples and dicts too, must be finite.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return no_nul(v)
 
 
 class StudentConfig(_Section):
