@@ -232,7 +232,7 @@ class ServerSettings(_Section):
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=10_000)
     # Pictures decoded at once (query by example); more uploads wait their turn.
-    max_concurrent_decodes: int = Field(2, ge=1, le=64)
+    max_concurrent_decodes: int = Field(1, ge=1, le=64)
     # Host names the server answers (DNS rebinding); null = localhost, 127.0.0.1, ::1 and
     # server.host; ["*"] = any.
     allowed_hosts: list[str] | None = None
