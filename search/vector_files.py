@@ -11,9 +11,11 @@ Checksums: ``save_files`` returns the size and sha256 of each file it wrote (the
 hashed while FAISS writes it, through a callback writer, so it is never read back);
 ``load(..., checksums=)`` refuses a file that is missing, of another size (checked first, from
 ``stat``) or of another sha256, before FAISS reads a byte of it. A file whose (path, size,
-modification time, inode) this process already hashed (it wrote it, or loaded it before) is
-not hashed again. sha256 runs at about 1.6 GB/s on one core with SHA extensions (0.6 s per
-GB, about 0.8 s for a 1M x 1 280 IVF-SQ8 shot index), once per file generation per process.
+modification time, inode) this process already hashed is not hashed again, unless it was
+modified less than ``_RACY_NS`` before it was hashed (a change within the same timestamp tick
+would keep its modification time: the "racy git" rule). sha256 runs at about 1.6 GB/s on one
+core with SHA extensions (0.6 s per GB, about 0.8 s for a 1M x 1 280 IVF-SQ8 shot index), at
+most once per file generation per process.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,9 +39,11 @@ KINDS = (EXACT, IVF_SQ8)
 _MANIFEST = "manifest.json"
 MANIFEST = _MANIFEST
 _BLOCK = 16 << 20  # bytes per callback while FAISS writes or reads a file, and per hash step
-# (absolute path, size, mtime_ns, inode) -> sha256 of files this process wrote or verified
-_VERIFIED: dict[tuple[str, int, int, int], str] = {}
+# (absolute path, size, mtime_ns, inode) -> (sha256, when hashed) of files this process
+# verified; an entry is used only when the file was modified _RACY_NS before it was hashed
+_VERIFIED: dict[tuple[str, int, int, int], tuple[str, int]] = {}
 _VERIFIED_MAX = 4096
+_RACY_NS = 2_000_000_000
 
 
 class VectorIndexError(ValueError):
@@ -50,27 +55,24 @@ def _key(path: Path, st: os.stat_result) -> tuple[str, int, int, int]:
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _remember(path: Path, sha256: str) -> None:
-    """Note that ``path``, as it is now on disk, has this sha256 (it was just written)."""
+def _remember(path: Path, st: os.stat_result, sha256: str) -> None:
+    """Note that ``path``, as ``st`` describes it, has this sha256."""
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
-    _VERIFIED[_key(path, os.stat(path))] = sha256
+    _VERIFIED[_key(path, st)] = (sha256, time.time_ns())
+
+
+def _known(path: Path, st: os.stat_result) -> str | None:
+    """The sha256 this process found for ``path`` as ``st`` describes it (None: hash it)."""
+    entry = _VERIFIED.get(_key(path, st))
+    if entry is None or entry[1] - st.st_mtime_ns < _RACY_NS:
+        return None
+    return entry[0]
 
 
 def checksum(data: bytes) -> dict[str, Any]:
     """The record ``load(checksums=)`` compares a file with: its size and sha256."""
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def checksum_file(path: str | os.PathLike) -> dict[str, Any]:
-    """``checksum`` of a file on disk, hashed in blocks (or remembered; see the docstring)."""
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        digest = _VERIFIED.get(_key(Path(path), st))
-        if digest is None:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-            _VERIFIED[_key(Path(path), st)] = digest
-        return {"size": st.st_size, "sha256": digest}
 
 
 def _expected(path: Path, checksums: Mapping[str, Any]) -> tuple[int, str]:
@@ -148,10 +150,10 @@ def _read_index(faiss: Any, path: Path, checksums: Mapping[str, Any] | None) -> 
             st = os.fstat(f.fileno())
             if st.st_size != size:
                 raise _size_mismatch(path, st.st_size, size)
-            if _VERIFIED.get(_key(path, st)) != sha:
+            if _known(path, st) != sha:
                 if hashlib.file_digest(f, "sha256").hexdigest() != sha:
                     raise _hash_mismatch(path)
-                _VERIFIED[_key(path, st)] = sha
+                _remember(path, st, sha)
                 f.seek(0)
         reader = faiss.PyCallbackIOReader(f.read, _BLOCK)
         try:
@@ -212,8 +214,6 @@ class VectorIndexFiles:
         write_atomic(d / _MANIFEST, manifest_data)
         fsync_dir(d)
         sums[_MANIFEST] = checksum(manifest_data)
-        for name, record in sums.items():
-            _remember(d / name, record["sha256"])
         for old in list(d.glob("index-*.faiss")) + list(d.glob("ids-*.json")) + list(
                 d.glob(".index-*.tmp")) + list(d.glob(".ids-*.tmp")):
             if old.name not in (index_name, ids_name):

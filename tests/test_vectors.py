@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -340,6 +342,133 @@ def test_load_rejects_missing_foreign_and_inconsistent_directories(tmp_path):
     (tmp_path / "ok" / manifest["index_file"]).write_bytes(b"garbage")
     with pytest.raises(VectorIndexError, match="cannot read"):
         VectorIndex.load(tmp_path / "ok")
+
+
+def test_checksums_are_recorded_on_save_and_checked_on_load(tmp_path):
+    rng = np.random.default_rng(8)
+    index = VectorIndex(8)
+    index.add([f"a{i}" for i in range(20)], unit(rng, 20, 8))
+    d = tmp_path / "vec"
+    sums = index.save_files(d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert set(sums) == {"manifest.json", manifest["index_file"], manifest["ids_file"]}
+    for name, record in sums.items():
+        data = (d / name).read_bytes()
+        assert record == {"size": len(data),
+                          "sha256": hashlib.sha256(data).hexdigest()}
+    assert VectorIndex.load(d, checksums=sums).ids() == index.ids()
+    faiss_file = d / manifest["index_file"]
+    size = faiss_file.stat().st_size
+    data = bytearray(faiss_file.read_bytes())
+    data[size // 2] ^= 0xFF  # same size, one byte other
+    faiss_file.write_bytes(bytes(data))
+    with pytest.raises(VectorIndexError, match="differs from the recorded sha256"):
+        VectorIndex.load(d, checksums=sums)
+    faiss_file.write_bytes(b"\0" * (size - 3))
+    with pytest.raises(VectorIndexError, match=f"{size - 3} bytes, {size} recorded"):
+        VectorIndex.load(d, checksums=sums)
+    faiss_file.unlink()
+    with pytest.raises(VectorIndexError, match="missing"):
+        VectorIndex.load(d, checksums=sums)
+    with pytest.raises(VectorIndexError, match="missing"):
+        VectorIndex.load(d)  # without checksums too: never an empty index
+    index.save_files(d)  # a new generation: the old record does not name its files
+    with pytest.raises(VectorIndexError, match="differs from the recorded sha256|not the file"):
+        VectorIndex.load(d, checksums=sums)
+
+
+def _planted_catalogue(tmp_path):
+    from test_recommend import tags_for
+    from test_store import OBJ, SCN
+
+    from search.backends.sqlite.store import SqliteStore
+    from tvindex.core.records import EpisodeRecord, ProgrammeRecord
+
+    store = SqliteStore(tmp_path / "cat.sqlite", top_k=0)
+    layout = {"cooking": ["c1", "c2"], "sport": ["s1"]}
+    store.upsert_catalogue([ProgrammeRecord(p, p.title()) for p in layout],
+                           [EpisodeRecord(e, p, e, str(tmp_path / f"{e}.mp4"))
+                            for p, eps in layout.items() for e in eps])
+    store.register_label_sets([OBJ, SCN])
+    rng = np.random.default_rng(0)
+    for p, eps in layout.items():
+        for e in eps:
+            store.write_episode(tags_for(e, p, 3, rng))
+    return store, rng
+
+
+def test_state_without_checksums_loads_unverified_and_sync_records_them(tmp_path):
+    from search.vector_catalogue import VectorCatalogue
+
+    store, _ = _planted_catalogue(tmp_path)
+    vectors = VectorCatalogue(store, tmp_path / "vectors", check_interval_s=0.0)
+    vectors.sync()
+    want = vectors.search("shot", store.embeddings("shot")[1][0], 5)
+    state_path = vectors.dir / "state.json"
+    old = json.loads(state_path.read_text())
+    del old["files"]  # what a sync before checksums wrote
+    state_path.write_text(json.dumps(old))
+    reader = VectorCatalogue(store, vectors.dir, check_interval_s=0.0)
+    status = reader.status()
+    assert status["damaged"] == {} and status["current"]
+    assert {lv: v["status"] for lv, v in status["levels"].items()} == {
+        "shot": "unverified", "episode": "unverified", "programme": "unverified"}
+    assert reader.search("shot", store.embeddings("shot")[1][0], 5) == want
+    report = reader.sync()  # nothing changed in the store: still rewrites, with checksums
+    assert report.repaired == {} and not report.rebuilt
+    assert set(json.loads(state_path.read_text())["files"]) == {"shot", "episode", "programme"}
+    assert {v["status"] for v in VectorCatalogue(store, vectors.dir).status()[
+        "levels"].values()} == {"ok"}
+    assert reader.search("shot", store.embeddings("shot")[1][0], 5) == want
+    # an old state with a broken file: damaged (FAISS cannot read it), not empty
+    state_path.write_text(json.dumps(old | {"sync_id": "old"}))
+    (faiss_file,) = (vectors.dir / "shot").glob("index-*.faiss")
+    faiss_file.write_bytes(b"garbage")
+    status = VectorCatalogue(store, vectors.dir).status()
+    assert list(status["damaged"]) == ["shot"]
+    assert "cannot read the index files" in status["damaged"]["shot"]
+    store.close()
+
+
+def test_readers_never_see_a_sync_in_progress_as_damage(tmp_path):
+    """A reader that reads state.json while another instance is replacing the files waits
+    for that sync (shared lock) and looks again, instead of calling the level damaged."""
+    import threading
+
+    from test_recommend import tags_for
+
+    from search.vector_catalogue import VectorCatalogue, VectorsDamaged
+
+    store, rng = _planted_catalogue(tmp_path)
+    writer = VectorCatalogue(store, tmp_path / "vectors")
+    writer.sync()
+    reader = VectorCatalogue(store, writer.dir)
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                for level in ("shot", "episode", "programme"):
+                    reader.index(level)
+            except VectorsDamaged as exc:
+                errors.append(exc)
+                return
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # interleave the threads finely
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for n in range(40):
+            store.write_episode(tags_for("c1", "cooking", 2 + n % 3, rng))
+            writer.sync()
+    finally:
+        stop.set()
+        thread.join(30)
+        sys.setswitchinterval(switch)
+    assert errors == []
+    store.close()
 
 
 # ---------------------------------------------------------------------------------------------
