@@ -528,3 +528,85 @@ def test_sqlite_v1_file_is_migrated(tmp_path: Path):
               normalised(3 * frames_mean(BD1) + frames_mean(BD2)))
     with SqliteStore(old, top_k=0) as s:  # opening again migrates nothing
         assert s.schema_version() == 2 and s.embeddings("shot")[0][:1] == ["bd1@0"]
+
+
+# --- the SQLite file: integrity and read-only opening (issue 14) ---------------------------
+def test_sqlite_zero_byte_or_foreign_file_is_corrupt_not_emptied(tmp_path: Path):
+    from tvindex.core.store import CatalogueCorrupt
+
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(CatalogueCorrupt, match=r"empty\.sqlite: the catalogue is damaged "
+                                               r"\(an empty file of 0 bytes"):
+        SqliteStore(empty)
+    assert empty.stat().st_size == 0
+    foreign = tmp_path / "foreign.sqlite"
+    foreign.write_text("id,title\n" * 50)
+    with pytest.raises(CatalogueCorrupt, match="not a SQLite database"):
+        SqliteStore(foreign)
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).executescript("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+    with pytest.raises(CatalogueCorrupt, match="no meta table: not a tvindex catalogue"):
+        SqliteStore(other)
+
+
+def test_sqlite_missing_table_is_corrupt(tmp_path: Path):
+    from tvindex.core.store import CatalogueCorrupt
+
+    path = tmp_path / "cat.sqlite"
+    SqliteStore(path).close()
+    sqlite3.connect(path).execute("DROP TABLE segment_postings")
+    with pytest.raises(CatalogueCorrupt, match="tables missing: segment_postings"):
+        SqliteStore(path)
+
+
+def test_sqlite_new_catalogue_is_created_whole(tmp_path: Path):
+    path = tmp_path / "sub" / "cat.sqlite"
+    with SqliteStore(path) as s:
+        assert not s.read_only and s.schema_version() == SCHEMA_VERSION
+        s.check(thorough=True)
+    assert path.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_sqlite_opens_read_only_when_the_file_is_not_writable(tmp_path: Path):
+    import os
+
+    from tvindex.core.store import CatalogueReadOnly
+
+    path = tmp_path / "cat.sqlite"
+    with SqliteStore(path) as s:
+        s.upsert_catalogue([ProgrammeRecord("p", "P")], [EpisodeRecord("e1", "p", "E1", "/m")])
+    path.chmod(0o444)
+    try:
+        if os.access(path, os.W_OK):
+            pytest.skip("running as root: permission bits do not make the file read-only "
+                        "(tests/hostile/test_hostile_storage.py mounts read-only instead)")
+        with SqliteStore(path) as ro:
+            assert ro.read_only
+            assert [st.id for st in ro.episode_states()] == ["e1"]
+            with pytest.raises(CatalogueReadOnly, match="the catalogue is read-only"):
+                ro.request_reindex("e1")
+    finally:
+        path.chmod(0o644)
+
+
+def test_sqlite_damaged_page_is_corrupt_and_never_written(tmp_path: Path):
+    from tvindex.core.store import CatalogueCorrupt
+
+    path = tmp_path / "cat.sqlite"
+    with SqliteStore(path) as s:
+        s.upsert_catalogue([ProgrammeRecord("p", "P")],
+                           [EpisodeRecord(f"e{i}", "p", f"E{i}", f"/m/{i}.mp4",
+                                          description="x" * 3000) for i in range(200)])
+    pages = path.stat().st_size // 4096
+    with open(path, "r+b") as f:
+        f.seek(pages // 2 * 4096)
+        f.write(b"\xa5" * 4096 * 4)
+    before = path.read_bytes()
+    with SqliteStore(path) as s:
+        with pytest.raises(CatalogueCorrupt, match="the catalogue is damaged"):
+            s.request_reindex("e1")
+        with pytest.raises(CatalogueCorrupt):
+            s.check()
+    assert path.read_bytes() == before
