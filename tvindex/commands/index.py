@@ -83,4 +83,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                  or "not synced"))
         for ep, why in report.failed.items():
             print(f"  failed {ep}: {why}", file=sys.stderr)
-    return 0
+    # 1: the run completed, but some episodes failed (listed above; see tvindex.cli).
+    return 1 if report.failed else 0
