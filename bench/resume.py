@@ -8,7 +8,9 @@ ranges of them), listed in a CSV manifest, ``--per-programme`` episodes per prog
 "Fully indexed" is written through the real ``SqliteStore`` (``write_episode``, one minimal
 ``EpisodeTags`` per episode: one segment, one label) with the same fingerprints and
 configuration version a real run computes, so `run_index` finds every episode unchanged.
-The tagger is a stand-in that is never called (nothing needs tagging); it only names the
+The timed region is what `tvindex index MANIFEST` does before it would tag: reading and
+checking the manifest (every row's media file) and `run_index`. The tagger is a stand-in that
+is never called (nothing needs tagging); it only names the
 label set and enters the configuration version. A first `run_index` fills the cache (not
 timed); then each measured run is a fresh process-level start of `run_index` (new store
 connection, cache read from disk). Prints JSON: median of ``--repeats`` (3) runs each way,
@@ -97,8 +99,12 @@ def mark_indexed(db: Path, catalogue, tagger: Tagger, version: str) -> None:
                 log(f"  marked {i} indexed ({time.perf_counter() - t0:.0f} s)")
 
 
-def timed_resume(db: Path, catalogue, tagger, sampling, aggregation, cache_path) -> dict:
+def timed_resume(db: Path, manifest: Path, tagger, sampling, aggregation, cache_path) -> dict:
+    """What `tvindex index MANIFEST` does before it would tag: read and check the manifest
+    (every row's media file), then `run_index` over it; both timed."""
     t0 = time.perf_counter()
+    catalogue = load_catalogue(manifest)
+    t_load = time.perf_counter()
     with SqliteStore(db) as store:
         cache = FingerprintCache(cache_path)
         report = run_index(catalogue, store, [tagger], sampling, aggregation, embedder=None,
@@ -106,7 +112,8 @@ def timed_resume(db: Path, catalogue, tagger, sampling, aggregation, cache_path)
     seconds = time.perf_counter() - t0
     assert not report.indexed and not report.failed, report.to_dict()
     assert len(report.skipped) == len(catalogue.episodes)
-    return {"seconds": round(seconds, 3), "hashed": report.hashed}
+    return {"seconds": round(seconds, 3), "manifest_s": round(t_load - t0, 3),
+            "hashed": report.hashed}
 
 
 def main() -> None:
@@ -131,12 +138,12 @@ def main() -> None:
     db, cache_path = root / "catalogue.sqlite", root / "fingerprints.sqlite"
     mark_indexed(db, catalogue, tagger, version)
     log(f"set up in {time.perf_counter() - t0:.0f} s; filling the cache")
-    timed_resume(db, catalogue, tagger, sampling, aggregation, cache_path)
+    timed_resume(db, manifest, tagger, sampling, aggregation, cache_path)
     runs: dict[str, list[dict]] = {"cached": [], "no_cache": []}
     for _ in range(a.repeats):  # interleaved, so both see the same machine
-        runs["cached"].append(timed_resume(db, catalogue, tagger, sampling, aggregation,
+        runs["cached"].append(timed_resume(db, manifest, tagger, sampling, aggregation,
                                            cache_path))
-        runs["no_cache"].append(timed_resume(db, catalogue, tagger, sampling, aggregation,
+        runs["no_cache"].append(timed_resume(db, manifest, tagger, sampling, aggregation,
                                              None))
         log(f"  cached {runs['cached'][-1]['seconds']} s, "
             f"no cache {runs['no_cache'][-1]['seconds']} s")
@@ -147,7 +154,8 @@ def main() -> None:
     for name, rs in runs.items():
         secs = [r["seconds"] for r in rs]
         out[name] = {"median_s": round(statistics.median(secs), 3), "min_s": min(secs),
-                     "max_s": max(secs), "hashed": rs[-1]["hashed"]}
+                     "max_s": max(secs), "hashed": rs[-1]["hashed"],
+                     "manifest_median_s": round(statistics.median(r["manifest_s"] for r in rs), 3)}
     out["speedup"] = round(out["no_cache"]["median_s"] / out["cached"]["median_s"], 1)
     out["meets_target"] = out["cached"]["median_s"] < out["target_s"]
     print(json.dumps(out, indent=1))
