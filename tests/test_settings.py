@@ -21,6 +21,31 @@ def test_unknown_key_is_an_error_naming_the_key(tmp_path: Path):
         load_settings(cfg, environ={})
 
 
+def test_unknown_key_suggests_the_closest_key(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sampling:\n  evry_s: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert f"sampling.evry_s: unknown key; did you mean every_s? (in {cfg})" in str(err.value)
+    with pytest.raises(ConfigError, match=r"sampling\.evry_s: unknown key; did you mean "
+                                          r"every_s\? \(from TVINDEX__SAMPLING__EVRY_S\)"):
+        load_settings(environ={"TVINDEX__SAMPLING__EVRY_S": "5"})
+    # sections, nested tagger sections (spelt as in YAML) and flags
+    with pytest.raises(ConfigError, match=r"samplng: unknown key; did you mean sampling\?"):
+        load_settings(environ={"TVINDEX__SAMPLNG__EVERY_S": "5"})
+    with pytest.raises(ConfigError, match=r"taggers\.tflite-detector\.thread: unknown key; "
+                                          r"did you mean threads\?"):
+        load_settings(environ={"TVINDEX__TAGGERS__TFLITE_DETECTOR__THREAD": "2"})
+    with pytest.raises(ConfigError, match=r"taggers\.timm-clasifier: unknown key; did you "
+                                          r"mean timm-classifier\?"):
+        load_settings(environ={"TVINDEX__TAGGERS__TIMM-CLASIFIER__ARCH": "x"})
+    with pytest.raises(ConfigError, match=r"server\.portt: unknown key; did you mean port\?"):
+        load_settings(overrides={"server.portt": 1}, environ={})
+    # nothing close: no suggestion
+    with pytest.raises(ConfigError, match=r"sampling\.zzzz: unknown key$"):
+        load_settings(overrides={"sampling.zzzz": 1}, environ={})
+
+
 def test_bad_value_names_the_key(tmp_path: Path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sampling:\n  every_s: -1\n")

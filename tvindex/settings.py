@@ -399,15 +399,36 @@ def _where(loc: tuple, env_names: Mapping[tuple, str], given: Mapping[str, Any],
     return ""
 
 
+def _known_keys(model: Any, path: tuple) -> list[str]:
+    """The keys the section at ``path`` of ``model`` accepts (aliases as YAML spells them),
+    or none when ``path`` does not lead to a section model."""
+    node = model
+    for part in path:
+        fields = getattr(node, "model_fields", {}) if isinstance(node, type) else {}
+        field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+        node = field.annotation if field is not None else None
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return []
+    return [f.alias or n for n, f in node.model_fields.items()]
+
+
+def _unknown_key_hint(model: Any, loc: tuple) -> str:
+    """'; did you mean every_s?' for a misspelt key, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc[:-1]), n=3)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def _describe(err: ValidationError, what: str = "configuration",
-              where: Any = lambda loc: "") -> str:
+              where: Any = lambda loc: "", model: Any = None) -> str:
     lines = []
     errors = err.errors()
     for e in errors[:_MAX_ERRORS]:
         loc = tuple(e["loc"])
         key = one_line(".".join(str(p) for p in loc), 120)
         if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key{where(loc)}")
+            lines.append(f"{key}: unknown key{_unknown_key_hint(model, loc)}{where(loc)}")
             continue
         given, msg = e.get("input"), str(e["msg"])
         if any(is_secret(p) for p in loc):  # say what is wrong, never the value
@@ -452,7 +473,7 @@ def load_config(
     except ValidationError as exc:
         def where(loc: tuple) -> str:
             return _where(loc, env_names or {}, overrides or {}, read)
-        raise ConfigError(_describe(exc, what, where)) from None
+        raise ConfigError(_describe(exc, what, where, model)) from None
 
 
 def load_settings(

@@ -192,6 +192,11 @@ def serve(tmp_path) -> Iterator:
     procs: list[subprocess.Popen] = []
 
     def start(**env: str) -> int:
+        # tvindex serve refuses a data directory without a catalogue (issue 16): an empty one
+        from search.backends.sqlite.store import SqliteStore
+
+        if not (tmp_path / "catalogue.sqlite").exists():
+            SqliteStore(tmp_path / "catalogue.sqlite").close()
         proc, port = start_serve(tmp_path, **env)
         procs.append(proc)
         return port

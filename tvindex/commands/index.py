@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, add_json, command_parser
 from tvindex.settings import Settings
 
 
@@ -21,17 +22,27 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="index a catalogue manifest (CSV/JSONL) or folder tree")
+    p = command_parser(
+        sub, "index", help="index a catalogue manifest (CSV/JSONL) or folder tree",
+        description="Sample, tag and aggregate every episode of a catalogue into the store "
+                    "(created when missing), then sync the vector indexes. Unchanged episodes "
+                    "are skipped; exits 1 when some episodes failed (each is listed).",
+        examples=["tvindex index demo/catalogue.csv --data-dir var/demo",
+                  "tvindex index /media/catalogue --sampling shots --taggers yolo places365",
+                  "tvindex index catalogue.jsonl --shard 0/4 --no-progress --json"])
     p.add_argument("source", type=Path, help="manifest file or ROOT/<programme>/<files> folder")
-    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"])
-    p.add_argument("--every", type=float, metavar="SECONDS")
-    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME")
-    p.add_argument("--data-dir", type=Path, help="where the store lives (paths.data_dir)")
+    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"],
+                   help="sampling mode (default: sampling.mode)")
+    p.add_argument("--every", type=float, metavar="SECONDS",
+                   help="sampling period for interval/keyframes (default: sampling.every_s)")
+    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
+                   help="taggers to run (default: taggers.active; see `tvindex taggers`)")
+    add_data_dir(p)
     p.add_argument("--force", action="store_true", help="re-index even unchanged episodes")
     p.add_argument("--shard", type=parse_shard, metavar="I/N",
                    help="index only shard I of N (0-based), for N parallel workers")
-    p.add_argument("--json", action="store_true", help="print the run's report as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    add_json(p, "print the run's report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(settings_overrides=lambda a: {
         "sampling.mode": a.sampling, "sampling.every_s": a.every, "taggers.active": a.taggers,
         "paths.data_dir": a.data_dir})

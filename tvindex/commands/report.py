@@ -13,11 +13,20 @@ import argparse
 import json
 from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, add_json, command_parser, require_catalogue
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write the retrieval-quality report (HTML, plots, JSON)")
+    p = command_parser(
+        sub, "report", help="write the retrieval-quality report (HTML, plots, JSON)",
+        description="The retrieval-quality report of the catalogue (--data-dir): tagging and "
+                    "retrieval agreement with a reference catalogue, recommendation quality, "
+                    "latency, the distillation results; index.html with plots and report.json.",
+        examples=["tvindex report --out var/report --data-dir var/student",
+                  ("tvindex report --out var/report --data-dir var/student "
+                   "--reference var/teachers"),
+                  "tvindex report --out var/report --json"])
     p.add_argument("--out", type=Path, required=True, help="folder for index.html, plots and "
                    "report.json (created)")
     p.add_argument("--reference", type=Path, metavar="DATA_DIR_OR_SQLITE_FILE",
@@ -29,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=int, default=60, metavar="N",
                    help="at most N labels for retrieval agreement (stratified sample; 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the label sample")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--json", action="store_true", help="print the report's JSON to stdout")
+    add_data_dir(p)
+    add_json(p, "print the report's JSON to stdout")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.distill_report is not None and not args.distill_report.is_file():
         raise UserError(f"--distill-report {args.distill_report}: no such file")
     r = settings.recommend
+    require_catalogue(settings)
     reference = open_reference(args.reference, settings) if args.reference else None
     try:
         with open_store(settings) as store:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, add_json, command_parser, require_catalogue
+from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help='search the catalogue, e.g. "object:dog scene:beach"')
-    p.add_argument("query", help="query text (see README: query language)")
-    p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot")
-    p.add_argument("--limit", type=int, default=10)
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--json", action="store_true")
+    p = command_parser(
+        sub, "search", help='search the catalogue, e.g. "object:dog scene:beach"',
+        description="Ranked search of shots, episodes or programmes by what is seen in them "
+                    "(see README: query language). Reads the catalogue; never creates one.",
+        examples=['tvindex search "object:dog scene:beach" --data-dir var/demo',
+                  'tvindex search "object:car OR object:bicycle" --level episode --limit 5',
+                  "tvindex search 'programme:\"La plaça\" -object:car' --json"])
+    p.add_argument("query", help="query text, e.g. \"object:dog -object:car after:2020-01-01\"")
+    p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot",
+                   help="what to rank (default shot)")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"hits to show (default {DEFAULT_LIMIT})")
+    p.add_argument("--offset", type=int, default=0, metavar="N",
+                   help="hits to skip first, for the next page (default 0)")
+    add_data_dir(p)
+    add_json(p, "print the page of hits as JSON")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
@@ -24,6 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.engine import run_search
     from search.store import open_store
 
+    require_catalogue(settings)
     with open_store(settings) as store:
         page = run_search(store, args.query, args.level, args.limit, args.offset)
     if args.json:

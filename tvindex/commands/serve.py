@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, command_parser, require_catalogue
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the web UI and the JSON API (/api/v1)")
+    p = command_parser(
+        sub, "serve", help="serve the web UI and the JSON API (/api/v1)",
+        description="The web UI and the JSON API (/api/v1, described at /api/v1/openapi.json) "
+                    "over the catalogue, served by waitress until Ctrl-C. Refuses a data "
+                    "directory without a catalogue (index one first).",
+        examples=["tvindex serve --data-dir var/demo",
+                  "tvindex serve --port 0            # pick a free port (printed)",
+                  "tvindex serve --host 0.0.0.0 --port 8080 --threads 8"])
     p.add_argument("--host", help="address to bind (server.host; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (server.port; 0 picks a free one)")
     p.add_argument("--threads", type=int, help="worker threads (server.threads)")
-    p.add_argument("--data-dir", type=Path, help="where the store lives (paths.data_dir)")
+    add_data_dir(p)
     p.set_defaults(settings_overrides=lambda a: {
         "server.host": a.host, "server.port": a.port, "server.threads": a.threads,
         "paths.data_dir": a.data_dir})
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from webui.app import close_app
     from webui.server import create_server
 
+    require_catalogue(settings)
     server_cfg = settings.server
     # Large transient buffers (decoded uploads) go back to the system when freed.
     bound_allocator()

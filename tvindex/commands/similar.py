@@ -7,16 +7,33 @@ import argparse
 import json
 from pathlib import Path
 
+from tvindex.commands._common import (
+    CommandError,
+    add_data_dir,
+    add_json,
+    command_parser,
+    require_catalogue,
+)
+from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("similar", help="similar programmes/episodes/shots, or shots like an image")
-    p.add_argument("kind", choices=["programme", "episode", "shot", "image"])
+    p = command_parser(
+        sub, "similar", help="similar programmes/episodes/shots, or shots like an image",
+        description="Recommendations from the catalogue (the same engine as the API): the "
+                    "programmes, episodes or shots most like one of them, or the shots most "
+                    "like a picture (query by example; builds the embedding tagger).",
+        examples=["tvindex similar programme la-placa --data-dir var/demo",
+                  "tvindex similar shot bici-01@2 --limit 5 --json",
+                  "tvindex similar image dog.jpg"])
+    p.add_argument("kind", choices=["programme", "episode", "shot", "image"],
+                   help="what to find similar items to (image: shots like a picture file)")
     p.add_argument("target", help="programme or episode id, shot id EPISODE@INDEX, or an image file")
-    p.add_argument("--limit", type=int, default=5)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"items to show (default {DEFAULT_LIMIT})")
+    add_data_dir(p)
+    add_json(p, "print the items as JSON")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
@@ -52,6 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from tvindex.core.store import NotFound
     from tvindex.errors import UserError
 
+    require_catalogue(settings)
     with open_store(settings) as store:
         rec = Recommender.from_settings(store, settings.recommend,
                                         VectorCatalogue.from_settings(store, settings),
@@ -65,7 +83,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 items = rec.similar_shots(args.target, args.limit)
             else:
                 items = rec.shots_like(rec.embed_image(_read_image(args.target, settings)), args.limit)
-        except (NotFound, RecommendError, ValueError) as exc:
+        except NotFound as exc:
+            raise CommandError(str(exc), "not_found") from None
+        except (RecommendError, ValueError) as exc:
             raise UserError(str(exc)) from None
     if args.kind in ("shot", "image"):
         if args.json:

@@ -7,15 +7,21 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, add_json, command_parser, require_catalogue
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="list indexed, failed and pending episodes")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--json", action="store_true")
+    p = command_parser(
+        sub, "status", help="list indexed, failed and pending episodes",
+        description="The episodes of the catalogue: indexed (segments, frames, when), failed "
+                    "(why) and pending. Reads the catalogue; never creates one.",
+        examples=["tvindex status --data-dir var/demo",
+                  "tvindex status --check      # also read every page (damage check)",
+                  "tvindex status --json"])
+    add_data_dir(p)
+    add_json(p, "print the episodes' states as JSON")
     p.add_argument("--check", action="store_true",
                    help="also check the whole catalogue for damage (reads every page)")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
@@ -24,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
 
+    require_catalogue(settings)
     with open_store(settings) as store:
         if args.check:
             store.check(thorough=True)  # raises CatalogueCorrupt: one error line, exit 2

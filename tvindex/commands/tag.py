@@ -10,11 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from tvindex.commands._common import add_json, command_parser
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tag", help="sample frames from a video and print their top labels")
+    p = command_parser(
+        sub, "tag", help="sample frames from a video and print their top labels",
+        description="Sample frames from one video and print what the taggers see in each "
+                    "(nothing is stored): a quick look at a file, the sampling and the taggers.",
+        examples=["tvindex tag clip.mp4",
+                  "tvindex tag clip.mp4 --sampling shots --top 3",
+                  "tvindex tag clip.mp4 --taggers yolo --every 2 --json"])
     p.add_argument("video", type=Path, help="video file")
     p.add_argument("--sampling", choices=["interval", "keyframes", "shots"],
                    help="sampling mode (default: sampling.mode)")
@@ -23,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
                    help="taggers to run (default: taggers.active; see `tvindex taggers`)")
     p.add_argument("--top", type=int, default=5, help="labels shown per label set (default 5)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(settings_overrides=lambda a: {
         "sampling.mode": a.sampling, "sampling.every_s": a.every, "taggers.active": a.taggers,

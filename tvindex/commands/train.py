@@ -14,15 +14,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tvindex.commands._common import add_json, command_parser
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="distil the teachers into a student network",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(
+        sub, "train", help="distil the teachers into a student network",
+        description=__doc__ or "",
+        examples=["tvindex train extract demo/catalogue.csv --out var/transfer",
+                  "tvindex train fit --config config/train/student.yaml",
+                  "tvindex train evaluate var/train/run/best.pt --speed",
+                  "tvindex train STEP --help     # each step's options and examples"])
     steps = p.add_subparsers(dest="train_step", metavar="STEP", required=True)
 
-    e = steps.add_parser("extract", help="tag frames with the teachers and cache them")
+    e = command_parser(
+        steps, "extract", help="tag frames with the teachers and cache them",
+        description="Run the teachers once over the sources and cache frames and logits in a "
+                    "transfer set (sharded, resumable: a second run adds only what is new).",
+        examples=["tvindex train extract demo/catalogue.csv --out var/transfer",
+                  ("tvindex train extract videos/ images/ --out var/transfer --every 2 "
+                   "--views 3 --teachers yolo places365")])
     e.add_argument("sources", nargs="+", type=Path,
                    help="catalogue manifests (.csv/.jsonl), folders of videos and images, files")
     e.add_argument("--out", type=Path, required=True, help="transfer-set folder")
@@ -36,36 +48,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--test", type=float, default=0.2, help="share of source groups for test")
     e.add_argument("--seed", type=int, default=0, help="split seed")
     e.add_argument("--store-side", type=int, default=256, help="short side of cached JPEGs")
-    e.add_argument("--jpeg-quality", type=int, default=90)
+    e.add_argument("--jpeg-quality", type=int, default=90,
+                   help="JPEG quality of cached frames (default 90)")
     e.add_argument("--shard-size", type=int, default=256, help="frames per shard")
     e.add_argument("--force", action="store_true", help="replace an incompatible set in --out")
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--no-progress", action="store_true")
+    add_json(e, "print the extraction report as JSON")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e.set_defaults(settings_overrides=lambda a: {"taggers.active": a.teachers})
 
-    d = steps.add_parser("describe", help="summarise a transfer set")
-    d.add_argument("transfer", type=Path)
+    d = command_parser(
+        steps, "describe", help="summarise a transfer set",
+        description="What a transfer set holds: frames, sources, splits, teachers (JSON).",
+        examples=["tvindex train describe var/transfer"])
+    d.add_argument("transfer", type=Path, help="transfer-set folder (train extract --out)")
+    add_json(d, "JSON output (the summary is always JSON)")
 
-    f = steps.add_parser("fit", help="train a student from a configuration file")
+    f = command_parser(
+        steps, "fit", help="train a student from a configuration file",
+        description="Train a student on a transfer set as a training configuration says "
+                    "(checkpoints, resume, early stopping; exports the best when asked).",
+        examples=["tvindex train fit --config config/train/student.yaml",
+                  "tvindex train fit --config config/train/student.yaml --set optim.lr=0.001",
+                  "tvindex train fit --config config/train/student.yaml --resume --json"])
     f.add_argument("--config", dest="train_config", type=Path, required=True, metavar="FILE",
                    help="training configuration (config/train/*.yaml)")
     f.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="KEY=VALUE", help="override a configuration value (repeatable)")
     f.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
-    f.add_argument("--json", action="store_true")
-    f.add_argument("--no-progress", action="store_true")
+    add_json(f, "print the run's result as JSON")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
-    v = steps.add_parser("evaluate", help="student vs teachers on the test split")
+    v = command_parser(
+        steps, "evaluate", help="student vs teachers on the test split",
+        description="Top-1 and nDCG per head of a student checkpoint against its teachers on "
+                    "a split of the transfer set; with --speed, frames per second of both.",
+        examples=["tvindex train evaluate var/train/run/best.pt",
+                  "tvindex train evaluate var/train/run/best.pt --split val --gain exponential",
+                  "tvindex train evaluate var/train/run/best.pt --speed --json"])
     v.add_argument("checkpoint", type=Path, help="student checkpoint (best.pt)")
     v.add_argument("--transfer", type=Path,
                    help="transfer set (default: the one the checkpoint was trained on)")
-    v.add_argument("--split", default="test", choices=["train", "val", "test"])
+    v.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="which split to evaluate on (default test)")
     v.add_argument("--gain", choices=["linear", "exponential"], default="linear",
                    help="nDCG gain, the same for DCG and ideal DCG (default linear)")
     v.add_argument("--speed", action="store_true",
                    help="also time the student against the teachers on the same frames")
-    v.add_argument("--speed-frames", type=int, default=64)
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--speed-frames", type=int, default=64, metavar="N",
+                   help="frames timed with --speed (default 64)")
+    add_json(v, "print the evaluation as JSON")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from tvindex.commands._common import add_data_dir, add_json, command_parser, require_catalogue
 from tvindex.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("vectors", help="status, sync or rebuild the vector indexes (FAISS)")
+    p = command_parser(
+        sub, "vectors", help="status, sync or rebuild the vector indexes (FAISS)",
+        description="The FAISS indexes of the catalogue's embeddings (similar shots, query by "
+                    "example). tvindex index and the web server keep them in step; status "
+                    "exits 1 when a level is damaged, sync repairs it, rebuild remakes all.",
+        examples=["tvindex vectors status --data-dir var/demo",
+                  "tvindex vectors sync          # after a damaged level or a restore",
+                  "tvindex vectors rebuild --json"])
     p.add_argument("action", choices=["status", "sync", "rebuild"],
                    help="status: counts and freshness; sync: bring up to date with the store; "
                         "rebuild: remake from the store")
-    p.add_argument("--data-dir", type=Path, help="where the store lives (paths.data_dir)")
-    p.add_argument("--json", action="store_true")
+    add_data_dir(p)
+    add_json(p, "print the status or the sync report as JSON")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
 
 
@@ -32,6 +39,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
 
+    if args.action == "status":
+        require_catalogue(settings)
     with open_store(settings) as store:
         vectors = VectorCatalogue.from_settings(store, settings)
         if args.action != "status" and store.read_only:
