@@ -21,7 +21,7 @@ import copy
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -243,6 +243,13 @@ class ServerSettings(_Section):
     header_timeout_s: float = Field(10.0, gt=0, le=3600)
     request_timeout_s: float = Field(60.0, gt=0, le=3600)
     backlog: int = Field(1024, ge=1, le=65535)
+    # Origins allowed to call the API from a browser (CORS): scheme://host[:port], exactly as
+    # browsers send them; empty = no CORS headers at all.
+    cors_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    # Per client address: a token bucket refilled at rate_limit_per_minute / 60 a second, holding
+    # at most rate_limit_burst tokens (null = rate_limit_per_minute); 0 = off.
+    rate_limit_per_minute: int = Field(600, ge=0, le=10_000_000)
+    rate_limit_burst: int | None = Field(None, ge=1, le=10_000_000)
 
 
 class RecommendSettings(_Section):

@@ -15,8 +15,12 @@ from search.query import Term
 from search.store import open_store
 from tvindex.core.store import CatalogueStore
 from webui.context import WebContext
-from webui.errors import register_error_handlers
+from webui.cors import Cors
+from webui.errors import error_response, register_error_handlers
 from webui.example import InMemoryRequest
+from webui.http_cache import StaticVersions, Validators, install_compression
+from webui.http_cache import after_request as cache_headers
+from webui.rate_limit import RateLimited, RateLimiter
 from webui.suggest import field_for_set
 from webui.timeline import format_time
 
@@ -113,6 +117,13 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     app.jinja_env.globals["axis_max"] = axis_max
 
     hosts = allowed_hosts(settings.server)
+    compress = install_compression(app)
+    validators = Validators(context.store, settings)
+    static_versions = StaticVersions(app)
+    app.url_defaults(static_versions.add_version)
+    cors = Cors(settings.server.cors_origins)
+    limiter = RateLimiter(settings.server.rate_limit_per_minute,
+                          settings.server.rate_limit_burst)
 
     @app.before_request
     def _allowed_host() -> None:
@@ -124,6 +135,23 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
         name = host_name(raw)
         if not host_allowed(name, hosts):
             raise BadRequest(f"host {name[:100]!r} is not served here (server.allowed_hosts)")
+
+    @app.before_request
+    def _rate_limit() -> Response | None:
+        # Per TCP peer (a reverse proxy's address for all its clients: see rate_limit.py).
+        try:
+            limiter.take(request.remote_addr or "")
+        except RateLimited as exc:
+            resp = error_response(429, "too many requests from this address "
+                                       f"(server.rate_limit_per_minute); retry in "
+                                       f"{exc.retry_after_s} s")
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
+            return resp
+        return None
+
+    @app.before_request
+    def _preflight_and_conditional() -> Response | None:
+        return cors.preflight() or validators.not_modified()
 
     @app.before_request
     def _bounded_body() -> None:
@@ -151,9 +179,10 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     def _headers(resp: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
-        if request.path.startswith("/api/"):
-            resp.headers.setdefault("Cache-Control", "no-store")
-        return resp
+        cors.headers(resp)
+        # Validators, Cache-Control (API: no-cache where revalidated, else no-store), then
+        # compression: see http_cache.py.
+        return cache_headers(resp, compress, validators, static_versions)
 
     return app
 

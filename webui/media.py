@@ -16,6 +16,7 @@ never the path or the reason; the reason goes to the log.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import stat
@@ -149,10 +150,13 @@ def _send(file: BinaryIO, path: str, st: os.stat_result) -> Response:
 
 
 def _jpeg(data: bytes) -> Response:
+    """A thumbnail or poster: cached for an hour, then revalidated by its strong ETag (a hash
+    of the JPEG's bytes, so a re-indexed episode's new pictures get new tags)."""
     resp = Response(data, mimetype="image/jpeg")
     resp.cache_control.public = True
     resp.cache_control.max_age = THUMBNAIL_MAX_AGE_S
-    return resp
+    resp.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    return resp.make_conditional(request.environ)
 
 
 def _placeholder() -> Response:

@@ -192,6 +192,12 @@ class CatalogueReader(_Closable, ABC):
         query resolver can reuse its label index; None when the backend cannot tell."""
         return None
 
+    def catalogue_version(self) -> object:
+        """A cheap value that changes whenever anything in the catalogue is written (by any
+        process): the web server's HTTP validators (ETag, Last-Modified) are tied to it.
+        None when the backend cannot tell (then answers carry no validator)."""
+        return None
+
     read_only: bool = False
     """True when the store was opened for reading only (a read-only data directory or
     replica): reads work, every write raises :class:`CatalogueReadOnly`."""

@@ -56,6 +56,9 @@ class SqliteReader(SqliteBase):
                                  "FROM programmes").fetchone()
         return (*labels, titles[0], hash(titles[1]))
 
+    def catalogue_version(self) -> object:
+        return self.write_version()
+
     def labels(self, label_set: str | None = None, match: str | None = None,
                counts: bool = True) -> list[LabelInfo]:
         sql = ("SELECT l.id, s.name, s.activation, l.name FROM labels l "
