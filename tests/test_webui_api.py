@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from test_webui_catalogue import API_KEY, XSS_TITLE, ApiSchemas, build_catalogue
 
 from search.backends.sqlite.store import SqliteStore
 from webui import create_app
+from webui.openapi import query_parameters
 
 
 @pytest.fixture()
@@ -59,14 +61,18 @@ def get_error(client: FlaskClient, schemas: ApiSchemas, url: str, status: int,
 # --- the document itself ---------------------------------------------------------------------
 
 def test_openapi_covers_exactly_the_api_routes(app: Flask, schemas: ApiSchemas):
+    """Every /api/v1 route and every media/thumbnail/poster route (documented under their
+    own server, the root), and nothing else."""
     documented = set()
     for path, ops in schemas.document["paths"].items():
+        root = ops["servers"][0]["url"].rstrip("/") if "servers" in ops else "/api/v1"
         for method in ops:
-            documented.add((method.upper(), "/api/v1" + path))
+            if method != "servers":
+                documented.add((method.upper(), root + path))
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/v1/"):
-            path = rule.rule.replace("<", "{").replace(">", "}")
+        if rule.rule.startswith("/api/v1/") or rule.endpoint.startswith("media."):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 served.add((method, path))
     assert served == documented
@@ -164,6 +170,61 @@ def test_search_filters_and_exclusions(client, schemas):
 ])
 def test_bad_parameters_are_400_json(client, schemas, url, needle):
     assert needle in get_error(client, schemas, url, 400)
+
+
+@pytest.mark.parametrize(("url", "needle"), [
+    ("/api/v1/search?q=dog&size=2",
+     "unknown query parameter 'size' (did you mean 'limit'?); it takes level, limit, offset, q"),
+    ("/api/v1/search?q=dog&lmit=2&offest=4&colour=red",
+     ("unknown query parameters 'lmit' (did you mean 'limit'?), 'offest' (did you mean "
+      "'offset'?), 'colour'")),
+    ("/api/v1/search?query=dog", "'query' (did you mean 'q'?)"),
+    ("/api/v1/labels?sett=coco80",
+     "'sett' (did you mean 'set'?); it takes limit, match, offset, set"),
+    ("/api/v1/programmes?page=2", "'page' (did you mean 'offset'?)"),
+    ("/api/v1/programmes/beach-dogs?limit=3",
+     "unknown query parameter 'limit'; it takes no query parameters"),
+    ("/api/v1/health?verbose=1", "'verbose'; it takes no query parameters"),
+    ("/api/v1/suggest?q=do&per_page=3", "'per_page' (did you mean 'limit'?)"),
+    ("/api/v1/shots/bd1@0/similar?exclude_episodes=true",
+     "'exclude_episodes' (did you mean 'exclude_episode'?)"),
+    ("/api/v1/episodes/bd1/timeline?shot=1", "unknown query parameter 'shot'"),
+])
+def test_unknown_query_parameters_are_400_naming_them(client, schemas, url, needle):
+    assert needle in get_error(client, schemas, url, 400)
+
+
+def test_unknown_parameters_checked_before_the_body_and_the_key(client, schemas):
+    # POST routes too: the query string is checked before the upload or the API key.
+    assert "'limt' (did you mean 'limit'?)" in get_error(
+        client, schemas, "/api/v1/similar?limt=3", 400, method="POST")
+    assert "unknown query parameter 'force'" in get_error(
+        client, schemas, "/api/v1/episodes/bd1/reindex?force=1", 400, method="POST",
+        headers={"X-API-Key": API_KEY})
+    # HEAD is GET's: the same parameters.
+    assert client.head("/api/v1/search?q=dog&size=2").status_code == 400
+    assert client.head("/api/v1/search?q=dog&limit=2").status_code == 200
+
+
+def test_every_api_route_takes_the_parameters_its_document_lists(app: Flask, client):
+    """The allowed set comes from the document: every route is checked (none undocumented),
+    and each documented query parameter is accepted (no 'unknown' for it)."""
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            known = query_parameters(rule.rule.removeprefix("/api/v1"), method)
+            assert known is not None, (method, rule.rule)
+    for extra in ("level=episode", "limit=2", "offset=1"):
+        resp = client.get(f"/api/v1/search?q=dog&{extra}")
+        assert resp.status_code == 200, (extra, resp.get_json())
+
+
+def test_pages_keep_ignoring_unknown_parameters(client):
+    # Pages are for people: links shared with tracking tags or old bookmarks still open.
+    for url in ("/?q=object:dog&size=2", "/programmes?utm_source=mail", "/labels?x=1",
+                "/programmes/beach-dogs?ref=home", "/episodes/bd1?t=3"):
+        assert client.get(url).status_code == 200, url
 
 
 def test_query_errors_say_where(client):

@@ -172,3 +172,42 @@ def test_hostile_title_is_text_in_the_browser(page, tmp_path):
         assert page.locator("img[src=x]").count() == 0
     assert dialogs == []
     assert not [p for p in page.problems if "Content Security Policy" in p], page.problems
+
+
+# Recorded in the page before any of its scripts run: a CSP violation may not reach the console.
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
+def test_api_docs_page_renders_every_operation_offline_under_the_csp(page, tmp_path):
+    store = build_catalogue(tmp_path)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.add_init_script(CSP_LISTENER)
+    with serve_in_thread(create_app(web_settings(tmp_path), store)) as url:
+        with urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=10) as resp:
+            doc = json.load(resp)
+        n_ops = sum(1 for item in doc["paths"].values() for m in item if m != "servers")
+        page.goto(url + "/")
+        page.locator('nav a:text-is("API")').click()  # the UI's API link opens the docs
+        page.wait_for_url("**/api/docs")
+        ops = page.locator("#swagger-ui .opblock")
+        ops.first.wait_for()
+        page.wait_for_function(f"document.querySelectorAll('#swagger-ui .opblock').length"
+                               f" === {n_ops}")
+        tags = page.locator("#swagger-ui .opblock-tag").all_inner_texts()
+        assert {t.split()[0] for t in tags} == {t["name"] for t in doc["tags"]}
+        # Open the search operation: its parameters and the response example are drawn.
+        page.locator("#operations-search-search .opblock-summary").click()
+        page.locator("#operations-search-search .parameters").wait_for()
+        assert "object:dog scene:beach" in page.locator(
+            "#operations-search-search").inner_text()
+        page.wait_for_load_state("networkidle")
+        violations = page.evaluate("window.__csp")
+    assert requests and all(r.startswith(url + "/") for r in requests), [
+        r for r in requests if not r.startswith(url + "/")]
+    assert violations == [], violations
+    assert not page.problems, page.problems

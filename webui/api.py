@@ -31,13 +31,35 @@ from webui.errors import BadParameter
 from webui.example import read_example
 from webui.links import link
 from webui.media import is_playable
-from webui.params import bool_arg, int_arg, level_arg, limit_arg, offset_arg, text_arg
+from webui.params import (
+    bool_arg,
+    check_known_args,
+    int_arg,
+    level_arg,
+    limit_arg,
+    offset_arg,
+    text_arg,
+)
 from webui.timeline import episode_timeline
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
 VERSION = "v1"
+API_ROOT = "/api/" + VERSION  # where app.py mounts this blueprint
 SIMILAR_LIMIT = 100  # the most items a recommendation endpoint answers
+
+
+@bp.before_request
+def _known_parameters() -> None:
+    """Unknown query parameters are a 400 that names them (``size=2`` is not silently the
+    default page). The parameters each operation takes are read from the OpenAPI document,
+    so the two cannot drift; OPTIONS (CORS preflight) is not checked."""
+    rule = request.url_rule
+    if rule is None or request.method == "OPTIONS":
+        return
+    known = openapi.query_parameters(rule.rule.removeprefix(API_ROOT), request.method)
+    if known is not None:
+        check_known_args(known)
 
 
 def _page_links(total: int, offset: int, limit: int) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def label_query(label_set: str, name: str) -> str:
 def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     """Build the web application over ``store`` (opened from ``settings`` when None, and
     closed with the app). ``settings`` is a ``tvindex.settings.Settings``."""
-    from webui import api, media, pages
+    from webui import api, docs, media, pages
 
     app = Flask(__name__)
     app.request_class = InMemoryRequest  # uploads are never written to temporary files
@@ -109,6 +109,7 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
+    app.register_blueprint(docs.bp)
     register_error_handlers(app)
 
     app.jinja_env.filters["clock"] = format_time

@@ -6,7 +6,12 @@ response against them, notice any field the code adds or drops without documenti
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Any
+
+from webui.openapi_examples import response_examples
+from webui.openapi_media import MEDIA_PATHS
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
@@ -200,9 +205,12 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _param(name: str, where: str, schema: dict[str, Any], description: str,
-           required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required or where == "path",
-            "schema": schema, "description": description}
+           required: bool = False, example: Any = None) -> dict[str, Any]:
+    out = {"name": name, "in": where, "required": required or where == "path",
+           "schema": schema, "description": description}
+    if example is not None:
+        out["example"] = example
+    return out
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -245,31 +253,73 @@ EXCLUDE_EPISODE = _param("exclude_episode", "query", {"type": "boolean", "defaul
                          "(true or false)")
 
 
+TAGS = [
+    {"name": "search", "description": "Ranked search in the query language, and completions"},
+    {"name": "catalogue", "description": "Programmes, episodes, shots and label vocabularies"},
+    {"name": "similar", "description": "Recommendations: similar programmes, episodes and "
+                                       "shots; query by example (a picture or a shot)"},
+    {"name": "media", "description": "The media files, thumbnails and posters results link "
+                                     "to (served at the server root, not under /api/v1)"},
+    {"name": "system", "description": "Status, this document, re-index requests"},
+]
+OPERATION_TAGS = {
+    "health": "system", "openapi": "system", "reindex": "system",
+    "search": "search", "suggest": "search",
+    "labels": "catalogue", "programmes": "catalogue", "programme": "catalogue",
+    "episode": "catalogue", "timeline": "catalogue", "shot": "catalogue",
+    "similarProgrammes": "similar", "similarEpisodes": "similar", "similarShots": "similar",
+    "similarToExample": "similar",
+}
+
+
+def _decorated(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each operation with its tag (``OPERATION_TAGS``; an operation missing there is a
+    KeyError, caught by the tests) and each JSON answer with its example, if one is written
+    (``webui/openapi_examples.py``)."""
+    for item in paths.values():
+        for method, op in item.items():
+            if method == "servers":
+                continue
+            if "tags" not in op:
+                op["tags"] = [OPERATION_TAGS[op["operationId"]]]
+            for code, resp in op["responses"].items():
+                media = resp.get("content", {}).get("application/json")
+                if media is None or not code.startswith("2") or "$ref" not in media["schema"]:
+                    continue
+                examples = response_examples(media["schema"]["$ref"].rsplit("/", 1)[-1])
+                if examples:
+                    media["examples"] = examples
+    return paths
+
+
 def document(version: str) -> dict[str, Any]:
-    pid = _param("programme_id", "path", STR, "programme id")
-    eid = _param("episode_id", "path", STR, "episode id")
+    pid = _param("programme_id", "path", STR, "programme id", example="beach-dogs")
+    eid = _param("episode_id", "path", STR, "episode id", example="bd1")
+    sid = _param("shot_id", "path", STR, "EPISODE@INDEX", example="bd1@0")
     paths = {
         "/health": _get("Service and catalogue status", "Health", [], op="health"),
         "/search": _get(
             "Ranked search with evidence", "SearchPage",
             [_param("q", "query", {"type": "string", "minLength": 1},
                     "query text in the editors' query language, e.g. "
-                    "'object:dog scene:beach -object:car after:2020-01-01'", required=True),
+                    "'object:dog scene:beach -object:car after:2020-01-01'", required=True,
+                    example="object:dog scene:beach"),
              _param("level", "query", {**LEVEL, "default": "shot"}, "what to rank"),
              {**LIMIT, "schema": {**LIMIT["schema"], "default": 20}}, OFFSET],
             400, op="search"),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",
             [_param("q", "query", {"type": "string", "maxLength": 200},
-                    "the token, e.g. 'object:bic' or '-traf'"),
+                    "the token, e.g. 'object:bic' or '-traf'", example="object:bic"),
              _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 50,
                                        "default": 10}, "how many")],
             400, op="suggest"),
         "/labels": _get(
             "Label vocabularies with how many shots and episodes carry each label",
             "LabelPage",
-            [_param("set", "query", STR, "only this label set"),
-             _param("match", "query", STR, "only names containing this text"),
+            [_param("set", "query", STR, "only this label set", example="coco80"),
+             _param("match", "query", STR, "only names containing this text",
+                    example="dog"),
              {**LIMIT, "schema": {**LIMIT["schema"], "default": 100}}, OFFSET],
             400, 404, op="labels"),
         "/programmes": _get("Programmes, by title", "ProgrammePage",
@@ -287,7 +337,7 @@ def document(version: str) -> dict[str, Any]:
         "/shots/{shot_id}/similar": _get(
             "Shots that look like this shot (nearest embeddings), the shot itself excluded",
             "SimilarShots",
-            [_param("shot_id", "path", STR, "EPISODE@INDEX"), _similar_limit(10),
+            [sid, _similar_limit(10),
              EXCLUDE_EPISODE],
             400, 404, 409, op="similarShots",
             description="Cosine similarity of the shots' embeddings (the embedding tagger's "
@@ -339,7 +389,7 @@ def document(version: str) -> dict[str, Any]:
                           **_errors(401, 403, 404, 413)}}},
         "/shots/{shot_id}": _get(
             "One shot: times, best labels, its episode and programme", "Shot",
-            [_param("shot_id", "path", STR, "EPISODE@INDEX")], 404, op="shot"),
+            [sid], 404, op="shot"),
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                   "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }
@@ -349,10 +399,32 @@ def document(version: str) -> dict[str, Any]:
                  "description": "Content-based search of the video catalogue. Read-only "
                                 "except where an API key is required. Errors are "
                                 '{"error": {"status", "message"}}. Times are seconds of the '
-                                "media file."},
+                                "media file. Unknown query parameters are a 400 that names "
+                                "them. Browse it at /api/docs."},
         "servers": [{"url": "/api/v1"}],
-        "paths": paths,
+        "tags": TAGS,
+        "paths": _decorated({**paths, **MEDIA_PATHS}),
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header",
                                                       "name": "X-API-Key"}}},
     }
+
+
+_RULE_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+@cache
+def _query_parameter_table() -> dict[tuple[str, str], frozenset[str]]:
+    doc = document("")
+    return {(path, method): frozenset(p["name"] for p in op.get("parameters", ())
+                                      if p["in"] == "query")
+            for path, ops in doc["paths"].items() for method, op in ops.items()
+            if method in ("get", "post", "put", "patch", "delete")}
+
+
+def query_parameters(rule: str, method: str) -> frozenset[str] | None:
+    """The query parameters the operation at Flask ``rule`` (relative to the API root, e.g.
+    ``/programmes/<programme_id>``) takes, from this document; None when it is not
+    documented. HEAD is GET's."""
+    verb = "get" if method.upper() == "HEAD" else method.lower()
+    return _query_parameter_table().get((_RULE_ARG.sub(r"{\1}", rule), verb))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+from collections.abc import Collection
 
 from flask import request
 
@@ -78,3 +80,43 @@ def bool_arg(name: str, default: bool = False) -> bool:
     if value in _FALSE:
         return False
     raise BadParameter(f"{name} must be true or false, got {raw[:40]!r}")
+
+
+# Names other APIs use for the parameters this one calls limit, offset and q: an unknown
+# parameter that is one of these gets the matching name as its suggestion (``size=2`` ->
+# did you mean limit?); otherwise the closest known name by spelling (difflib), if any.
+PARAMETER_ALIASES = {
+    **dict.fromkeys(("size", "page_size", "per_page", "pagesize", "count", "max", "max_results",
+                     "rows", "top", "n", "k", "num", "number"), "limit"),
+    **dict.fromkeys(("from", "skip", "start", "page"), "offset"),
+    **dict.fromkeys(("query", "text", "search", "term", "terms", "keywords", "prefix"), "q"),
+}
+
+
+def suggest_parameter(name: str, known: Collection[str]) -> str | None:
+    """The known parameter ``name`` was most likely meant to be, or None."""
+    key = name.strip().lower()
+    alias = PARAMETER_ALIASES.get(key.replace("-", "_"))
+    if alias in known:
+        return alias
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_known_args(known: Collection[str]) -> None:
+    """A 400 naming every query parameter of the request that is not in ``known`` (the
+    operation's parameters in the OpenAPI document), each with its did-you-mean."""
+    unknown = [name for name in request.args if name not in known]
+    if not unknown:
+        return
+    suggestions = {name: suggest_parameter(name, known) for name in unknown}
+    parts = [f"{name[:40]!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+             for name, hint in suggestions.items()]
+    takes = (f"it takes {', '.join(sorted(known))}" if known
+             else "it takes no query parameters")
+    noun = "parameter" if len(unknown) == 1 else "parameters"
+    exc = BadParameter(f"unknown query {noun} {', '.join(parts)}; {takes}")
+    # Structured, for error bodies that carry more than the message.
+    exc.parameters = unknown  # type: ignore[attr-defined]
+    exc.suggestions = [hint for hint in suggestions.values() if hint]  # type: ignore[attr-defined]
+    raise exc
