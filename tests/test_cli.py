@@ -136,7 +136,13 @@ def test_misspelt_option_and_choice_suggest_the_right_one(data_dir: Path):
     line = one_error_line(tvindex("search"))
     assert "the following arguments are required: query" in line
     line = one_error_line(tvindex("search", "x", "--limit", "many"))
-    assert "--limit" in line and "invalid int value" in line
+    assert line == ("tvindex: error: argument --limit: expected an integer, got 'many'")
+    line = one_error_line(tvindex("search", "x", "--limit", "0"))
+    assert line == "tvindex: error: argument --limit: must be between 1 and 500, got 0"
+    line = one_error_line(tvindex("similar", "shot", "x@0", "--limit", "501"))
+    assert line == "tvindex: error: argument --limit: must be between 1 and 500, got 501"
+    line = one_error_line(tvindex("search", "x", "--offset", "-1"))
+    assert line == "tvindex: error: argument --offset: must be at least 0, got -1"
 
 
 def test_misspelt_configuration_key_suggests_the_key(tmp_path: Path, data_dir: Path):

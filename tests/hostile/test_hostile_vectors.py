@@ -151,8 +151,15 @@ def assert_documented_damage(data: Path, damaged: dict[str, str], prefix: bool =
         assert f"  {level:<10} damaged: {out['damaged'][level]}" in text.stdout.splitlines()
     proc = similar_shot(data)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == (f"tvindex: error: the shot vector index is damaged "
-                           f"({out['damaged']['shot']}); run tvindex vectors rebuild\n")
+    message = (f"the shot vector index is damaged ({out['damaged']['shot']}); run tvindex "
+               "vectors rebuild")
+    # With --json the error is one JSON object on stderr (issue 16); without, one line.
+    assert proc.stderr.endswith("\n") and proc.stderr.count("\n") == 1
+    assert json.loads(proc.stderr) == {"error": {"code": "storage", "message": message,
+                                                 "exit_status": 2}}
+    proc = cli(data, "similar", "shot", "c1@0", "--limit", "10")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"tvindex: error: {message}\n"
 
 
 @pytest.mark.parametrize("how", DAMAGE)

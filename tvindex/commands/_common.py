@@ -37,6 +37,20 @@ def command_parser(sub: argparse._SubParsersAction, name: str, help: str, descri
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def int_in(low: int, high: int | None = None):
+    """An argparse ``type``: an integer in [low, high] (a usage error, exit 2, otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+    return parse
+
+
 def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, metavar="DIR",
                    help="where the catalogue lives (paths.data_dir; default ./var)")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from tvindex.commands._common import add_data_dir, add_json, command_parser, require_catalogue
+from search.engine import MAX_LIMIT
+from tvindex.commands._common import (
+    add_data_dir,
+    add_json,
+    command_parser,
+    int_in,
+    require_catalogue,
+)
 from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.settings import Settings
 
@@ -21,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query", help="query text, e.g. \"object:dog -object:car after:2020-01-01\"")
     p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot",
                    help="what to rank (default shot)")
-    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
-                   help=f"hits to show (default {DEFAULT_LIMIT})")
-    p.add_argument("--offset", type=int, default=0, metavar="N",
+    p.add_argument("--limit", type=int_in(1, MAX_LIMIT), default=DEFAULT_LIMIT, metavar="N",
+                   help=f"hits to show, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
+    p.add_argument("--offset", type=int_in(0), default=0, metavar="N",
                    help="hits to skip first, for the next page (default 0)")
     add_data_dir(p)
     add_json(p, "print the page of hits as JSON")

@@ -7,11 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
+from search.engine import MAX_LIMIT
 from tvindex.commands._common import (
     CommandError,
     add_data_dir,
     add_json,
     command_parser,
+    int_in,
     require_catalogue,
 )
 from tvindex.core.limits import DEFAULT_LIMIT
@@ -30,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=["programme", "episode", "shot", "image"],
                    help="what to find similar items to (image: shots like a picture file)")
     p.add_argument("target", help="programme or episode id, shot id EPISODE@INDEX, or an image file")
-    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
-                   help=f"items to show (default {DEFAULT_LIMIT})")
+    p.add_argument("--limit", type=int_in(1, MAX_LIMIT), default=DEFAULT_LIMIT, metavar="N",
+                   help=f"items to show, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
     add_data_dir(p)
     add_json(p, "print the items as JSON")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
