@@ -10,6 +10,7 @@ import re
 from functools import cache
 from typing import Any
 
+from tvindex.core.limits import DEFAULT_LIMIT
 from webui.openapi_examples import response_examples
 from webui.openapi_media import MEDIA_PATHS
 
@@ -305,7 +306,7 @@ def document(version: str) -> dict[str, Any]:
                     "'object:dog scene:beach -object:car after:2020-01-01'", required=True,
                     example="object:dog scene:beach"),
              _param("level", "query", {**LEVEL, "default": "shot"}, "what to rank"),
-             {**LIMIT, "schema": {**LIMIT["schema"], "default": 20}}, OFFSET],
+             {**LIMIT, "schema": {**LIMIT["schema"], "default": DEFAULT_LIMIT}}, OFFSET],
             400, op="search"),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",
@@ -323,7 +324,7 @@ def document(version: str) -> dict[str, Any]:
              {**LIMIT, "schema": {**LIMIT["schema"], "default": 100}}, OFFSET],
             400, 404, op="labels"),
         "/programmes": _get("Programmes, by title", "ProgrammePage",
-                            [{**LIMIT, "schema": {**LIMIT["schema"], "default": 20}}, OFFSET],
+                            [{**LIMIT, "schema": {**LIMIT["schema"], "default": DEFAULT_LIMIT}}, OFFSET],
                             400, op="programmes"),
         "/programmes/{programme_id}": _get(
             "A programme: episodes and top labels per label set", "Programme", [pid], 404,

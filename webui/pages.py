@@ -17,6 +17,7 @@ from search.engine import run_search
 from search.query import QueryError, Term
 from search.recommend import RecommendError
 from tvindex.core.labels import role_of
+from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.core.records import LEVELS, Hit, SearchPage, parse_shot_id
 from webui.context import ctx
 from webui.errors import BadParameter
@@ -27,7 +28,7 @@ from webui.suggest import field_for_set
 from webui.timeline import episode_timeline
 
 bp = Blueprint("pages", __name__)
-PAGE_SIZE = 24
+PAGE_SIZE = DEFAULT_LIMIT  # one default for the CLI, the API and the pages
 _DID_YOU_MEAN = re.compile(
     r"unknown (?:label|programme) '(?P<value>.*?)'(?: in '.*?' \(searched [^)]*\))?"
     r"; did you mean: (?P<names>.*)\?$")

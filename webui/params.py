@@ -9,6 +9,7 @@ from collections.abc import Collection
 from flask import request
 
 from search.engine import MAX_LIMIT
+from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.core.records import LEVELS, Level
 from webui.context import ctx
 from webui.errors import BadParameter
@@ -27,7 +28,7 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def limit_arg(default: int = 20) -> int:
+def limit_arg(default: int = DEFAULT_LIMIT) -> int:
     return int_arg("limit", default, 1, MAX_LIMIT)
 
 
