@@ -11,15 +11,14 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_process import start_serve, stop_serve
 from test_webui_catalogue import _seg, _tags, build_catalogue, web_settings
 
 from search.backends.sqlite.store import SqliteStore
@@ -29,33 +28,7 @@ from webui.app import SECURITY_HEADERS
 from webui.http_cache import IMMUTABLE
 from webui.rate_limit import RateLimited, RateLimiter
 
-ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = "http://app.example.org"
-
-
-def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen, int]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TVINDEX__")}
-    environ.update({f"TVINDEX__SERVER__{k.upper()}": v for k, v in env.items()})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tvindex.cli", "serve", "--port", "0", "--host", "127.0.0.1",
-         "--data-dir", str(data_dir)], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline() if proc.stdout else ""
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    if not match:
-        proc.kill()
-        err = proc.communicate(timeout=10)[1]
-        raise AssertionError(f"tvindex serve did not start: {line!r} {err[-2000:]}")
-    return proc, int(match.group(1))
-
-
-def stop_serve(proc: subprocess.Popen) -> str:
-    proc.terminate()
-    try:
-        return proc.communicate(timeout=10)[1]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[1]
 
 
 @pytest.fixture()

@@ -12,24 +12,21 @@ import http.client
 import io
 import json
 import logging
-import os
-import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from serve_process import start_serve, stop_serve
 
 from tvindex.settings import load_settings
 from webui import create_app
 from webui.app import SECURITY_HEADERS
 from webui.app import close_app as close_web_app
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def web_app(data_dir: Path, **overrides: object):
@@ -159,32 +156,6 @@ def test_a_36_megapixel_png_is_decoded_small(tmp_path, caplog):
 
 
 # --- a real server ------------------------------------------------------------------------
-
-
-def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen, int]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TVINDEX__")}
-    environ.update({f"TVINDEX__SERVER__{k.upper()}": v for k, v in env.items()})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tvindex.cli", "serve", "--port", "0", "--host", "127.0.0.1",
-         "--data-dir", str(data_dir)], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline() if proc.stdout else ""
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    if not match:
-        proc.kill()
-        err = proc.communicate(timeout=10)[1]
-        raise AssertionError(f"tvindex serve did not start: {line!r} {err[-2000:]}")
-    return proc, int(match.group(1))
-
-
-def stop_serve(proc: subprocess.Popen) -> str:
-    proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
 
 
 @pytest.fixture()

@@ -56,6 +56,16 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="where the catalogue lives (paths.data_dir; default ./var)")
 
 
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """--sampling, --every and --taggers: the overrides `tag` and `index` share."""
+    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"],
+                   help="sampling mode (default: sampling.mode)")
+    p.add_argument("--every", type=float, metavar="SECONDS",
+                   help="sampling period for interval/keyframes (default: sampling.every_s)")
+    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
+                   help="taggers to run (default: taggers.active; see `tvindex taggers`)")
+
+
 def add_json(p: argparse.ArgumentParser, what: str = "print JSON instead of text") -> None:
     p.add_argument("--json", action="store_true",
                    help=f"{what}; errors become one JSON object on stderr")

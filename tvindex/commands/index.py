@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from tvindex.commands._common import add_data_dir, add_json, command_parser
+from tvindex.commands._common import (
+    add_data_dir,
+    add_json,
+    add_sampling_options,
+    command_parser,
+)
 from tvindex.settings import Settings
 
 
@@ -31,12 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "tvindex index /media/catalogue --sampling shots --taggers yolo places365",
                   "tvindex index catalogue.jsonl --shard 0/4 --no-progress --json"])
     p.add_argument("source", type=Path, help="manifest file or ROOT/<programme>/<files> folder")
-    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"],
-                   help="sampling mode (default: sampling.mode)")
-    p.add_argument("--every", type=float, metavar="SECONDS",
-                   help="sampling period for interval/keyframes (default: sampling.every_s)")
-    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
-                   help="taggers to run (default: taggers.active; see `tvindex taggers`)")
+    add_sampling_options(p)
     add_data_dir(p)
     p.add_argument("--force", action="store_true", help="re-index even unchanged episodes")
     p.add_argument("--shard", type=parse_shard, metavar="I/N",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tvindex.commands._common import add_json, command_parser
+from tvindex.commands._common import add_json, add_sampling_options, command_parser
 from tvindex.settings import Settings
 
 
@@ -23,12 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "tvindex tag clip.mp4 --sampling shots --top 3",
                   "tvindex tag clip.mp4 --taggers yolo --every 2 --json"])
     p.add_argument("video", type=Path, help="video file")
-    p.add_argument("--sampling", choices=["interval", "keyframes", "shots"],
-                   help="sampling mode (default: sampling.mode)")
-    p.add_argument("--every", type=float, metavar="SECONDS",
-                   help="sampling period for interval/keyframes (default: sampling.every_s)")
-    p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
-                   help="taggers to run (default: taggers.active; see `tvindex taggers`)")
+    add_sampling_options(p)
     p.add_argument("--top", type=int, default=5, help="labels shown per label set (default 5)")
     add_json(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
