@@ -174,7 +174,8 @@ def test_bad_parameters_are_400_json(client, schemas, url, needle):
 
 @pytest.mark.parametrize(("url", "needle"), [
     ("/api/v1/search?q=dog&size=2",
-     "unknown query parameter 'size' (did you mean 'limit'?); it takes level, limit, offset, q"),
+     ("unknown query parameter 'size' (did you mean 'limit'?); it takes cursor, level, limit, "
+      "offset, q")),
     ("/api/v1/search?q=dog&lmit=2&offest=4&colour=red",
      ("unknown query parameters 'lmit' (did you mean 'limit'?), 'offest' (did you mean "
       "'offset'?), 'colour'")),

@@ -18,12 +18,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import Forbidden, Unauthorized
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import Forbidden, Gone, Unauthorized
 
+from search.cursor import CursorExpired, CursorInvalid, CursorPager, SnapshotCache
 from search.engine import run_search
 from tvindex import __version__
-from tvindex.core.records import Hit, parse_shot_id
+from tvindex.core.records import Hit, SearchPage, parse_shot_id
 from tvindex.core.store import NotFound, StoreError
 from webui import openapi
 from webui.context import ctx
@@ -143,13 +144,56 @@ def openapi_document() -> Response:
     return jsonify(openapi.document(__version__))
 
 
+class CursorGone(Gone):
+    """A cursor whose result list is no longer kept, and the catalogue changed since (410)."""
+
+
+def _pager() -> CursorPager:
+    """This app's cursor pager: a per-process key and the first pages' snapshots."""
+    pager = current_app.extensions.get("tvindex_cursors")
+    if pager is None:
+        pager = current_app.extensions.setdefault("tvindex_cursors",
+                                                  CursorPager(snapshots=SnapshotCache()))
+    return pager
+
+
+def _cursor_page(token: str) -> tuple[SearchPage, str]:
+    """The page a ``cursor`` names; q, level and limit, when given, must match it."""
+    if request.args.get("offset", "") != "":
+        raise BadParameter("cursor and offset cannot be used together: a cursor carries its "
+                           "own position")
+    given_q = text_arg("q") if "q" in request.args else None
+    given = {"q": given_q, "level": level_arg() if request.args.get("level") else None,
+             "limit": limit_arg() if request.args.get("limit") else None}
+    try:
+        c = _pager().decode(token, **given)
+        return _pager().page(ctx().store, c), c.q
+    except CursorInvalid as exc:
+        raise BadParameter(str(exc)) from None
+    except CursorExpired as exc:
+        raise CursorGone(str(exc)) from None
+
+
 @bp.get("/search")
 def search() -> Response:
+    token = request.args.get("cursor")
+    if token:
+        page, q = _cursor_page(token)
+        nxt = None if page.next_cursor is None else link(
+            "api.search", q=q, level=page.level, limit=str(page.limit), cursor=page.next_cursor)
+        body = page.to_dict()
+        body["hits"] = serialise_hits(page.hits)
+        body.update(q=q, next=nxt,
+                    next_offset=None if nxt is None else page.offset + page.limit)
+        return jsonify(body)
     q = text_arg("q")
     if not q.strip():
         raise BadParameter("q is required: the query text, e.g. q=object:dog scene:beach")
     level, limit, offset = level_arg(), limit_arg(), offset_arg()
-    page = run_search(ctx().store, q, level, limit, offset)
+    if request.args.get("offset", "") == "":  # a first page: it also offers a cursor
+        page = _pager().first_page(ctx().store, q, level, limit)
+    else:
+        page = run_search(ctx().store, q, level, limit, offset)
     body = page.to_dict()
     body["hits"] = serialise_hits(page.hits)
     body.update(q=q, **_page_links(page.total, offset, limit))

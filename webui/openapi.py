@@ -104,7 +104,15 @@ SCHEMAS: dict[str, Any] = {
                           "after": DATE, "before": DATE}),
     "SearchPage": obj({"level": LEVEL, "total": INT, "offset": INT, "limit": INT,
                        "query": ref("ResolvedQuery"), "hits": array(ref("Hit")),
-                       "q": STR, "next_offset": OPT_INT, "next": OPT_STR}),
+                       "q": STR, "next_offset": OPT_INT, "next": OPT_STR,
+                       "next_cursor": {
+                           "type": ["string", "null"],
+                           "description": "opaque cursor of the next page (pass it as "
+                                          "`cursor`); null on the last page and on offset "
+                                          "pages. Following it to the end lists every hit of "
+                                          "the first page's ranking once, even while the "
+                                          "catalogue is written"}},
+                      optional=("next_cursor",)),
     "Suggestion": obj({"text": {"type": "string", "description": "query text to insert"},
                        "name": STR,
                        "kind": {"type": "string", "enum": ["label", "programme", "genre"]},
@@ -222,7 +230,8 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid parameter or query (the message says which)", 401: "no or wrong API key",
             403: "state-changing endpoints are disabled (no API key configured)",
-            404: "unknown id", 413: "request body too large",
+            404: "unknown id", 410: "the cursor expired: start again without it",
+            413: "request body too large",
             409: "the catalogue cannot answer: it has no embeddings, or they were made by "
                  "another model than the configured embedding tagger (re-index)",
             415: "not an image of a supported format (JPEG, PNG, WebP, BMP, GIF), or an "
@@ -303,11 +312,16 @@ def document(version: str) -> dict[str, Any]:
             "Ranked search with evidence", "SearchPage",
             [_param("q", "query", {"type": "string", "minLength": 1},
                     "query text in the editors' query language, e.g. "
-                    "'object:dog scene:beach -object:car after:2020-01-01'", required=True,
+                    "'object:dog scene:beach -object:car after:2020-01-01'; required "
+                    "unless a cursor is given", required=False,
                     example="object:dog scene:beach"),
              _param("level", "query", {**LEVEL, "default": "shot"}, "what to rank"),
-             {**LIMIT, "schema": {**LIMIT["schema"], "default": DEFAULT_LIMIT}}, OFFSET],
-            400, op="search"),
+             {**LIMIT, "schema": {**LIMIT["schema"], "default": DEFAULT_LIMIT}}, OFFSET,
+             _param("cursor", "query", {"type": "string", "minLength": 1},
+                    "the `next_cursor` of the previous page (not with offset; q, level and "
+                    "limit may be left out, or must match the cursor's): a 400 when it is "
+                    "damaged or for another query, a 410 when it expired (start again)")],
+            400, 410, op="search"),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",
             [_param("q", "query", {"type": "string", "maxLength": 200},

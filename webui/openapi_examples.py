@@ -34,7 +34,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "SearchPage": ("q=object:dog scene:beach&limit=1", {
         "level": "shot", "total": 6, "offset": 0, "limit": 1, "query": _DOG_BEACH_QUERY,
         "hits": [_SHOT_HIT], "q": "object:dog scene:beach", "next_offset": 1,
-        "next": "/api/v1/search?q=object%3Adog+scene%3Abeach&limit=1&offset=1"}),
+        "next": "/api/v1/search?q=object%3Adog+scene%3Abeach&limit=1&offset=1",
+        "next_cursor": "eyJsIjoic2hvdCIsIm4iOjEsInAiOjF9.c2lnbmF0dXJlLWV4YW1wbGU"}),
     "Suggestions": ("q=object:do", {
         "q": "object:do", "items": [{"text": "object:dog", "name": "dog", "kind": "label",
                                      "label_set": "coco80", "episodes": 4}]}),

@@ -148,10 +148,12 @@ class SearchPage:
     limit: int
     level: Level
     query: dict[str, Any] = field(default_factory=dict)
+    next_cursor: str | None = None  # opaque; the next page of a cursor walk (search.cursor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"level": self.level, "total": self.total, "offset": self.offset,
-                "limit": self.limit, "query": self.query, "hits": [h.to_dict() for h in self.hits]}
+                "limit": self.limit, "query": self.query, "hits": [h.to_dict() for h in self.hits],
+                "next_cursor": self.next_cursor}
 
 
 # --- read models: what readers get back (the JSON API serves their ``to_dict()``) -------------
