@@ -51,11 +51,12 @@ def get_error(client: FlaskClient, schemas: ApiSchemas, url: str, status: int,
               method: str = "GET", **kw) -> str:
     resp = client.open(url, method=method, **kw)
     assert resp.status_code == status, (url, resp.status_code, resp.get_data(as_text=True))
-    assert resp.mimetype == "application/json"
+    assert resp.mimetype == "application/problem+json"
     body = resp.get_json()
     schemas.validate(body, "Error")
-    assert body["error"]["status"] == status
-    return body["error"]["message"]
+    assert body["status"] == body["error"]["status"] == status
+    assert body["detail"] == body["error"]["message"]
+    return body["detail"]
 
 
 # --- the document itself ---------------------------------------------------------------------
@@ -231,7 +232,10 @@ def test_pages_keep_ignoring_unknown_parameters(client):
 def test_query_errors_say_where(client):
     resp = client.get("/api/v1/search?q=dog%20OR")
     assert resp.status_code == 400
-    err = resp.get_json()["error"]
+    problem = resp.get_json()
+    assert problem["code"] == "query_syntax"
+    assert "dangling OR" in problem["detail"] and problem["column"] == 5
+    err = problem["error"]
     assert "dangling OR" in err["message"] and err["column"] == 5
 
 

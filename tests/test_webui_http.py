@@ -214,6 +214,8 @@ def test_cors_only_for_configured_origins(serve):
     status, headers, body = get(port, "/api/v1/similar", {**preflight, "Origin": evil},
                                 method="OPTIONS")
     assert status == 403 and json.loads(body)["error"]["status"] == 403
+    assert json.loads(body)["code"] == "forbidden"
+    assert headers["content-type"].startswith("application/problem+json")
     assert not [h for h in headers if h.startswith("access-control-")]
     status, headers, _ = get(port, "/api/v1/labels", {"Origin": evil})
     assert status == 200 and not [h for h in headers if h.startswith("access-control-")]
@@ -257,6 +259,10 @@ def test_rate_limit_429_with_retry_after_then_allowed_again(serve):
     assert 1 <= retry <= 2
     error = json.loads(body)["error"]
     assert error["status"] == 429 and "rate_limit_per_minute" in error["message"]
+    problem = json.loads(body)
+    assert problem["status"] == 429 and problem["code"] == "rate_limited"
+    assert problem["retry_after"] == retry and "rate_limit_per_minute" in problem["detail"]
+    assert headers["content-type"].startswith("application/problem+json")
     assert headers["cache-control"] == "no-store"
     assert get(port, "/")[0] == 429  # every route counts
     time.sleep(retry)

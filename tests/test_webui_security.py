@@ -230,6 +230,8 @@ def test_no_debug_and_no_traceback_on_errors(tmp_path, store):
     assert page.status_code == 500
     api = client.get("/api/v1/boom")
     assert api.status_code == 500 and api.get_json()["error"]["status"] == 500
+    assert api.mimetype == "application/problem+json"
+    assert api.get_json()["status"] == 500 and api.get_json()["code"] == "internal"
     for resp in (page, api):
         text = resp.get_data(as_text=True)
         assert "Traceback" not in text and "secret internals" not in text

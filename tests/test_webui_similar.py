@@ -177,11 +177,12 @@ def get_ok(client: FlaskClient, schemas: ApiSchemas, url: str, schema: str) -> d
 
 def check_error(resp, schemas: ApiSchemas, status: int) -> str:
     assert resp.status_code == status, (resp.status_code, resp.get_data(as_text=True))
-    assert resp.mimetype == "application/json"
+    assert resp.mimetype == "application/problem+json"
     body = resp.get_json()
     schemas.validate(body, "Error")
-    assert body["error"]["status"] == status
-    return body["error"]["message"]
+    assert body["status"] == body["error"]["status"] == status
+    assert body["detail"] == body["error"]["message"]
+    return body["detail"]
 
 
 def upload(client: FlaskClient, data: bytes, filename: str = "example.jpg",

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from search.query import Term
 from search.store import open_store
 from tvindex.core.store import CatalogueStore
 from webui.context import WebContext
 from webui.cors import Cors
-from webui.errors import error_response, register_error_handlers
+from webui.errors import HostNotAllowed, error_response, register_error_handlers
 from webui.example import InMemoryRequest
 from webui.http_cache import StaticVersions, Validators, install_compression
 from webui.http_cache import after_request as cache_headers
@@ -135,7 +135,7 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
             return
         name = host_name(raw)
         if not host_allowed(name, hosts):
-            raise BadRequest(f"host {name[:100]!r} is not served here (server.allowed_hosts)")
+            raise HostNotAllowed(f"host {name[:100]!r} is not served here (server.allowed_hosts)")
 
     @app.before_request
     def _rate_limit() -> Response | None:
@@ -145,8 +145,8 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
         except RateLimited as exc:
             resp = error_response(429, "too many requests from this address "
                                        f"(server.rate_limit_per_minute); retry in "
-                                       f"{exc.retry_after_s} s")
-            resp.headers["Retry-After"] = str(exc.retry_after_s)
+                                       f"{exc.retry_after_s} s",
+                                  code="rate_limited", retry_after=exc.retry_after_s)
             return resp
         return None
 

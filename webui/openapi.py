@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from tvindex.core.limits import DEFAULT_LIMIT
+from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 from webui.openapi_examples import response_examples
 from webui.openapi_media import MEDIA_PATHS
 
@@ -84,9 +85,30 @@ _SEGMENT = {
 }
 
 SCHEMAS: dict[str, Any] = {
-    "Error": obj({"error": obj({"status": INT, "message": STR, "column": INT},
-                               optional=("column",))},
-                 description="column: 1-based position in the query where it went wrong"),
+    "Error": obj({
+        "type": {"type": "string", "format": "uri",
+                 "description": "identifies the problem type: " + PROBLEM_TYPE_BASE + "{code} "
+                                "(an identifier, not a link)"},
+        "title": {"type": "string", "description": "short, the same for every such problem"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599,
+                   "description": "the HTTP status of the answer"},
+        "detail": {"type": "string", "description": "what was wrong in this request"},
+        "code": {"type": "string", "enum": sorted(PROBLEM_TITLES),
+                 "description": "stable machine-readable code"},
+        "instance": {"type": "string", "description": "the request path"},
+        "column": {"type": "integer", "minimum": 1,
+                   "description": "1-based position in the query where it went wrong"},
+        "suggestions": {**array(STR), "description": "did you mean: the closest known "
+                                                      "labels, programmes or parameters"},
+        "parameters": {**array(STR), "description": "the unknown query parameters"},
+        "retry_after": {"type": "integer", "minimum": 0,
+                        "description": "seconds to wait, as in the Retry-After header"},
+        "error": {**obj({"status": INT, "message": STR, "column": INT}, optional=("column",)),
+                  "deprecated": True,
+                  "description": "the error shape before problem details (status, detail as "
+                                 "message, column); kept for one release"},
+    }, optional=("instance", "column", "suggestions", "parameters", "retry_after"),
+        description="An RFC 9457 problem (application/problem+json)."),
     "Health": obj({"status": {"type": "string", "enum": ["ok"]}, "version": STR, "api": STR,
                    "backend": STR, "programmes": INT,
                    "episodes": obj({"total": INT, "indexed": INT, "pending": INT,
@@ -227,6 +249,11 @@ def _json(schema: str, description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": ref(schema)}}}
 
 
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": ref("Error")}}}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "invalid parameter or query (the message says which)", 401: "no or wrong API key",
             403: "state-changing endpoints are disabled (no API key configured)",
@@ -236,7 +263,7 @@ def _errors(*codes: int) -> dict[str, Any]:
                  "another model than the configured embedding tagger (re-index)",
             415: "not an image of a supported format (JPEG, PNG, WebP, BMP, GIF), or an "
                  "unsupported request content type"}
-    return {str(c): _json("Error", text[c]) for c in codes}
+    return {str(c): _problem(text[c]) for c in codes}
 
 
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500},
@@ -412,8 +439,9 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "tvindex catalogue API", "version": version,
                  "description": "Content-based search of the video catalogue. Read-only "
-                                "except where an API key is required. Errors are "
-                                '{"error": {"status", "message"}}. Times are seconds of the '
+                                "except where an API key is required. Errors are RFC 9457 "
+                                "problem details (application/problem+json, schema Error) "
+                                "with a stable code. Times are seconds of the "
                                 "media file. Unknown query parameters are a 400 that names "
                                 "them. Browse it at /api/docs."},
         "servers": [{"url": "/api/v1"}],

@@ -7,8 +7,8 @@
   which is not whole (headers and body) within ``server.request_timeout_s``, is closed too,
   however slowly it keeps dripping bytes.
 - Errors waitress answers itself (a malformed request line, headers over the limit: 431, a
-  body over the limit: 413) carry the app's JSON error shape
-  ``{"error": {"status", "message"}}`` and its security headers.
+  body over the limit: 413) are the app's RFC 9457 problem details
+  (``application/problem+json``, see ``webui/errors.py``) with its security headers.
 """
 
 from __future__ import annotations
@@ -23,20 +23,24 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 
 from webui.app import SECURITY_HEADERS
+from webui.errors import PROBLEM_MEDIA_TYPE, problem, status_code_name
 
 MAX_REQUEST_HEADER_BYTES = 64 * 1024
 
 
 class JsonErrorTask(ErrorTask):
-    """waitress's own error answers, in the app's JSON shape with its headers."""
+    """waitress's own error answers, as the app's problem details with its headers."""
 
     def execute(self) -> None:
         error = self.request.error
         detail = " ".join(str(error.body).split())
         message = f"{error.reason.lower()}: {detail}" if detail else error.reason.lower()
-        body = json.dumps({"error": {"status": error.code, "message": message}}).encode()
+        # The path, when the request line got that far (never its query: it may be huge).
+        path = getattr(self.request, "path", "") or None
+        body = json.dumps(problem(error.code, status_code_name(error.code), message,
+                                  path)).encode()
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
+        self.response_headers.append(("Content-Type", PROBLEM_MEDIA_TYPE))
         self.response_headers.extend(SECURITY_HEADERS.items())
         self.response_headers.append(("Cache-Control", "no-store"))
         self.set_close_on_finish()

@@ -4,7 +4,7 @@ and the field names the grammar knows (shared by parsing and resolution)."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,10 +27,16 @@ class QueryError(ValueError):
     (useful for highlighting in the UI).
     """
 
-    def __init__(self, message: str, *, column: int | None = None) -> None:
+    def __init__(self, message: str, *, column: int | None = None, code: str = "query_syntax",
+                 suggestions: Sequence[str] = (), term: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.column = column
+        # For structured error bodies: a stable code ("query_syntax", "unknown_label",
+        # "unknown_programme"), the did-you-mean names, and the term (as typed) it is about.
+        self.code = code
+        self.suggestions = tuple(suggestions)
+        self.term = term
 
 
 def collapse_spaces(s: str) -> str:

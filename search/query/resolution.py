@@ -93,7 +93,8 @@ class _Index:
             hint = f"; did you mean: {', '.join(close)}?" if close else ""
             raise QueryError(
                 f"unknown label set '{term.field}' in '{term}'; available sets:"
-                f" {', '.join(self.all_sets) or 'none'}{hint}"
+                f" {', '.join(self.all_sets) or 'none'}{hint}",
+                code="unknown_label", suggestions=close, term=term.field,
             )
         return (actual,)
 
@@ -135,9 +136,11 @@ class _Index:
             raise QueryError(
                 f"unknown programme '{value}'; did you mean: "
                 + ", ".join(titles[c] for c in close)
-                + "?"
+                + "?",
+                code="unknown_programme", suggestions=[titles[c] for c in close], term=value,
             )
-        raise QueryError(f"unknown programme '{value}': no programme id or title matches")
+        raise QueryError(f"unknown programme '{value}': no programme id or title matches",
+                         code="unknown_programme", term=value)
 
 
 # Building the index normalises every label name (about 8 ms for 1 080 labels), which would
@@ -166,14 +169,17 @@ def _cached_index(vocabulary: Vocabulary, scene_sets: tuple[str, ...],
 def _unknown_label(index: _Index, term: Term, sets: Sequence[str]) -> QueryError:
     where = "" if term.field is None else f" in '{term}' (searched {', '.join(sets)})"
     close = index.suggestions(term.value, sets)
+    structured: dict = {"code": "unknown_label", "suggestions": close, "term": term.value}
     if close:
-        return QueryError(f"unknown label '{term.value}'{where}; did you mean: {', '.join(close)}?")
+        return QueryError(f"unknown label '{term.value}'{where}; did you mean: {', '.join(close)}?",
+                          **structured)
     if term.field is None:
         return QueryError(
             f"unknown label '{term.value}': it is no label name and no programme title"
-            " contains it"
+            " contains it",
+            **structured,
         )
-    return QueryError(f"unknown label '{term.value}'{where}")
+    return QueryError(f"unknown label '{term.value}'{where}", **structured)
 
 
 def resolve_query(

@@ -26,7 +26,7 @@ from tvindex.settings import load_settings
 from webui import create_app
 from webui.app import SECURITY_HEADERS
 from webui.app import close_app as close_web_app
-
+from webui.errors import PROBLEM_TITLES, PROBLEM_TYPE_BASE
 
 
 def web_app(data_dir: Path, **overrides: object):
@@ -36,12 +36,16 @@ def web_app(data_dir: Path, **overrides: object):
 
 def assert_json_error(status: int, headers: dict[str, str], body: bytes, expected: int) -> str:
     assert status == expected, body
-    assert headers["content-type"].startswith("application/json")
+    assert headers["content-type"].startswith("application/problem+json")
     for name, value in SECURITY_HEADERS.items():
         assert headers[name.lower()] == value
-    error = json.loads(body)["error"]
-    assert error["status"] == expected and error["message"]
-    return error["message"]
+    problem = json.loads(body)
+    assert problem["status"] == expected and problem["detail"]
+    assert problem["code"] in PROBLEM_TITLES and problem["title"] == PROBLEM_TITLES[problem["code"]]
+    assert problem["type"] == PROBLEM_TYPE_BASE + problem["code"]
+    error = problem["error"]  # the deprecated shape, kept beside it for one release
+    assert error["status"] == expected and error["message"] == problem["detail"]
+    return problem["detail"]
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
