@@ -233,3 +233,15 @@ def test_waitress_answers_are_problems(port):
         assert headers["content-type"] == PROBLEM_MEDIA_TYPE
         problem = check_problem(json.loads(body), status, code, instance)
         assert "Traceback" not in problem["detail"]
+
+
+def test_expired_cursor_is_410_cursor_expired(app, client, store, schemas):
+    from search.cursor import SnapshotCache
+
+    first = client.get("/api/v1/search?q=object:dog&limit=1").get_json()
+    assert first["next_cursor"]
+    app.extensions["tvindex_cursors"].snapshots = SnapshotCache()  # as after an eviction
+    store.request_reindex("bd1")  # the catalogue changes: the page cannot be recomputed
+    resp = client.get("/api/v1/search", query_string={"q": "object:dog",
+                                                      "cursor": first["next_cursor"]})
+    assert "expired" in problem_of(resp, schemas, 410, "cursor_expired")["detail"]

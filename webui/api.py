@@ -147,6 +147,8 @@ def openapi_document() -> Response:
 class CursorGone(Gone):
     """A cursor whose result list is no longer kept, and the catalogue changed since (410)."""
 
+    problem_code = "cursor_expired"
+
 
 def _pager() -> CursorPager:
     """This app's cursor pager: a per-process key and the first pages' snapshots."""

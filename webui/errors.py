@@ -55,6 +55,8 @@ PROBLEM_TITLES: dict[str, str] = {
     "method_not_allowed": "Method not allowed",
     "not_acceptable": "Not acceptable",
     "conflict": "Conflict",
+    "gone": "Gone",
+    "cursor_expired": "Cursor expired",
     "no_embeddings": "No usable embeddings",
     "read_only": "Catalogue is read-only",
     "payload_too_large": "Request body too large",
@@ -74,7 +76,7 @@ PROBLEM_TITLES: dict[str, str] = {
 # The code of an error that has no more specific one, by HTTP status.
 STATUS_CODES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 410: "gone",
     413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
     416: "range_not_satisfiable", 429: "rate_limited", 431: "headers_too_large",
     500: "internal", 501: "not_implemented", 503: "store_unavailable",
