@@ -91,6 +91,9 @@ def test_unreachable_store_is_503_without_internals(tmp_path, caplog, es_config)
             message = assert_json_error(resp.status_code, headers, resp.data, 503)
             assert message == "the catalogue store is unavailable; try again later"
             assert int(headers["retry-after"]) > 0
+            problem = json.loads(resp.data)
+            assert problem["code"] == "store_unavailable"
+            assert problem["retry_after"] == int(headers["retry-after"])
             assert port not in resp.get_data(as_text=True)
         page = client.get("/?q=dog")
         assert page.status_code == 503 and port not in page.get_data(as_text=True)
