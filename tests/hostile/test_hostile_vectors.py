@@ -233,17 +233,26 @@ def test_web_answers_503_on_a_damaged_shot_level(data_dir, how):
     with SqliteStore(data_dir / "catalogue.sqlite", top_k=0) as store:
         app = create_app(settings, store)
         client = app.test_client()
-        want = {"error": {"status": 503, "message": "the shot vector index is damaged; run "
-                                                    "tvindex vectors rebuild"}}
-        for resp in (client.get("/api/v1/shots/c1@0/similar"),
-                     client.post("/api/v1/similar", json={"shot": "c1@0"})):
-            assert resp.status_code == 503 and resp.get_json() == want
+        message = "the shot vector index is damaged; run tvindex vectors rebuild"
+
+        def want(path: str) -> dict:  # an RFC 9457 problem, with the deprecated error object
+            return {"type": "https://tvindex.invalid/problems/vectors_damaged",
+                    "title": "Vector index damaged", "status": 503, "detail": message,
+                    "code": "vectors_damaged", "instance": path,
+                    "error": {"status": 503, "message": message}}
+
+        for path, resp in (("/api/v1/shots/c1@0/similar",
+                            client.get("/api/v1/shots/c1@0/similar")),
+                           ("/api/v1/similar", client.post("/api/v1/similar",
+                                                           json={"shot": "c1@0"}))):
+            assert resp.status_code == 503 and resp.get_json() == want(path)
+            assert resp.mimetype == "application/problem+json"
         # a picture query (the app's recommender with a stand-in embedder)
         app.extensions["tvindex"].use_recommender(Recommender(
             store, VectorCatalogue.from_settings(store, settings), embedder=PlantedEmbedder()))
         resp = client.post("/api/v1/similar", data={"image": (io.BytesIO(png()), "a.png")},
                            content_type="multipart/form-data")
-        assert resp.status_code == 503 and resp.get_json() == want
+        assert resp.status_code == 503 and resp.get_json() == want("/api/v1/similar")
         # programmes and episodes do not use the FAISS files: they still answer
         assert client.get("/api/v1/episodes/c1/similar").status_code == 200
         # after a sync the same routes answer like a clean index
