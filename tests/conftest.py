@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["es_server"]  # Elasticsearch (emulator or ELASTICSEARCH_URL) fixtures
+# es_server: Elasticsearch (emulator or ELASTICSEARCH_URL) fixtures; webui_fixtures: the web
+# app over the hand-built test catalogue (store, app, client).
+pytest_plugins = ["es_server", "webui_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 

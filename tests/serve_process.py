@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +36,20 @@ def stop_serve(proc: subprocess.Popen) -> str:
         proc.kill()
         _, err = proc.communicate()
     return err
+
+
+def servers(data_dir: Path) -> Iterator[Callable[..., int]]:
+    """For a fixture to ``yield from``: ``start(**server_settings) -> port`` starts a server
+    over ``data_dir``; at the end every server is stopped and none may have logged a
+    traceback."""
+    procs: list[subprocess.Popen] = []
+
+    def start(**env: str) -> int:
+        proc, port = start_serve(data_dir, **env)
+        procs.append(proc)
+        return port
+
+    yield start
+    for proc in procs:
+        err = stop_serve(proc)
+        assert "Traceback" not in err, err

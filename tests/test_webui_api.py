@@ -4,31 +4,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from test_webui_catalogue import API_KEY, XSS_TITLE, ApiSchemas, build_catalogue, web_settings
+from test_webui_catalogue import API_KEY, XSS_TITLE, ApiSchemas, web_settings
 
-from search.backends.sqlite.store import SqliteStore
 from webui import create_app
 from webui.openapi import query_parameters
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> SqliteStore:
-    return build_catalogue(tmp_path)
-
-
-@pytest.fixture()
-def app(tmp_path: Path, store: SqliteStore) -> Flask:
-    return create_app(web_settings(tmp_path, api_key=API_KEY), store)
-
-
-@pytest.fixture()
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture()

@@ -12,13 +12,12 @@ import gzip
 import http.client
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serve_process import start_serve, stop_serve
+from serve_process import servers
 from test_webui_catalogue import _seg, _tags, build_catalogue, web_settings
 
 from search.backends.sqlite.store import SqliteStore
@@ -40,17 +39,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 
 @pytest.fixture()
 def serve(tmp_path: Path, store: SqliteStore) -> Iterator:
-    procs: list[subprocess.Popen] = []
-
-    def start(**env: str) -> int:
-        proc, port = start_serve(tmp_path, **env)
-        procs.append(proc)
-        return port
-
-    yield start
-    for proc in procs:
-        err = stop_serve(proc)
-        assert "Traceback" not in err, err
+    yield from servers(tmp_path)
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None,

@@ -13,32 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 from serve_process import start_serve, stop_serve
-from test_webui_catalogue import API_KEY, ApiSchemas, build_catalogue, web_settings
+from test_webui_catalogue import ApiSchemas, web_settings
 
 from search.backends.sqlite.store import SqliteStore
 from webui import create_app
 from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 
 REQUIRED = ("type", "title", "status", "detail", "code")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> SqliteStore:
-    return build_catalogue(tmp_path)
-
-
-@pytest.fixture()
-def app(tmp_path: Path, store: SqliteStore) -> Flask:
-    return create_app(web_settings(tmp_path, api_key=API_KEY), store)
-
-
-@pytest.fixture()
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture()

@@ -10,36 +10,17 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from test_webui_catalogue import (
-    API_KEY,
     XSS_DESCRIPTION,
     XSS_TITLE,
-    build_catalogue,
     serve_in_thread,
     web_settings,
 )
 
-from search.backends.sqlite.store import SqliteStore
 from webui import create_app
 
 WEBUI = Path(__file__).resolve().parent.parent / "webui"
 ESCAPED_TITLE = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> SqliteStore:
-    return build_catalogue(tmp_path)
-
-
-@pytest.fixture()
-def app(tmp_path: Path, store: SqliteStore) -> Flask:
-    return create_app(web_settings(tmp_path, api_key=API_KEY), store)
-
-
-@pytest.fixture()
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture()

@@ -13,14 +13,13 @@ import io
 import json
 import logging
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from serve_process import start_serve, stop_serve
+from serve_process import servers
 
 from tvindex.settings import load_settings
 from webui import create_app
@@ -167,22 +166,11 @@ def test_a_36_megapixel_png_is_decoded_small(tmp_path, caplog):
 
 @pytest.fixture()
 def serve(tmp_path) -> Iterator:
-    procs: list[subprocess.Popen] = []
+    # tvindex serve refuses a data directory without a catalogue (issue 16): an empty one
+    from search.backends.sqlite.store import SqliteStore
 
-    def start(**env: str) -> int:
-        # tvindex serve refuses a data directory without a catalogue (issue 16): an empty one
-        from search.backends.sqlite.store import SqliteStore
-
-        if not (tmp_path / "catalogue.sqlite").exists():
-            SqliteStore(tmp_path / "catalogue.sqlite").close()
-        proc, port = start_serve(tmp_path, **env)
-        procs.append(proc)
-        return port
-
-    yield start
-    for proc in procs:
-        err = stop_serve(proc)
-        assert "Traceback" not in err, err
+    SqliteStore(tmp_path / "catalogue.sqlite").close()
+    yield from servers(tmp_path)
 
 
 def raw(port: int, payload: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
