@@ -31,6 +31,7 @@ from tvindex.core.records import (
     SearchPage,
     SegmentView,
 )
+from tvindex.core.words import EpisodeWords, TextSegment
 
 
 class StoreError(RuntimeError):
@@ -113,6 +114,17 @@ class CatalogueWriter(_Closable, ABC):
     @abstractmethod
     def label_sets(self) -> list[LabelSet]: ...
 
+    # --- words (subtitles, speech, on-screen text; tvindex.core.words) --------------------
+    def write_words(self, words: EpisodeWords) -> None:
+        """Atomically replace the episode's text segments of ``words.source`` (and record
+        its version and error). Other sources and the episode's pictures are untouched."""
+        raise StoreError(f"the {self.backend or 'this'} backend does not store words")
+
+    def word_versions(self) -> dict[tuple[str, str], str]:
+        """``(episode id, source) -> version`` of every word source written, so a run
+        redoes only the sources whose model or settings changed."""
+        return {}
+
 
 class CatalogueReader(_Closable, ABC):
     """What the web layer, search, recommendations and the report read."""
@@ -171,6 +183,11 @@ class CatalogueReader(_Closable, ABC):
         episode's weight in its programme is ``embedding_frames(tags)``; a row of zeros stays
         zeros (never NaN); no row at all (nothing stored, or nothing matches the filter)
         gives ``([], zeros((0, 0)))``."""
+
+    def transcript(self, episode_id: str, source: str | None = None) -> list[TextSegment]:
+        """The episode's text segments in time order (one source, or all). Unknown episode:
+        NotFound."""
+        return []
 
     @abstractmethod
     def search(self, query: Any, level: Level = "shot", limit: int = 20,

@@ -43,7 +43,7 @@ import numpy as np
 from search.backends.sqlite import integrity
 from tvindex.core.store import CatalogueCorrupt, NotFound, StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5  # == max(MIGRATIONS)
 SHOT_BITS = 24  # shot id = episode_key << SHOT_BITS | segment index
 
 MIGRATIONS: dict[int, str] = {
@@ -101,6 +101,11 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE segment_embeddings (
         episode_key INTEGER PRIMARY KEY, idx BLOB NOT NULL, vectors BLOB NOT NULL);
     """,
+    # Reserved so that work in progress on several features never collides on a number;
+    # each is filled by its feature (an empty migration only moves the version on).
+    3: "",  # timecodes: episode frame rate and start timecode (issue 15)
+    4: "",  # words: text segments and their full-text index (issue 17)
+    5: "",  # genres: predicted genres per episode and programme (issue 19)
 }
 
 
