@@ -527,7 +527,7 @@ def test_sqlite_v1_file_is_migrated(tmp_path: Path):
         check(s.embeddings("programme"), ["beach-dogs"],
               normalised(3 * frames_mean(BD1) + frames_mean(BD2)))
     with SqliteStore(old, top_k=0) as s:  # opening again migrates nothing
-        assert s.schema_version() == 2 and s.embeddings("shot")[0][:1] == ["bd1@0"]
+        assert s.schema_version() == SCHEMA_VERSION and s.embeddings("shot")[0][:1] == ["bd1@0"]
 
 
 # --- the SQLite file: integrity and read-only opening (issue 14) ---------------------------
