@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.backends.sqlite.store import SqliteStore
+from search.backends.sqlite.store import SCHEMA_VERSION, SqliteStore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
@@ -328,7 +328,7 @@ def test_read_only_catalogue_that_needs_a_migration_says_so(tmp_path: Path):
     db.close()
     with read_only(data, tmp_path / "ro") as ro:
         m = one_error(tvindex("status", "--data-dir", str(ro)), READ_ONLY)
-        assert "schema version 1 must be migrated to 2" in m["why"]
+        assert f"schema version 1 must be migrated to {SCHEMA_VERSION}" in m["why"]
     assert "2 episodes" in ok(tvindex("status", "--data-dir", str(data)))  # migrated now
 
 
