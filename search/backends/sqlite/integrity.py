@@ -110,7 +110,7 @@ def check_header(path: Path) -> None:
 def expected_tables(migrations: dict[int, str], version: int) -> set[str]:
     names = {"meta"}
     for v in range(1, version + 1):
-        names |= set(re.findall(r"CREATE TABLE (\w+)", migrations[v]))
+        names |= set(re.findall(r"CREATE (?:VIRTUAL )?TABLE (\w+)", migrations[v]))
     return names
 
 

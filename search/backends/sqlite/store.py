@@ -16,17 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from search.backends.sqlite.genres import SqliteGenres
 from search.backends.sqlite.reader import SqliteReader
 from search.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, SHOT_BITS
 from search.backends.sqlite.search import SqliteSearch
 from search.backends.sqlite.shot_columns import ShotColumnCache
+from search.backends.sqlite.words import SqliteWords
 from search.backends.sqlite.writer import SqliteWriter
 from tvindex.core.store import CatalogueStore
 
 DEFAULT_FILE = "catalogue.sqlite"
 
 
-class SqliteStore(SqliteWriter, SqliteReader, SqliteSearch, CatalogueStore):
+class SqliteStore(SqliteGenres, SqliteWords, SqliteWriter, SqliteReader, SqliteSearch,
+                  CatalogueStore):
     backend = "sqlite"
     config_section = "catalogue"
 
