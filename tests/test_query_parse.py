@@ -365,7 +365,18 @@ def test_field_decides_the_sets_searched():
     assert _resolve("scene:seashore").groups == ((LabelRef(978, "imagenet1k", "seashore"),),)
     with pytest.raises(QueryError, match="unknown label 'seashore'"):
         _resolve("scene:seashore", scene_sets=("places365",))
-    assert _resolve("scene:orange").groups == ((ORANGE_I,),)  # imagenet1k is a scene teacher
+    # imagenet1k stands in for Places365, but only its classes that are places answer scene:
+    with pytest.raises(QueryError, match=r"unknown label 'orange' in 'scene:orange'"):
+        _resolve("scene:orange")
+    with pytest.raises(QueryError) as err:
+        _resolve("scene:seashor")
+    assert "seashore" in err.value.suggestions
+    with pytest.raises(QueryError) as err:
+        _resolve("scene:orang")  # suggestions come from the places only
+    assert "orange" not in err.value.suggestions
+    with pytest.raises(QueryError) as err:
+        _resolve("imagenet1k:orang")
+    assert "orange" in err.value.suggestions
     with pytest.raises(QueryError, match=r"unknown label 'dog' in 'scene:dog' \(searched "
                                          r"places365, imagenet1k\)"):
         _resolve("scene:dog")

@@ -9,16 +9,19 @@ from collections.abc import Sequence
 from search.query.model import (
     FILTER_FIELDS,
     LABEL_FIELDS,
+    WORD_FIELD_ALIASES,
+    WORD_FIELDS,
     LabelRef,
     ParsedQuery,
     QueryError,
     ResolvedQuery,
     Term,
     Vocabulary,
+    WordRef,
     collapse_spaces,
     dedup,
 )
-from tvindex.core.labels import ROLES, sets_with_role
+from tvindex.core.labels import ROLES, label_role, sets_with_role
 
 # What ``object:`` and ``scene:`` search unless the caller says otherwise: the label sets whose
 # role (tvindex.core.labels) is object / scene, in ROLES order (a term's labels come out in that order).
@@ -98,15 +101,23 @@ class _Index:
             )
         return (actual,)
 
-    def labels(self, value: str, sets: Sequence[str]) -> tuple[LabelRef, ...]:
+    def labels(self, value: str, sets: Sequence[str], field: str | None = None
+               ) -> tuple[LabelRef, ...]:
+        """The labels named ``value`` in ``sets``; for ``scene:`` only those that are places
+        (``tvindex.core.labels.label_role``: ImageNet's objects are no scenes)."""
         key = normalise_label(value)
-        return dedup(ref for s in sets for ref in self.by_name[s].get(key, ()))
+        refs = (ref for s in sets for ref in self.by_name[s].get(key, ()))
+        if field == "scene":
+            refs = (r for r in refs if label_role(r.label_set, r.name) == "scene")
+        return dedup(refs)
 
-    def suggestions(self, value: str, sets: Sequence[str]) -> list[str]:
+    def suggestions(self, value: str, sets: Sequence[str], field: str | None = None
+                    ) -> list[str]:
         display: dict[str, str] = {}
         for s in sets:
             for key, name in self.display[s].items():
-                display.setdefault(key, name)
+                if field != "scene" or label_role(s, name) == "scene":
+                    display.setdefault(key, name)
         close = difflib.get_close_matches(
             normalise_label(value), list(display), n=_MAX_SUGGESTIONS, cutoff=_SUGGESTION_CUTOFF
         )
@@ -168,7 +179,7 @@ def _cached_index(vocabulary: Vocabulary, scene_sets: tuple[str, ...],
 
 def _unknown_label(index: _Index, term: Term, sets: Sequence[str]) -> QueryError:
     where = "" if term.field is None else f" in '{term}' (searched {', '.join(sets)})"
-    close = index.suggestions(term.value, sets)
+    close = index.suggestions(term.value, sets, term.field)
     structured: dict = {"code": "unknown_label", "suggestions": close, "term": term.value}
     if close:
         return QueryError(f"unknown label '{term.value}'{where}; did you mean: {', '.join(close)}?",
@@ -180,6 +191,91 @@ def _unknown_label(index: _Index, term: Term, sets: Sequence[str]) -> QueryError
             **structured,
         )
     return QueryError(f"unknown label '{term.value}'{where}", **structured)
+
+
+def _resolve_groups(index: _Index, parsed_groups: Sequence[tuple[Term, ...]],
+                    programme_ids: list[str]
+                    ) -> tuple[tuple[tuple[LabelRef, ...], ...], tuple[str, ...]]:
+    """Required groups as label refs (deduplicated) and each group's query text; free terms
+    that only name programmes go to ``programme_ids``."""
+    groups: dict[tuple[LabelRef, ...], str] = {}
+    for group in parsed_groups:
+        refs: list[LabelRef] = []
+        title_terms: list[tuple[Term, tuple[str, ...]]] = []
+        for term in group:
+            sets = index.sets_for(term)
+            found = index.labels(term.value, sets, term.field)
+            if found:
+                refs.extend(found)
+                continue
+            if term.field is None:
+                ids = index.programmes_containing(term.value)
+                if ids:
+                    title_terms.append((term, ids))
+                    continue
+            raise _unknown_label(index, term, sets)
+        if refs and title_terms:
+            # A programme filter is ANDed with the label groups, so it cannot stand in for
+            # one alternative of an OR; say so rather than silently changing the meaning.
+            term, _ = title_terms[0]
+            raise QueryError(
+                f"'{term.value}' matches no label, only programme titles, so it cannot be"
+                f" OR-ed with labels; search it on its own or as programme:\"{term.value}\""
+            )
+        for _, ids in title_terms:
+            programme_ids.extend(ids)
+        if refs:
+            groups.setdefault(dedup(refs), " OR ".join(t.to_query() for t in group))
+    return tuple(groups), tuple(groups.values())
+
+
+def _resolve_excluded(index: _Index, terms: Sequence[Term], soft: bool = False
+                      ) -> tuple[tuple[LabelRef, ...], tuple[str, ...]]:
+    """Excluded labels (deduplicated) and, for each, the query text of its term."""
+    out: dict[LabelRef, str] = {}
+    for term in terms:
+        sets = index.sets_for(term)
+        found = index.labels(term.value, sets, term.field)
+        if not found:
+            if term.field is None and index.programmes_containing(term.value):
+                raise QueryError(
+                    f"cannot {'avoid' if soft else 'exclude'} '{'~' if soft else '-'}"
+                    f"{term.to_query()}': it matches programme titles, not labels, and only"
+                    " labels can be excluded"
+                )
+            raise _unknown_label(index, term, sets)
+        for ref in found:
+            out.setdefault(ref, term.to_query())
+    return tuple(out), tuple(out.values())
+
+
+def _split_words(groups: Sequence[tuple[Term, ...]], excluded: Sequence[Term],
+                 no_words: Sequence[tuple[str, Sequence[Term]]]
+                 ) -> tuple[list[tuple[Term, ...]], list[Term], tuple[tuple[WordRef, ...], ...],
+                            tuple[WordRef, ...]]:
+    """Word terms (``said:``, ``screen:``, ``subtitle:``, ``text:``; issue 17) apart from the
+    label terms: (label groups, label exclusions, word groups, word exclusions). A group
+    cannot mix the two; ``no_words``: (what, terms) where word terms are not accepted."""
+    def ref(term: Term) -> WordRef:
+        field = WORD_FIELD_ALIASES[term.field or ""]
+        return WordRef(field, WORD_FIELDS[field], term.value)
+
+    label_groups, word_groups = [], []
+    for group in groups:
+        words = [t for t in group if t.kind == "words"]
+        if words and len(words) != len(group):
+            raise QueryError(f"'{' OR '.join(t.to_query() for t in group)}': word terms and "
+                             "labels cannot be OR-ed together; search them as separate terms")
+        if words:
+            word_groups.append(dedup(ref(t) for t in words))
+        else:
+            label_groups.append(group)
+    for what, terms in no_words:
+        for t in terms:
+            if t.kind == "words":
+                raise QueryError(f"'{t.to_query()}': word terms cannot be used {what}")
+    return (label_groups, [t for t in excluded if t.kind != "words"], dedup(word_groups),
+            dedup(ref(t) for t in excluded if t.kind == "words"))
 
 
 def resolve_query(
@@ -202,52 +298,20 @@ def resolve_query(
     through unchecked (the vocabulary does not list them).
     """
     index = _cached_index(vocabulary, tuple(scene_sets), tuple(object_sets))
-    groups: list[tuple[LabelRef, ...]] = []
     programme_ids: list[str] = []
-
-    for group in parsed.groups:
-        refs: list[LabelRef] = []
-        title_terms: list[tuple[Term, tuple[str, ...]]] = []
-        for term in group:
-            sets = index.sets_for(term)
-            found = index.labels(term.value, sets)
-            if found:
-                refs.extend(found)
-                continue
-            if term.field is None:
-                ids = index.programmes_containing(term.value)
-                if ids:
-                    title_terms.append((term, ids))
-                    continue
-            raise _unknown_label(index, term, sets)
-        if refs and title_terms:
-            # A programme filter is ANDed with the label groups, so it cannot stand in for
-            # one alternative of an OR; say so rather than silently changing the meaning.
-            term, _ = title_terms[0]
-            raise QueryError(
-                f"'{term.value}' matches no label, only programme titles, so it cannot be"
-                f" OR-ed with labels; search it on its own or as programme:\"{term.value}\""
-            )
-        for _, ids in title_terms:
-            programme_ids.extend(ids)
-        if refs:
-            groups.append(dedup(refs))
-
-    excluded: list[LabelRef] = []
-    for term in parsed.excluded:
-        sets = index.sets_for(term)
-        found = index.labels(term.value, sets)
-        if not found:
-            if term.field is None and index.programmes_containing(term.value):
-                raise QueryError(
-                    f"cannot exclude '-{term.to_query()}': it matches programme titles, not"
-                    " labels, and only labels can be excluded"
-                )
-            raise _unknown_label(index, term, sets)
-        excluded.extend(found)
+    label_groups, label_excluded, word_groups, word_excluded = _split_words(
+        parsed.groups, parsed.excluded,
+        [("with ~ (soft exclusion)", parsed.soft_excluded),
+         ("after 'then'", [t for g in parsed.then_groups for t in g])])
+    groups, group_terms = _resolve_groups(index, label_groups, programme_ids)
+    then_groups, then_terms = _resolve_groups(index, parsed.then_groups, programme_ids)
+    excluded, excluded_terms = _resolve_excluded(index, label_excluded)
+    soft, soft_terms = _resolve_excluded(index, parsed.soft_excluded, soft=True)
     excluded_set = set(excluded)
+    kept = [i for i, ref in enumerate(soft) if ref not in excluded_set]
+    soft, soft_terms = tuple(soft[i] for i in kept), tuple(soft_terms[i] for i in kept)
 
-    for group in groups:
+    for group in groups + then_groups:
         if all(ref in excluded_set for ref in group):
             names = " OR ".join(f"{r.label_set}:{r.name}" for r in group)
             raise QueryError(f"{names} is both required and excluded: nothing can match")
@@ -256,10 +320,20 @@ def resolve_query(
         programme_ids.extend(index.programme_filter(value))
 
     return ResolvedQuery(
-        groups=dedup(groups),
-        excluded=dedup(excluded),
+        groups=groups,
+        excluded=excluded,
+        soft_excluded=soft,
+        group_terms=group_terms,
+        excluded_terms=excluded_terms,
+        soft_terms=soft_terms,
+        then_groups=then_groups,
+        then_terms=then_terms,
+        within_s=parsed.within_s,
+        word_groups=word_groups,
+        word_excluded=word_excluded,
         programme_ids=dedup(programme_ids),
         genres=parsed.genres,
+        any_genres=parsed.any_genres,
         after=parsed.after,
         before=parsed.before,
     )

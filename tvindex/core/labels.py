@@ -3,12 +3,18 @@
 The role says what a set names: ``object`` (things in the picture: COCO), ``scene`` (the kind
 of place: Places365, or the ImageNet stand-in used offline), or ``other``. The query language's
 ``object:`` and ``scene:`` fields, the web UI's label lists and suggestions all read it here.
+
+A set can mix roles: ImageNet-1k, the scene stand-in offline, names mostly objects and animals;
+only its classes that are places (``data/imagenet_places.tsv``, chosen by WordNet category)
+answer ``scene:`` (:func:`label_role`); the others are reached as ``imagenet1k:NAME``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -19,6 +25,30 @@ Role = Literal["object", "scene", "other"]
 # The role of the label sets tvindex's taggers emit, by set name. ImageNet-1k stands in for
 # Places365 as the scene teacher where no Places365 weights can be had (see README).
 ROLES: dict[str, Role] = {"coco80": "object", "places365": "scene", "imagenet1k": "scene"}
+# Scene sets whose labels are not all places: the data file listing the ones that are.
+PLACE_SUBSETS: dict[str, str] = {"imagenet1k": "imagenet_places.tsv"}
+_DATA = Path(__file__).parent / "data"
+
+
+@functools.cache
+def place_labels(label_set: str) -> frozenset[str] | None:
+    """The labels of ``label_set`` that are places, when only some are (``PLACE_SUBSETS``);
+    None when the set's role applies to all its labels."""
+    file = PLACE_SUBSETS.get(label_set)
+    if file is None:
+        return None
+    lines = (_DATA / file).read_text(encoding="utf-8").splitlines()
+    return frozenset(ln.split("\t")[2] for ln in lines if ln.strip() and not ln.startswith("#"))
+
+
+def label_role(label_set: str, name: str) -> Role:
+    """The role of one label: its set's role, except in sets that mix places with other
+    things (``PLACE_SUBSETS``), where only the listed places are ``scene`` and the rest
+    ``other``."""
+    places = place_labels(label_set)
+    if places is None:
+        return role_of(label_set)
+    return "scene" if name in places else "other"
 
 
 def role_of(name: str) -> Role:
