@@ -6,6 +6,9 @@ Manifest columns (a header row in CSV; keys in JSON Lines):
   media_path   (required) file path; relative to the manifest's folder; ``${VAR}`` expands
   title, air_date (YYYY-MM-DD), description, genre, programme_id, start_s, end_s (optional;
   start_s/end_s cut the episode as a time range of the file, in seconds)
+  subtitles (optional: subtitle file(s) of the episode, ``;``-separated in CSV or a list in
+  JSON Lines, relative to the manifest's folder), language (optional: the programme's
+  spoken language, an ISO 639 code such as ``ca``; the word sources read both)
 Folder tree: ``ROOT/<programme>/<episode files>``; ids come from the names.
 All problems are collected and reported together, each with its line (every problem of a row).
 
@@ -37,7 +40,7 @@ from typing import Any
 from tvindex.core.records import EpisodeRecord, ProgrammeRecord
 
 COLUMNS = ("programme", "episode_id", "media_path", "title", "air_date", "description", "genre",
-           "programme_id", "start_s", "end_s")
+           "programme_id", "start_s", "end_s", "subtitles", "language")
 REQUIRED = ("programme", "episode_id", "media_path")
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".mxf", ".ts", ".m4v", ".webm", ".mpg",
@@ -134,6 +137,26 @@ def _float(value: Any, name: str) -> float | None:
     return f
 
 
+def _subtitle_paths(value: Any, base: Path, environ: dict[str, str]) -> tuple[str, ...]:
+    """The subtitle files a row names (absolute paths; whether they exist and parse is the
+    subtitle source's business, recorded per episode)."""
+    if value in (None, ""):
+        return ()
+    items = value if isinstance(value, list) else str(value).split(";")
+    if not all(isinstance(x, str) for x in items):
+        raise ValueError("subtitles must be a path or a list of paths")
+    return tuple(_expand(x.strip(), base, environ)[0] for x in items if x.strip())
+
+
+def _language(value: Any) -> str | None:
+    text = str(value or "").strip().lower()
+    if not text:
+        return None
+    if not re.fullmatch(r"[a-z]{2,3}", text):
+        raise ValueError(f"language must be an ISO 639 code such as ca, es or en, got {value!r}")
+    return text
+
+
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -198,6 +221,8 @@ def _parse_row(row: dict[str, Any], base: Path, env: dict[str, str], seen: set[s
     end = _problem(problems, _float, row.get("end_s"), "end_s")
     if start is not None and end is not None and end <= start:
         problems.append(f"end_s ({end}) must be after start_s ({start})")
+    subtitles = _problem(problems, _subtitle_paths, row.get("subtitles"), base, env)
+    language = _problem(problems, _language, row.get("language"))
     title = str(row["programme"]).strip()
     prog_id = str(row.get("programme_id") or "").strip() or slug(title)
     known = programmes.get(prog_id)
@@ -210,7 +235,8 @@ def _parse_row(row: dict[str, Any], base: Path, env: dict[str, str], seen: set[s
     return problems, prog, EpisodeRecord(
         id=ep_id, programme_id=prog_id, title=str(row.get("title") or ep_id).strip(),
         media_path=str(media), air_date=air_date,
-        description=str(row.get("description") or "").strip(), start_s=start, end_s=end)
+        description=str(row.get("description") or "").strip(), start_s=start, end_s=end,
+        subtitles=subtitles or (), language=language)
 
 
 def load_manifest(path: str | Path, environ: dict[str, str] | None = None) -> Catalogue:

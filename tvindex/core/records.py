@@ -37,6 +37,10 @@ class EpisodeRecord:
     description: str = ""
     start_s: float | None = None
     end_s: float | None = None
+    # Subtitle files the manifest names for it (absolute paths), and the programme's spoken
+    # language (ISO 639-1, e.g. "ca"; None: unknown), both read by the word sources.
+    subtitles: tuple[str, ...] = ()
+    language: str | None = None
 
 
 @dataclass

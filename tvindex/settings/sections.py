@@ -7,29 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-
-class _Section(BaseModel):
-    # allow_inf_nan=False: every float, in lists, tuples and dicts too, must be finite.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
-                              allow_inf_nan=False)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        return no_nul(v)
-
-
-def no_nul(value: Any) -> Any:
-    """``value``, refused when a text or path in it (or in its list) holds a NUL character,
-    which no file name, host or key can hold (the OS would raise ValueError much later)."""
-    items = value if isinstance(value, (list, tuple)) else (value,)
-    if any(isinstance(x, (str, Path)) and "\x00" in str(x) for x in items):
-        raise ValueError("must not contain a NUL character")
-    return value
+# The sections' base lives in settings/base.py: feature modules subclass it from there, as
+# this module imports them for Settings (importing _Section from here would be a cycle).
+from tvindex.settings.base import _Section, no_nul  # noqa: F401  (re-exported)
 
 
 class PathsSettings(_Section):
@@ -235,6 +219,9 @@ class VectorsSettings(_Section):
     use_gpu: bool = True
 
 
+from tvindex.settings.words import WordsSettings
+
+
 class Settings(_Section):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
@@ -246,3 +233,4 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     vectors: VectorsSettings = Field(default_factory=VectorsSettings)
+    words: WordsSettings = Field(default_factory=WordsSettings)
