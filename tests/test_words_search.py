@@ -25,7 +25,7 @@ from tvindex.core.stats import aggregate
 from tvindex.core.store import CatalogueStore
 from tvindex.core.words import EpisodeWords, TextSegment
 
-BACKENDS = ("sqlite",)
+BACKENDS = ("sqlite", "elasticsearch")
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle"))
 PERSON, DOG, CAR = [0.9, 0, 0, 0], [0, 0.9, 0, 0], [0, 0, 0.9, 0]
 

@@ -21,7 +21,7 @@ from tvindex.core.stats import aggregate
 from tvindex.core.store import CatalogueStore, NotFound, StoreError
 from tvindex.core.words import EpisodeWords, TextSegment, Word
 
-BACKENDS = ("sqlite",)  # elasticsearch: with search/backends/elasticsearch/words.py
+BACKENDS = ("sqlite", "elasticsearch")
 OBJ = LabelSet("coco80", "sigmoid", ("person", "dog", "car", "bicycle"))
 
 

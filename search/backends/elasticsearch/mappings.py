@@ -142,3 +142,25 @@ def template_body(prefix: str, kind: str, shards: int, replicas: int) -> dict[st
     return {"index_patterns": [f"{prefix}{kind}-*"], "priority": 200,
             "template": {"settings": settings, "mappings": mappings},
             "_meta": {"managed_by": "tvindex", "mapping_version": MAPPING_VERSION}}
+
+
+# Words (issue 17; search/backends/elasticsearch/words.py): the ``{prefix}words`` index, made
+# on first use beside the KINDS (not rebuilt with them). ``surface``/``stems`` hold the tokens
+# search/words.py computes (as SQLite's FTS5 columns), so matching is the same in both backends.
+WORDS_SETTINGS: dict[str, Any] = {"analysis": {"analyzer": {"folded": {
+    "type": "custom", "tokenizer": "standard", "filter": ["lowercase", "asciifolding"]}}}}
+WORDS_PROPERTIES: dict[str, Any] = {
+    "kind": _KW, "episode_id": _KW, "programme_id": _KW, "source": _KW, "gen": _KW,
+    "pending_gen": _KW, "dirty": {"type": "boolean"}, "key": _KW,
+    "version": _KW, "error": {"type": "text", "index": False},
+    "n_segments": {"type": "integer"},
+    "start_s": {"type": "double"}, "end_s": {"type": "double"}, "language": _KW,
+    "confidence": {"type": "float"},
+    "text": {"type": "text", "analyzer": "folded", "fields": {
+        "ca": {"type": "text", "analyzer": "catalan"},
+        "es": {"type": "text", "analyzer": "spanish"},
+        "en": {"type": "text", "analyzer": "english"}}},
+    "surface": {"type": "text", "analyzer": "whitespace"},
+    "stems": {"type": "text", "analyzer": "whitespace"},
+    "words": {"type": "object", "enabled": False},
+}

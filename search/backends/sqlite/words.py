@@ -77,7 +77,7 @@ class SqliteWords(SqliteBase):
         if source is not None:
             sql += " AND source=?"
             params.append(source)
-        rows = self.db.execute(sql + " ORDER BY start_s, end_s, id", params).fetchall()
+        rows = self.db.execute(sql + " ORDER BY start_s, end_s, source, id", params).fetchall()
         return [TextSegment(start, end, src, text, lang, conf, tuple(
             Word(float(a), float(b), t, c) for a, b, t, c in json.loads(words))) if words else
             TextSegment(start, end, src, text, lang, conf)
