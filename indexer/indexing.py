@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
-import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ import cv2
 import numpy as np
 
 from indexer.catalogue import Catalogue
-from indexer.claims import Claim, EpisodeClaims, NoClaims
+from indexer.claims import EpisodeClaims
 from indexer.fingerprints import FingerprintCache
 from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames
 from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
@@ -37,6 +35,7 @@ from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, SegmentTags
 from tvindex.core.stats import EmbeddingAccumulator, StatsAccumulator, threshold_for
 from tvindex.core.store import CatalogueWriter, StoreUnavailable
+from tvindex.core.timecode import EpisodeClock
 from tvindex.errors import UserError
 from tvindex.settings import AggregationSettings, SamplingSettings
 
@@ -131,48 +130,20 @@ class EpisodeBuilder:
     def tag(self, episode: EpisodeRecord, fingerprint: str, version: str,
             on_frame=None) -> EpisodeTags:
         info = probe(episode.media_path)  # the one probe of this episode's file
-        start = episode.start_s or 0.0
-        end = min(episode.end_s, info.duration_s) if episode.end_s is not None else info.duration_s
-        episode_acc = self._accumulators()
-        episode_emb = self._embedding_accumulator()
-        segments: list[SegmentTags] = []
-        current: _OpenSegment | None = None
-        width = self.aggregation.thumbnail_width
-
-        def close(seg: _OpenSegment, end_s: float) -> None:
-            segments.append(SegmentTags(
-                index=len(segments), start_s=round(seg.start_s, 3), end_s=round(end_s, 3),
-                time_s=round(seg.thumb_time, 3),
-                stats={k: a.result() for k, a in seg.accumulators.items()},
-                thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b"",
-                embedding=seg.embedding.result() if seg.embedding is not None else None))
-
+        aggregate = self.start(episode, info, fingerprint, version)
         frames = self.frames(episode, info)
         for tagged in tag_frames(frames, self.taggers, self.batch_size, embedder=self.embedder):
-            f = tagged.frame
-            key = f.shot.index if f.shot is not None else f.index
-            if current is None or key != current.key:
-                if current is not None:
-                    close(current, current.end_s if current.end_s is not None else f.time_s)
-                current = _OpenSegment(
-                    key, f.shot.start_s if f.shot else f.time_s,
-                    f.shot.end_s if f.shot else None, self._accumulators(),
-                    self._embedding_accumulator())
-            self._add(tagged, current, episode_acc, episode_emb)
+            aggregate.add(tagged)
             if on_frame is not None:
-                on_frame(f)
-        if current is not None:
-            close(current, current.end_s if current.end_s is not None else end)
-        if not segments:
-            raise MediaError(episode.media_path, "no frames could be sampled in "
-                             f"{start:.1f}-{end:.1f} s")
-        return EpisodeTags(
-            episode_id=episode.id, fingerprint=fingerprint, config_version=version,
-            duration_s=round(end - start, 3), segments=segments,
-            stats={k: a.result() for k, a in episode_acc.items()},
-            sampling=self.sampler.mode,
-            embedding=episode_emb.result() if episode_emb is not None else None,
-            embedding_model=self.embedder.identity() if self.embedder is not None else "")
+                on_frame(tagged.frame)
+        return aggregate.finish()
+
+    def start(self, episode: EpisodeRecord, info: MediaInfo, fingerprint: str,
+              version: str) -> EpisodeAggregate:
+        """A streaming aggregate of one episode whose file's probe gave ``info``: feed it the
+        episode's tagged frames in time order (:meth:`EpisodeAggregate.add`), from any
+        process that decoded them, then :meth:`EpisodeAggregate.finish`."""
+        return EpisodeAggregate(self, episode, info, fingerprint, version)
 
     def _add(self, tagged: TaggedFrame, seg: _OpenSegment,
              episode_acc: dict[str, StatsAccumulator],
@@ -189,6 +160,67 @@ class EpisodeBuilder:
         mid = (f.shot.start_s + f.shot.end_s) / 2 if f.shot else f.time_s
         if seg.thumb is None or abs(f.time_s - mid) < abs(seg.thumb_time - mid):
             seg.thumb, seg.thumb_time = f.image, f.time_s
+
+
+class EpisodeAggregate:
+    """One episode's tags as its tagged frames arrive: per segment (shot, or sampled frame)
+    and per episode, streaming (made by :meth:`EpisodeBuilder.start`)."""
+
+    def __init__(self, builder: EpisodeBuilder, episode: EpisodeRecord, info: MediaInfo,
+                 fingerprint: str, version: str) -> None:
+        self.builder = builder
+        self.episode = episode
+        self.info = info
+        self.fingerprint = fingerprint
+        self.version = version
+        self.episode_acc = builder._accumulators()
+        self.episode_emb = builder._embedding_accumulator()
+        self.segments: list[SegmentTags] = []
+        self.current: _OpenSegment | None = None
+
+    def _close(self, seg: _OpenSegment, end_s: float) -> None:
+        width = self.builder.aggregation.thumbnail_width
+        self.segments.append(SegmentTags(
+            index=len(self.segments), start_s=round(seg.start_s, 3), end_s=round(end_s, 3),
+            time_s=round(seg.thumb_time, 3),
+            stats={k: a.result() for k, a in seg.accumulators.items()},
+            thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b"",
+            embedding=seg.embedding.result() if seg.embedding is not None else None))
+
+    def add(self, tagged: TaggedFrame) -> None:
+        f = tagged.frame
+        key = f.shot.index if f.shot is not None else f.index
+        current = self.current
+        if current is None or key != current.key:
+            if current is not None:
+                self._close(current, current.end_s if current.end_s is not None else f.time_s)
+            current = self.current = _OpenSegment(
+                key, f.shot.start_s if f.shot else f.time_s,
+                f.shot.end_s if f.shot else None, self.builder._accumulators(),
+                self.builder._embedding_accumulator())
+        self.builder._add(tagged, current, self.episode_acc, self.episode_emb)
+
+    def finish(self) -> EpisodeTags:
+        """The episode's tags; MediaError when no frame came."""
+        episode, info, builder = self.episode, self.info, self.builder
+        start = episode.start_s or 0.0
+        end = min(episode.end_s, info.duration_s) if episode.end_s is not None else info.duration_s
+        if self.current is not None:
+            current, self.current = self.current, None
+            self._close(current, current.end_s if current.end_s is not None else end)
+        segments, episode_acc, episode_emb = self.segments, self.episode_acc, self.episode_emb
+        if not segments:
+            raise MediaError(episode.media_path, "no frames could be sampled in "
+                             f"{start:.1f}-{end:.1f} s")
+        return EpisodeTags(
+            episode_id=episode.id, fingerprint=self.fingerprint, config_version=self.version,
+            duration_s=round(end - start, 3), segments=segments,
+            stats={k: a.result() for k, a in episode_acc.items()},
+            sampling=builder.sampler.mode,
+            embedding=episode_emb.result() if episode_emb is not None else None,
+            embedding_model=builder.embedder.identity() if builder.embedder is not None else "",
+            clock=EpisodeClock.for_episode(info.frame_rate, info.timecode, episode.start_s,
+                                           info.vfr) if info.frame_rate else None)
 
 
 @dataclass
@@ -282,100 +314,16 @@ def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Ta
     ``fingerprints``: the data dir's fingerprint cache (None: every file is hashed);
     ``claims``: the data dir's episode claims, for runs that share it (None: this run is
     alone). Raises :class:`IndexAborted` when every episode tried fails the same way (see
-    :class:`_FailureGuard`).
+    :class:`_FailureGuard`). Decodes in this process; ``indexer.pipeline.engine`` runs the
+    same with decode workers and taggers built only when needed.
     """
-    from tqdm import tqdm
+    from indexer.pipeline.engine import index_catalogue
+    from indexer.pipeline.models import Models
 
-    started = time.perf_counter()
-    started_wall = time.time()
-    builder = EpisodeBuilder(taggers, Sampler.from_section(sampling), aggregation,
-                             embedder=embedder, batch_size=batch_size)
-    version = config_version(taggers, embedder, sampling, aggregation)
-    store.upsert_catalogue(catalogue.programmes, catalogue.episodes)
-    store.register_label_sets(builder.label_sets)
-    states = {s.id: s for s in store.episode_states()}
-    report = IndexReport()
-    cache = fingerprints if fingerprints is not None else FingerprintCache(None)
-    hashed_before = cache.computed
-
-    todo: list[tuple[EpisodeRecord, str]] = []
-    for ep in catalogue.episodes:
-        if not in_shard(ep.id, shard):
-            continue
-        try:
-            fp = cache.fingerprint(ep)
-        except OSError as exc:
-            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
-            report.failed[ep.id] = str(exc)
-            continue
-        st = states.get(ep.id)
-        if (not force and st is not None and st.status == "indexed"
-                and st.fingerprint == fp and st.config_version == version):
-            report.skipped.append(ep.id)
-            continue
-        todo.append((ep, fp))
-    cache.save()
-    report.hashed = cache.computed - hashed_before
-    guard = _FailureGuard(store, report)
-    holder: EpisodeClaims | NoClaims = claims if claims is not None else NoClaims()
-
-    bar = tqdm(total=len(todo), unit="ep", file=sys.stderr, disable=not progress or None,
-               desc="indexing", dynamic_ncols=True)
-
-    def on_frame(_f: Frame) -> None:
-        report.frames += 1
-        elapsed = time.perf_counter() - started
-        bar.set_postfix(frames=report.frames,
-                        fps=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
-
-    def attempt(ep: EpisodeRecord, fp: str, claim: Claim) -> None:
-        if claim.finished_elsewhere(fp, version, started_wall):
-            report.by_other_run.append(ep.id)  # a run sharing the data dir did it meanwhile
-            return
-        bar.set_description(f"indexing {ep.id}")
-        st = states.get(ep.id)
-        unchanged_indexed = st is not None and st.status == "indexed" and st.fingerprint == fp
-        try:
-            tags = builder.tag(ep, fp, version, on_frame=on_frame)
-        except MediaError as exc:
-            claim.note("failed", fingerprint=fp, config_version=version)
-            log.warning("failed: %s", exc)
-            guard.failed(ep.id, exc.reason if hasattr(exc, "reason") else str(exc), str(exc),
-                         unchanged_indexed)
-            return
-        try:
-            store.write_episode(tags)
-        except StoreUnavailable as exc:
-            # The store's own bounded retries are spent and the write left nothing
-            # half-done: record why and go on; the next run redoes the episode.
-            reason = f"store unavailable: {exc}"
-            guard.settle()
-            _mark_failed(store, ep.id, reason)
-            report.failed[ep.id] = reason
-            log.warning("failed: %s: %s", ep.id, reason)
-            return
-        claim.note("done", fingerprint=fp, config_version=version)
-        guard.settle()
-        report.indexed.append(ep.id)
-
-    deferred: list[tuple[EpisodeRecord, str]] = []
-    with bar:
-        for ep, fp in todo:
-            claim = holder.claim(ep.id)
-            if claim is None:  # another run is on it: look again at the end
-                deferred.append((ep, fp))
-                continue
-            with claim:
-                attempt(ep, fp, claim)
-            bar.update(1)
-        for ep, fp in deferred:
-            bar.set_description(f"waiting for {ep.id}")
-            with holder.claim(ep.id, wait=True) as claim:  # type: ignore[union-attr]
-                attempt(ep, fp, claim)
-            bar.update(1)
-    guard.finish()
-    report.seconds = time.perf_counter() - started
-    return report
+    return index_catalogue(catalogue, store, Models.ready(taggers, embedder), sampling,
+                           aggregation, batch_size=batch_size, force=force, shard=shard,
+                           progress=progress, fingerprints=fingerprints, claims=claims,
+                           workers=0)
 
 
 def _mark_failed(store: CatalogueWriter, episode_id: str, reason: str) -> None:
