@@ -24,6 +24,7 @@ from werkzeug.exceptions import Forbidden, Gone, Unauthorized
 from search.cursor import CursorExpired, CursorInvalid, CursorPager, SnapshotCache
 from search.engine import run_search
 from tvindex import __version__
+from tvindex.core.labels import label_role
 from tvindex.core.records import Hit, SearchPage, parse_shot_id
 from tvindex.core.store import NotFound, StoreError
 from webui import openapi
@@ -42,6 +43,7 @@ from webui.params import (
     text_arg,
 )
 from webui.timeline import episode_timeline
+from webui.vocabulary import display_name, label_query
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
@@ -190,7 +192,8 @@ def search() -> Response:
         return jsonify(body)
     q = text_arg("q")
     if not q.strip():
-        raise BadParameter("q is required: the query text, e.g. q=object:dog scene:beach")
+        example = ctx().examples.get()["placeholder"].removeprefix("Search the pictures: ")
+        raise BadParameter(f"q is required: the query text, e.g. q={example or 'object:dog'}")
     level, limit, offset = level_arg(), limit_arg(), offset_arg()
     if request.args.get("offset", "") == "":  # a first page: it also offers a cursor
         page = _pager().first_page(ctx().store, q, level, limit)
@@ -217,8 +220,11 @@ def labels() -> Response:
     if label_set and label_set not in {ls.name for ls in store.label_sets()}:
         raise NotFound(f"unknown label set {label_set!r}; available: "
                        + ", ".join(ls.name for ls in store.label_sets()))
+    settings = ctx().settings
     items = [{"label_set": i.label_set, "label_id": i.label_id, "name": i.name,
-              "activation": i.activation, "shots": i.shots, "episodes": i.episodes}
+              "activation": i.activation, "shots": i.shots, "episodes": i.episodes,
+              "label_set_name": display_name(settings, i.label_set),
+              "role": label_role(i.label_set, i.name), "query": label_query(i.label_set, i.name)}
              for i in store.labels(label_set, match)]
     return jsonify(_paged(items, offset_arg(), limit_arg(100)))
 

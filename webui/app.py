@@ -11,8 +11,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from search.query import Term
 from search.store import open_store
+from tvindex.core.labels import role_of
 from tvindex.core.store import CatalogueStore
 from webui.context import WebContext
 from webui.cors import Cors
@@ -21,8 +21,8 @@ from webui.example import InMemoryRequest
 from webui.http_cache import StaticVersions, Validators, install_compression
 from webui.http_cache import after_request as cache_headers
 from webui.rate_limit import RateLimited, RateLimiter
-from webui.suggest import field_for_set
 from webui.timeline import format_time
+from webui.vocabulary import display_name, label_query, stand_in_note
 
 # Scripts, styles, images and media only from this server; no inline script or style; no
 # framing. Inline SVG in the pages needs no exception (it carries no script or style).
@@ -37,7 +37,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
-LABEL_SET_TITLES = {"coco80": "Objects", "places365": "Scenes", "imagenet1k": "Scenes"}
 # The routes that take a picture (query by example): their bodies are bounded by
 # server.max_upload_bytes instead of server.max_request_bytes.
 UPLOAD_ENDPOINTS = frozenset({"api.similar_to_example", "pages.similar"})
@@ -81,11 +80,6 @@ def axis_max(values: Any) -> float:
     return next((step for step in AXIS_STEPS if top <= step), 1.0)
 
 
-def label_query(label_set: str, name: str) -> str:
-    """Query text that finds one label, e.g. ``object:"traffic light"``."""
-    return Term(field_for_set(label_set), name).to_query()
-
-
 def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     """Build the web application over ``store`` (opened from ``settings`` when None, and
     closed with the app). ``settings`` is a ``tvindex.settings.Settings``."""
@@ -113,7 +107,10 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     register_error_handlers(app)
 
     app.jinja_env.filters["clock"] = format_time
-    app.jinja_env.globals["set_title"] = lambda name: LABEL_SET_TITLES.get(name, name)
+    # A label set's name for editors (vocabulary.display_names) and its role.
+    app.jinja_env.globals["set_title"] = lambda name: display_name(settings, name)
+    app.jinja_env.globals["set_role"] = role_of
+    app.jinja_env.globals["stand_in_note"] = stand_in_note
     app.jinja_env.globals["label_query"] = label_query
     app.jinja_env.globals["axis_max"] = axis_max
 

@@ -14,6 +14,7 @@ from flask import current_app
 
 from tvindex.core.store import CatalogueStore
 from webui.suggest import Suggester
+from webui.vocabulary import CatalogueExamples
 
 if TYPE_CHECKING:
     from search.recommend import Embedder, Recommender
@@ -25,6 +26,7 @@ class WebContext:
     store: CatalogueStore
     owns_store: bool = False  # opened by create_app, so closed with the app
     suggester: Suggester = field(init=False)
+    examples: CatalogueExamples = field(init=False)  # example queries for the pages
     _recommender: Recommender | None = field(init=False, default=None, repr=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
     # One image embedding at a time: the embedding network's forward pass is not assumed to
@@ -36,6 +38,7 @@ class WebContext:
 
     def __post_init__(self) -> None:
         self.suggester = Suggester(self.store)
+        self.examples = CatalogueExamples(self.store)
         self.decode_slots = threading.BoundedSemaphore(
             int(self.settings.server.max_concurrent_decodes))
 

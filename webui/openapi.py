@@ -144,7 +144,15 @@ SCHEMAS: dict[str, Any] = {
                   "activation": {"type": "string", "enum": ["sigmoid", "softmax"]},
                   "shots": {"type": "integer", "description": "shots carrying the label"},
                   "episodes": {"type": "integer",
-                               "description": "episodes carrying the label"}}),
+                               "description": "episodes carrying the label"},
+                  "label_set_name": {"type": "string",
+                                     "description": "the set's name for editors "
+                                                    "(vocabulary.display_names)"},
+                  "role": {"type": "string", "enum": ["object", "scene", "other"],
+                           "description": "what the label names: object: and scene: "
+                                          "search the labels of that role (of the offline "
+                                          "ImageNet stand-in, only its places are scenes)"},
+                  "query": {"type": "string", "description": "the query term that finds it"}}),
     "LabelPage": page_of("Label"),
     "ProgrammeSummary": obj({"id": STR, "title": STR, "description": STR, "genre": STR,
                              "episodes": INT, "indexed_episodes": INT,

@@ -23,7 +23,16 @@ from webui.context import ctx
 from webui.errors import BadParameter
 from webui.example import ACCEPT, Example, preview_data_url, read_example, shot_value
 from webui.media import is_playable
-from webui.params import date_arg, flag_arg, int_arg, level_arg, offset_arg, text_arg
+from webui.params import (
+    date_arg,
+    flag_arg,
+    int_arg,
+    level_arg,
+    min_score_arg,
+    offset_arg,
+    sort_arg,
+    text_arg,
+)
 from webui.suggest import field_for_set
 from webui.timeline import episode_timeline
 
@@ -82,7 +91,7 @@ def _popular_labels(n: int = 18) -> list[dict[str, Any]]:
     objects = [i for i in labels if role_of(i.label_set) == "object"][: n * 2 // 3]
     others = [i for i in labels if role_of(i.label_set) != "object"][: n - len(objects)]
     return [{"name": i.name, "label_set": i.label_set, "episodes": i.episodes,
-             "query": Term(field_for_set(i.label_set), i.name).to_query()}
+             "query": Term(field_for_set(i.label_set, i.name), i.name).to_query()}
             for i in objects + others]
 
 
@@ -114,6 +123,7 @@ def search() -> tuple[str, int]:
     level = level_arg()
     limit = int_arg("limit", PAGE_SIZE, 1, 96)
     offset = offset_arg()
+    min_score, sort = min_score_arg(), sort_arg()
     programme_id = text_arg("programme", max_length=200)
     after, before = date_arg("after"), date_arg("before")
     programmes = store.programmes()
@@ -126,7 +136,8 @@ def search() -> tuple[str, int]:
     status = 200
     if effective:
         try:
-            page = run_search(store, effective, level, limit, offset)
+            page = run_search(store, effective, level, limit, offset, sort=sort,
+                              min_score=min_score)
         except QueryError as exc:
             error, status = exc, 400
             known = {i.name for i in store.labels(counts=False)} | {
@@ -145,8 +156,9 @@ def search() -> tuple[str, int]:
         "search.html", q=q, level=level, levels=LEVELS, limit=limit, offset=offset, accept=ACCEPT,
         programme_id=programme_id, after=after, before=before, programmes=programmes,
         effective=effective, page=page, error=error, fixes=fixes, suggestions=suggestions,
-        popular=_popular_labels() if not effective else [], nav=nav,
-        empty_catalogue=not programmes), status
+        popular=_popular_labels() if not effective else [], nav=nav, sort=sort,
+        min_score=min_score,
+        empty_catalogue=not programmes, examples=ctx().examples.get()), status
 
 
 @bp.get("/programmes")
@@ -180,7 +192,8 @@ def player(episode_id: str) -> str:
             abort(404, description=f"episode {episode_id!r} has no shot {shot}")
     start_at = current.start_s if current else timeline["start_s"]
     return render_template("player.html", episode=episode, timeline=timeline, current=current,
-                           start_at=start_at, playable=is_playable(episode.media_path))
+                           start_at=start_at, playable=is_playable(episode.media_path),
+                           transcript=store.transcript(episode_id))  # _transcript.html
 
 
 @bp.get("/labels")
@@ -199,8 +212,8 @@ def labels() -> str:
     infos = store.labels(current, match or None)
     shown = [i for i in infos if show_all or i.episodes > 0]
     shown.sort(key=lambda i: (-i.episodes, -i.shots, i.name))
-    field = field_for_set(current)
-    rows = [{"info": i, "query": Term(field, i.name).to_query()} for i in shown]
+    rows = [{"info": i, "query": Term(field_for_set(current, i.name), i.name).to_query()}
+            for i in shown]
     max_eps = max((i.episodes for i in shown), default=0)
     return render_template("labels.html", sets=sets, current=current, labels=rows, match=match,
                            show_all=show_all, hidden=len(infos) - len(shown),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.query import Term, normalise_label
-from tvindex.core.labels import role_of
+from tvindex.core.labels import label_role
 from tvindex.core.store import CatalogueStore
 
 _FILTER_FIELDS = {"programme": "programme", "program": "programme", "prog": "programme",
@@ -33,10 +33,11 @@ class _Entry:
     shots: int = 0
 
 
-def field_for_set(label_set: str) -> str:
-    """The query field an editor would write for a label of ``label_set``: its role
-    (``object``/``scene``), else the set's own name."""
-    role = role_of(label_set)
+def field_for_set(label_set: str, name: str | None = None) -> str:
+    """The query field an editor would write for label ``name`` of ``label_set``: its role
+    (``object``/``scene``; ``tvindex.core.labels.label_role``: of an ImageNet class, scene
+    only for its places), else the set's own name."""
+    role = label_role(label_set, name or "")
     return label_set if role == "other" else role
 
 
@@ -65,7 +66,8 @@ class Suggester:
     def suggest(self, token: str, limit: int = 10) -> list[dict[str, Any]]:
         """Completions of one query token (the text from the last space to the caret)."""
         limit = max(1, min(limit, MAX_SUGGESTIONS))
-        negated = token.startswith("-")
+        sign = token[:1] if token[:1] in ("-", "~") else ""  # -term excludes, ~term avoids
+        negated = bool(sign)
         body = token[1:] if negated else token
         field, sep, value = body.partition(":")
         if not sep:
@@ -85,7 +87,7 @@ class Suggester:
                 return False
             canon = _LABEL_FIELDS.get(field)
             if canon in ("object", "scene"):
-                return role_of(e.label_set or "") == canon
+                return label_role(e.label_set or "", e.name) == canon
             return canon == "label" or e.label_set == field
 
         ranked = []
@@ -111,8 +113,8 @@ class Suggester:
             elif sep:
                 text_field = _LABEL_FIELDS.get(field, field)  # keep the field typed
             else:
-                text_field = field_for_set(e.label_set or "")
-            text = ("-" if negated else "") + Term(text_field, e.name).to_query()
+                text_field = field_for_set(e.label_set or "", e.name)
+            text = sign + Term(text_field, e.name).to_query()
             if text in seen:
                 continue
             seen.add(text)
