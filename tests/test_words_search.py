@@ -204,3 +204,60 @@ def test_hits_carry_highlighted_snippets_and_times(store):
     assert only.words[0]["snippet"] == "Alcaldesa de <mark>Madrid</mark> &lt;b&gt;&amp;&lt;/b&gt;"
     assert only.score == pytest.approx(only.words[0]["score"], abs=1e-4)
     assert "words" not in run_search(store, "object:dog").hits[0].to_dict()
+
+
+# --- the API ----------------------------------------------------------------------------
+@pytest.fixture()
+def api(tmp_path: Path):
+    from test_webui_catalogue import ApiSchemas, web_settings
+
+    from webui import create_app
+
+    s = build(SqliteStore(tmp_path / "cat.sqlite", top_k=0))
+    s.write_words(EpisodeWords("d2", "subtitles", "srt/1", [], error="d2.srt: line 4: no "
+                                                                     "timing"))
+    client = create_app(web_settings(tmp_path), s).test_client()
+    schemas = ApiSchemas(client.get("/api/v1/openapi.json").get_json())
+    yield client, schemas
+    s.close()
+
+
+def test_api_transcript_route(api):
+    client, schemas = api
+    r = client.get("/api/v1/episodes/d1/transcript")
+    assert r.status_code == 200
+    body = r.get_json()
+    schemas.validate(body, "Transcript")
+    assert [(s["source"], s["start_s"], s["text"]) for s in body["segments"]] == [
+        ("speech", 1.0, "The dogs were running along the beach"),
+        ("speech", 6.0, "We open the new sports hall today"),
+        ("subtitles", 6.0, "We open the new sports hall today")]
+    assert body["source"] is None and body["links"]["page"] == "/episodes/d1"
+    body = client.get("/api/v1/episodes/d1/transcript?source=subtitles").get_json()
+    assert [s["source"] for s in body["segments"]] == ["subtitles"]
+    body = client.get("/api/v1/episodes/d2/transcript").get_json()
+    schemas.validate(body, "Transcript")
+    assert {s["source"]: s["error"] for s in body["sources"]} == {
+        "speech": None, "screen": None, "subtitles": "d2.srt: line 4: no timing"}
+    r = client.get("/api/v1/episodes/d1/transcript?source=lyrics")
+    assert r.status_code == 400 and "source must be one of" in r.get_json()["detail"]
+    assert client.get("/api/v1/episodes/nope/transcript").status_code == 404
+    r = client.get("/api/v1/episodes/d1/transcript?sauce=speech")
+    assert r.status_code == 400  # unknown parameters are refused from the spec
+
+
+def test_api_search_hits_carry_word_evidence(api):
+    client, schemas = api
+    r = client.get('/api/v1/search?q=said:"open the new" object:person&level=shot')
+    assert r.status_code == 200
+    body = r.get_json()
+    schemas.validate(body, "SearchPage")
+    (hit,) = body["hits"]
+    assert hit["id"] == "d1@1"
+    assert hit["words"][0]["snippet"] == (
+        "We <mark>open</mark> <mark>the</mark> <mark>new</mark> sports hall today")
+    assert body["query"]["word_groups"] == [[{"field": "said", "source": "speech",
+                                              "value": "open the new"}]]
+    body = client.get("/api/v1/search?q=object:person").get_json()
+    schemas.validate(body, "SearchPage")
+    assert all("words" not in h for h in body["hits"])
