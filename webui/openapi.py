@@ -14,14 +14,6 @@ from tvindex.core.limits import DEFAULT_LIMIT
 from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 from webui.openapi_examples import response_examples
 from webui.openapi_media import MEDIA_PATHS
-from webui.openapi_search import (
-    EVIDENCE_WHY,
-    HIT_WHY,
-    MIN_SCORE_PARAM,
-    QUERY_TEMPORAL,
-    SORT_PARAM,
-    moment,
-)
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
@@ -122,17 +114,15 @@ SCHEMAS: dict[str, Any] = {
                    "episodes": obj({"total": INT, "indexed": INT, "pending": INT,
                                     "failed": INT})}),
     "Evidence": obj({"label_set": STR, "label": STR, "score": NUM, "coverage": OPT_NUM,
-                     "excluded": BOOL, **EVIDENCE_WHY}, optional=tuple(EVIDENCE_WHY)),
-    "Moment": moment({}),
+                     "excluded": BOOL}),
     "Hit": obj({"level": LEVEL, "id": STR, "score": NUM, "programme_id": STR,
                 "programme_title": STR, "episode_id": OPT_STR, "episode_title": OPT_STR,
                 "air_date": DATE, "start_s": OPT_NUM, "end_s": OPT_NUM, "time_s": OPT_NUM,
-                "evidence": array(ref("Evidence")), "links": LINKS, **HIT_WHY},
-               optional=tuple(HIT_WHY)),
+                "evidence": array(ref("Evidence")), "links": LINKS}),
     "LabelRef": obj({"label_id": INT, "label_set": STR, "name": STR}),
     "ResolvedQuery": obj({"groups": array(array(ref("LabelRef"))),
                           "excluded": array(ref("LabelRef")),
-                          "programme_ids": array(STR), "genres": array(STR), **QUERY_TEMPORAL,
+                          "programme_ids": array(STR), "genres": array(STR),
                           "after": DATE, "before": DATE}),
     "SearchPage": obj({"level": LEVEL, "total": INT, "offset": INT, "limit": INT,
                        "query": ref("ResolvedQuery"), "hits": array(ref("Hit")),
@@ -154,7 +144,15 @@ SCHEMAS: dict[str, Any] = {
                   "activation": {"type": "string", "enum": ["sigmoid", "softmax"]},
                   "shots": {"type": "integer", "description": "shots carrying the label"},
                   "episodes": {"type": "integer",
-                               "description": "episodes carrying the label"}}),
+                               "description": "episodes carrying the label"},
+                  "label_set_name": {"type": "string",
+                                     "description": "the set's name for editors "
+                                                    "(vocabulary.display_names)"},
+                  "role": {"type": "string", "enum": ["object", "scene", "other"],
+                           "description": "what the label names: object: and scene: "
+                                          "search the labels of that role (of the offline "
+                                          "ImageNet stand-in, only its places are scenes)"},
+                  "query": {"type": "string", "description": "the query term that finds it"}}),
     "LabelPage": page_of("Label"),
     "ProgrammeSummary": obj({"id": STR, "title": STR, "description": STR, "genre": STR,
                              "episodes": INT, "indexed_episodes": INT,
@@ -357,8 +355,7 @@ def document(version: str) -> dict[str, Any]:
              _param("cursor", "query", {"type": "string", "minLength": 1},
                     "the `next_cursor` of the previous page (not with offset; q, level and "
                     "limit may be left out, or must match the cursor's): a 400 when it is "
-                    "damaged or for another query, a 410 when it expired (start again)"),
-             MIN_SCORE_PARAM, SORT_PARAM],
+                    "damaged or for another query, a 410 when it expired (start again)")],
             400, 410, op="search"),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",

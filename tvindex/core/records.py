@@ -119,8 +119,6 @@ class Evidence:
     score: float
     coverage: float | None = None
     excluded: bool = False
-    term: str = ""  # the query term it answers, as query text (e.g. "object:dog")
-    soft: bool = False  # a ~term (prefer without): it lowered the score, excluded nothing
 
 
 @dataclass
@@ -139,12 +137,6 @@ class Hit:
     end_s: float | None = None
     time_s: float | None = None
     evidence: list[Evidence] = field(default_factory=list)
-    # Episode and programme hits: the best shot for the same query
-    # ({"id", "start_s", "end_s", "time_s", "score"}), None when no shot matches on its own.
-    best_shot: dict[str, Any] | None = None
-    # A temporal query's hit (A then B): moment B ({"id", "start_s", "end_s", "time_s",
-    # "score", "evidence"}); the hit itself is moment A.
-    then: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "evidence"}
