@@ -27,6 +27,7 @@ from tvindex import __version__
 from tvindex.core.labels import label_role
 from tvindex.core.records import Hit, SearchPage, parse_shot_id
 from tvindex.core.store import NotFound, StoreError
+from tvindex.core.words import WORD_SOURCES
 from webui import openapi
 from webui.context import ctx
 from webui.errors import BadParameter
@@ -348,6 +349,20 @@ def timeline(episode_id: str) -> Response:
         seg["thumbnail"] = link("media.thumbnail", episode_id=episode_id,
                                    index=seg["index"])
     return jsonify(body)
+
+
+@bp.get("/episodes/<episode_id>/transcript")
+def transcript(episode_id: str) -> Response:
+    """Words (issue 17): the episode's text segments, one source or all (openapi_words.py)."""
+    source = text_arg("source") or None
+    if source is not None and source not in WORD_SOURCES:
+        raise BadParameter(f"source must be one of {', '.join(WORD_SOURCES)}, got {source!r}")
+    store = ctx().store
+    segments = [s.to_dict() for s in store.transcript(episode_id, source)]  # NotFound: 404
+    return jsonify({"episode_id": episode_id, "source": source, "segments": segments,
+                    "sources": store.word_sources(episode_id),
+                    "links": {"episode": link("api.episode", episode_id=episode_id),
+                              "page": link("pages.player", episode_id=episode_id)}})
 
 
 @bp.get("/shots/<shot_id>")

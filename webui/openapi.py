@@ -14,6 +14,7 @@ from tvindex.core.limits import DEFAULT_LIMIT
 from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 from webui.openapi_examples import response_examples
 from webui.openapi_media import MEDIA_PATHS
+from webui.openapi_words import HIT_WORDS, QUERY_WORDS, SOURCE_PARAM_SCHEMA, WORD_SCHEMAS
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
@@ -118,12 +119,14 @@ SCHEMAS: dict[str, Any] = {
     "Hit": obj({"level": LEVEL, "id": STR, "score": NUM, "programme_id": STR,
                 "programme_title": STR, "episode_id": OPT_STR, "episode_title": OPT_STR,
                 "air_date": DATE, "start_s": OPT_NUM, "end_s": OPT_NUM, "time_s": OPT_NUM,
-                "evidence": array(ref("Evidence")), "links": LINKS}),
+                "evidence": array(ref("Evidence")), "links": LINKS, **HIT_WORDS},
+               optional=tuple(HIT_WORDS)),
     "LabelRef": obj({"label_id": INT, "label_set": STR, "name": STR}),
     "ResolvedQuery": obj({"groups": array(array(ref("LabelRef"))),
                           "excluded": array(ref("LabelRef")),
                           "programme_ids": array(STR), "genres": array(STR),
-                          "after": DATE, "before": DATE}),
+                          "after": DATE, "before": DATE, **QUERY_WORDS},
+                         optional=tuple(QUERY_WORDS)),
     "SearchPage": obj({"level": LEVEL, "total": INT, "offset": INT, "limit": INT,
                        "query": ref("ResolvedQuery"), "hits": array(ref("Hit")),
                        "q": STR, "next_offset": OPT_INT, "next": OPT_STR,
@@ -240,6 +243,7 @@ SCHEMAS: dict[str, Any] = {
                  "programme_title": STR, "air_date": DATE, "links": LINKS}),
     "ReindexAccepted": obj({"episode_id": STR, "reindex_requested": BOOL, "status": STATUS,
                             "message": STR, "links": LINKS}),
+    **WORD_SCHEMAS,  # words (issue 17): webui/openapi_words.py
 }
 
 
@@ -312,6 +316,7 @@ OPERATION_TAGS = {
     "search": "search", "suggest": "search",
     "labels": "catalogue", "programmes": "catalogue", "programme": "catalogue",
     "episode": "catalogue", "timeline": "catalogue", "shot": "catalogue",
+    "transcript": "catalogue",
     "similarProgrammes": "similar", "similarEpisodes": "similar", "similarShots": "similar",
     "similarToExample": "similar",
 }
@@ -429,6 +434,11 @@ def document(version: str) -> dict[str, Any]:
         "/episodes/{episode_id}/timeline": _get(
             "The episode's shots in time order and its top labels over time", "Timeline",
             [eid], 404, op="timeline"),
+        "/episodes/{episode_id}/transcript": _get(  # words (issue 17): openapi_words.py
+            "The episode's text segments in time order: subtitles, speech, on-screen text",
+            "Transcript", [eid, _param("source", "query", SOURCE_PARAM_SCHEMA,
+                                       "only this word source", example="speech")],
+            400, 404, op="transcript"),
         "/episodes/{episode_id}/reindex": {"post": {
             "operationId": "reindex",
             "summary": "Ask the next `tvindex index` run to re-index the episode",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webui.openapi_words import TRANSCRIPT_EXAMPLE
+
 _DOG_BEACH_QUERY = {
     "groups": [[{"label_id": 2, "label_set": "coco80", "name": "dog"}],
                [{"label_id": 6, "label_set": "places365", "name": "beach"}]],
@@ -28,6 +30,7 @@ _SHOT_HIT = {
 
 # schema name -> (summary, value)
 EXAMPLES: dict[str, tuple[str, Any]] = {
+    "Transcript": TRANSCRIPT_EXAMPLE,  # words (issue 17): webui/openapi_words.py
     "Health": ("a healthy catalogue", {
         "status": "ok", "version": "0.1.0", "api": "v1", "backend": "sqlite", "programmes": 4,
         "episodes": {"total": 5, "indexed": 4, "pending": 1, "failed": 0}}),

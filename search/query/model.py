@@ -18,6 +18,13 @@ FILTER_FIELDS = {
     "after": "after",
     "before": "before",
 }
+# Word fields (issue 17; search/words.py): canonical name -> the word source it searches
+# (None: any source), and their aliases.
+WORD_FIELDS: dict[str, str | None] = {"said": "speech", "screen": "screen",
+                                      "subtitle": "subtitles", "text": None}
+WORD_FIELD_ALIASES = {"said": "said", "speech": "said", "screen": "screen",
+                      "subtitle": "subtitle", "subtitles": "subtitle", "sub": "subtitle",
+                      "text": "text"}
 
 
 class QueryError(ValueError):
@@ -73,9 +80,12 @@ class Term:
 
     @property
     def kind(self) -> str:
-        """``"any"`` (free term), ``"object"``, ``"scene"``, ``"label"`` or ``"set"``."""
+        """``"any"`` (free term), ``"object"``, ``"scene"``, ``"label"``, ``"words"``
+        (``said:``, ``screen:``, ``subtitle:``, ``text:``) or ``"set"``."""
         if self.field is None:
             return "any"
+        if self.field in WORD_FIELD_ALIASES:
+            return "words"
         if self.field in ("object", "scene", "label"):
             return self.field
         return "set"
@@ -144,6 +154,20 @@ class LabelRef:
         return {"label_id": self.label_id, "label_set": self.label_set, "name": self.name}
 
 
+@dataclass(frozen=True)
+class WordRef:
+    """A word term in store terms: ``field`` as typed canonically (``said``, ``screen``,
+    ``subtitle``, ``text``), the word ``source`` it searches (None: any) and the words (several
+    words match as a phrase, in order; search/words.py says how)."""
+
+    field: str
+    source: str | None
+    value: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "source": self.source, "value": self.value}
+
+
 @runtime_checkable
 class Vocabulary(Protocol):
     """What resolution needs from the store."""
@@ -169,6 +193,10 @@ class ResolvedQuery:
     genres: tuple[str, ...] = ()
     after: datetime.date | None = None
     before: datetime.date | None = None
+    # Word terms (issue 17): each group an OR of word terms, required like ``groups``;
+    # items a ``word_excluded`` term matches are removed (search/words.py).
+    word_groups: tuple[tuple[WordRef, ...], ...] = ()
+    word_excluded: tuple[WordRef, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,4 +206,7 @@ class ResolvedQuery:
             "genres": list(self.genres),
             "after": self.after.isoformat() if self.after else None,
             "before": self.before.isoformat() if self.before else None,
+            **({"word_groups": [[r.to_dict() for r in g] for g in self.word_groups],
+                "word_excluded": [r.to_dict() for r in self.word_excluded]}
+               if self.word_groups or self.word_excluded else {}),
         }

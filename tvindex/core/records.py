@@ -137,10 +137,15 @@ class Hit:
     end_s: float | None = None
     time_s: float | None = None
     evidence: list[Evidence] = field(default_factory=list)
+    # What word terms matched (search/words.py ``word_evidence``): field, term, source,
+    # start_s, end_s, language, snippet (HTML, <mark>ed), score. Empty without word terms.
+    words: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "evidence"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("evidence", "words")}
         d["evidence"] = [e.__dict__ for e in self.evidence]
+        if self.words:
+            d["words"] = [dict(w) for w in self.words]
         return d
 
 

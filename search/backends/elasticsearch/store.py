@@ -54,12 +54,13 @@ from search.backends.elasticsearch.client import EsClient
 from search.backends.elasticsearch.mappings import KINDS, alias
 from search.backends.elasticsearch.reader import EsReader
 from search.backends.elasticsearch.search import EsSearch
+from search.backends.elasticsearch.words import EsWords
 from search.backends.elasticsearch.writer import EsWriter
 from tvindex.core.store import CatalogueStore
 from tvindex.settings import ElasticsearchSettings
 
 
-class EsStore(EsWriter, EsReader, EsSearch, CatalogueStore):
+class EsStore(EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
     """The Elasticsearch catalogue: indices and label sets (``indices``), the writer
     (``writer``), the reader (``reader``) and the search (``search``)."""
 

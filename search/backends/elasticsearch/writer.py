@@ -330,6 +330,7 @@ class EsWriter(EsIndices):
             "n_segments": None, "n_frames": None, "indexed_at": src.get("indexed_at"),
             "duration_s": src.get("duration_s"), "sampling": src.get("sampling"),
             "gen": None, "pending_gen": "-", "dirty": True, **EMPTY_LABELS})
+        self._delete_words(episode_id)  # type: ignore[attr-defined]  # elasticsearch/words.py
         self._finish(episode_id, None, src["programme_id"])
 
     def remove_episode(self, episode_id: str) -> None:
@@ -340,6 +341,7 @@ class EsWriter(EsIndices):
             "status": "removed", "gen": None, "pending_gen": "-", "dirty": True,
             **EMPTY_LABELS})
         self._drop_other_generations(episode_id, None)
+        self._delete_words(episode_id)  # type: ignore[attr-defined]  # elasticsearch/words.py
         self._call("delete episode", self.es.delete, index=self._idx["episodes"], id=episode_id,
                    refresh=True)
         self._refresh_programme(src["programme_id"])

@@ -20,6 +20,7 @@ from search.backends.sqlite.reader import SqliteReader
 from search.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, SHOT_BITS
 from search.backends.sqlite.search import SqliteSearch
 from search.backends.sqlite.shot_columns import ShotColumnCache
+from search.backends.sqlite.word_search import SqliteWordSearch
 from search.backends.sqlite.words import SqliteWords
 from search.backends.sqlite.writer import SqliteWriter
 from tvindex.core.store import CatalogueStore
@@ -27,7 +28,7 @@ from tvindex.core.store import CatalogueStore
 DEFAULT_FILE = "catalogue.sqlite"
 
 
-class SqliteStore(SqliteWords, SqliteWriter, SqliteReader, SqliteSearch, CatalogueStore):
+class SqliteStore(SqliteWords, SqliteWordSearch, SqliteWriter, SqliteReader, SqliteSearch, CatalogueStore):
     backend = "sqlite"
     config_section = "catalogue"
 
