@@ -261,3 +261,10 @@ def test_api_search_hits_carry_word_evidence(api):
     body = client.get("/api/v1/search?q=object:person").get_json()
     schemas.validate(body, "SearchPage")
     assert all("words" not in h for h in body["hits"])
+
+
+def test_word_terms_are_refused_where_they_have_no_meaning_yet(store):
+    with pytest.raises(QueryError, match="in an 'A then B' query"):
+        run_search(store, "said:obrim then object:dog")
+    with pytest.raises(QueryError, match="in an 'A then B' query"):
+        run_search(store, "object:dog then said:obrim")

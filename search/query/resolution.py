@@ -302,7 +302,8 @@ def resolve_query(
     label_groups, label_excluded, word_groups, word_excluded = _split_words(
         parsed.groups, parsed.excluded,
         [("with ~ (soft exclusion)", parsed.soft_excluded),
-         ("after 'then'", [t for g in parsed.then_groups for t in g])])
+         ("in an 'A then B' query (yet)", [t for g in parsed.then_groups for t in g]
+          + ([t for g in parsed.groups for t in g] if parsed.then_groups else []))])
     groups, group_terms = _resolve_groups(index, label_groups, programme_ids)
     then_groups, then_terms = _resolve_groups(index, parsed.then_groups, programme_ids)
     excluded, excluded_terms = _resolve_excluded(index, label_excluded)
