@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from tvindex.core.timecode import (
+    EpisodeClock,
     Timebase,
     TimecodeError,
     drop_frame_default,
@@ -206,8 +208,12 @@ def test_seconds_and_frames():
     assert seconds_to_frames(1001 / 30000 * 7, NTSC30) == 7
     assert frames_to_seconds(1800, NTSC30) == pytest.approx(60.06)
     for n in range(0, 200000, 997):
-        for rate in (NTSC30, FILM, Fraction(25), NTSC60):
+        for rate in (NTSC30, FILM, Fraction(25), NTSC60, Fraction(120000, 1001)):
             assert seconds_to_frames(frames_to_seconds(n, rate), rate) == n
+            # the indexer keeps times to the millisecond: a frame's start still maps to it
+            assert seconds_to_frames(round(frames_to_seconds(n, rate), 3), rate) == n
+            # a time inside a frame is that frame
+            assert seconds_to_frames(frames_to_seconds(n, rate) + 0.6 / float(rate), rate) == n
 
 
 def test_timebase_25():
@@ -243,3 +249,118 @@ def test_timebase_wraps_past_midnight():
 def test_timebase_refuses_negative_start():
     with pytest.raises(TimecodeError):
         Timebase(Fraction(25), False, -1)
+
+
+# --- the episode clock as stored --------------------------------------------------------------
+def test_episode_clock_from_a_tagged_file_and_an_episode_range():
+    whole = EpisodeClock.for_episode(NTSC30, "01:00:00;00")
+    assert whole.start_tc == "01:00:00;00" and whole.drop_frame
+    assert whole.timecode(1001 / 30000 * 1800) == "01:01:00;02"
+    # an episode that starts 30 frames into the file: its start timecode moves on, and its
+    # times (seconds of the file) count from its own first frame
+    part = EpisodeClock.for_episode(NTSC30, "01:00:00;00", start_s=1.001)
+    assert part.start_tc == "01:00:01;00" and part.origin_s == 1.001
+    assert part.timecode(1.001) == "01:00:01;00"
+    assert part.timecode(round(1.001 + 1001 / 30000 * 31, 3)) == "01:00:02;01"
+    assert part.frames(0.0) == 0  # before the episode: clamped to its start
+
+
+def test_episode_clock_without_a_tag_starts_at_zero_at_the_episode_start():
+    clock = EpisodeClock.for_episode(Fraction(25), None, start_s=600.0)
+    assert clock.start_tc == "00:00:00:00" and not clock.drop_frame
+    assert clock.timecode(600.0) == "00:00:00:00"
+    assert clock.timecode(601.04) == "00:00:01:01"
+    # 29.97 without a tag: drop-frame from 00:00:00;00
+    assert EpisodeClock.for_episode(NTSC30).start_tc == "00:00:00;00"
+    # a tag that is not a label at this rate is ignored
+    assert EpisodeClock.for_episode(Fraction(25), "01:00:00:29").start_tc == "00:00:00:00"
+
+
+def test_episode_clock_stored_round_trip_and_annotate():
+    clock = EpisodeClock.for_episode(NTSC60, "10:00:00;00", start_s=0.5, vfr=True)
+    again = EpisodeClock.stored(format_rate(clock.frame_rate), clock.start_tc,
+                                clock.drop_frame, clock.vfr, clock.origin_s)
+    assert again == clock
+    assert EpisodeClock.stored(None, None, False, False, None) is None
+    assert EpisodeClock.stored("abc", "00:00:00:00", False, False, 0.0) is None
+    item = clock.annotate({"start_s": 0.5, "end_s": 1.0, "time_s": None, "n": 1})
+    assert item["start_tc"] == "10:00:00;30" and item["end_tc"] == "10:00:00;59"
+    assert "time_tc" not in item and clock.to_dict() == {
+        "frame_rate": "60000/1001", "start_tc": "10:00:00;30", "drop_frame": True, "vfr": True}
+
+
+# --- what the probe finds in real files (made here with PyAV) ---------------------------------
+def make_video(path: Path, rate: Fraction | int | None, n: int, timecode: str | None = None,
+               pts_ms: list[int] | None = None) -> Path:
+    """``n`` tiny MPEG-4 frames at ``rate``, or at the millisecond times ``pts_ms`` (a
+    variable-frame-rate file), with an optional ``timecode`` tag."""
+    import av
+    import numpy as np
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=rate or 25)
+    if pts_ms is not None:
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    if timecode:
+        stream.metadata["timecode"] = timecode
+    for i in range(n):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 7 % 255, np.uint8),
+                                           format="rgb24")
+        if pts_ms is not None:
+            frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+VFR_GAPS_MS = [40, 40, 120, 40, 20, 200, 40, 40, 80, 40, 40, 40, 300, 40, 40, 40, 60, 40]
+
+
+def vfr_pts() -> list[int]:
+    pts = [0]
+    for gap in VFR_GAPS_MS:
+        pts.append(pts[-1] + gap)
+    return pts
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "tag", "want_rate", "want_tc", "vfr"),
+    [
+        ("pal.mp4", 25, None, Fraction(25), None, False),
+        ("ntsc.mov", NTSC30, "01:00:00;00", NTSC30, "01:00:00;00", False),
+        ("ntsc.mp4", NTSC30, "00:59:59;28", NTSC30, "00:59:59;28", False),
+        ("ntsc.mkv", NTSC30, "01:00:00;00", NTSC30, "01:00:00;00", False),  # container tag
+        ("film.mp4", FILM, "10:00:00:00", FILM, "10:00:00:00", False),
+        ("ntsc60.mov", NTSC60, "10:00:00;00", NTSC60, "10:00:00;00", False),
+        ("vfr.mkv", None, None, Fraction(25), None, True),
+    ],
+)
+def test_probe_finds_rate_timecode_and_variable_rate(tmp_path, name, rate, tag, want_rate,
+                                                     want_tc, vfr):
+    from indexer.media import probe
+
+    path = tmp_path / name
+    if vfr:
+        make_video(path, None, len(vfr_pts()), pts_ms=vfr_pts())
+    else:
+        make_video(path, rate, 30, tag)
+    info = probe(path)
+    assert info.frame_rate == want_rate
+    assert info.timecode == want_tc
+    assert info.vfr is vfr
+    clock = EpisodeClock.for_episode(info.frame_rate, info.timecode, None, info.vfr)
+    assert clock.start_tc == (want_tc or ("00:00:00;00" if want_rate in (NTSC30, NTSC60)
+                                          else "00:00:00:00"))
+    assert clock.vfr is vfr
+
+
+def test_probe_of_the_shared_footage_is_constant_rate_without_a_tag(video_dir):
+    from indexer.media import probe
+
+    info = probe(video_dir / "carphone_pristine.mp4")
+    assert info.frame_rate == NTSC30 and info.timecode is None and not info.vfr
+    assert probe(video_dir / "bikes.mp4").frame_rate == 25

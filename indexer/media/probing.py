@@ -3,14 +3,17 @@ works), and whether its data is all there."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from indexer.media.source import _nominal_fps, _secs, _SeekFailed, _Source
 from indexer.media.types import MediaError, MediaInfo
+from tvindex.core.timecode import TimecodeError, parse_rate, parse_timecode
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,9 @@ def _probe(src: _Source) -> MediaInfo:
         frame_count=frame_count,
         keyframe_interval_s=kf_interval,
         seekable=seekable,
+        frame_rate=_exact_rate(nominal or fps),
+        timecode=_timecode_tag(src),
+        vfr=_varies(times, fps),
     )
 
 
@@ -156,3 +162,44 @@ def _check_tail(src: _Source, step: float) -> None:
             src.path,
             f"truncated or corrupt: data ends at {_secs(end)} of {_secs(src.duration_s)}",
         )
+
+
+# -- broadcast timecode (tvindex.core.timecode) ------------------------------------------------
+def _exact_rate(fps: float) -> Fraction | None:
+    """The nominal rate as an exact fraction (29.97 -> 30000/1001)."""
+    try:
+        return parse_rate(float(fps))
+    except TimecodeError:
+        return None
+
+
+def _timecode_tag(src: _Source) -> str | None:
+    """The ``timecode`` tag of the video stream, else of a data (tmcd) stream, else of the
+    container (Matroska keeps it there as ``TIMECODE``); None when absent or not a label."""
+    sources = [src.stream.metadata]
+    sources += [s.metadata for s in src.container.streams if s.type == "data"]
+    sources.append(src.container.metadata)
+    for meta in sources:
+        for key, value in meta.items():
+            if key.lower() == "timecode":
+                try:
+                    parse_timecode(value)
+                except TimecodeError:
+                    continue
+                return value.strip()
+    return None
+
+
+def _varies(times: list[float], fps: float) -> bool:
+    """Whether the frame intervals vary (a variable-frame-rate file): more than 2% of the
+    scanned intervals differ from the median by over a quarter of it (timestamp rounding in
+    millisecond time bases stays well inside that)."""
+    if len(times) < 3:
+        return False
+    ordered = sorted(times)
+    gaps = sorted(b - a for a, b in itertools.pairwise(ordered) if b > a)
+    if not gaps:
+        return False
+    median = gaps[len(gaps) // 2]
+    odd = sum(1 for g in gaps if abs(g - median) > 0.25 * median)
+    return odd > max(1, 0.02 * len(gaps)) or abs(median * fps - 1.0) > 0.25

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ class MediaInfo:
     else None. ``keyframe_interval_s``: mean seconds between key frames over the first
     2 minutes; None when fewer than two were seen (one key frame: seeking cannot help).
     ``seekable``: whether seeking lands on a key frame at or before the requested time.
+    ``frame_rate``: the stream's nominal rate as an exact fraction (30000/1001 for 29.97), for
+    timecodes (``tvindex.core.timecode``). ``timecode``: the timecode of the file's first frame
+    from its ``timecode`` tag (stream, tmcd data stream or container), None without one.
+    ``vfr``: the frame intervals vary (timecodes of such a file are nominal).
     """
 
     path: Path
@@ -47,6 +52,9 @@ class MediaInfo:
     frame_count: int | None
     keyframe_interval_s: float | None
     seekable: bool
+    frame_rate: Fraction | None = None
+    timecode: str | None = None
+    vfr: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from fractions import Fraction
 
 __all__ = [
     "DROP_FRAME_RATES",
+    "EpisodeClock",
     "Timebase",
     "TimecodeError",
     "drop_frame_default",
@@ -46,10 +47,11 @@ _NTSC = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120))
 
 _TC = re.compile(r"^\s*(\d{1,2})[:;.](\d{2})[:;.](\d{2})([:;.,])(\d{2,3})\s*$")
 
-# Frames per second of timestamp error tolerated when a time in seconds (a float) is turned
-# into a frame number: times that are frame boundaries computed in floating point land a hair
-# below the boundary (1.2 * 25 = 29.999999999999996).
-_EPS_FRAMES = Fraction(1, 1000)
+# Times are kept to the millisecond (the indexer rounds them), so a frame's start time may
+# read up to half a millisecond early: a time that close before a frame's start is that frame.
+# (Plus a hair for binary floating point: 1.2 * 25 = 29.999999999999996.)
+_ROUNDING_S = Fraction(1, 2000)
+_EPS_FRAMES = Fraction(1, 10**6)
 
 
 class TimecodeError(ValueError):
@@ -184,8 +186,10 @@ def timecode_to_frames(text: str, rate: Fraction, drop_frame: bool | None = None
 
 
 def seconds_to_frames(seconds: float | Fraction, rate: Fraction) -> int:
-    """The number of the frame showing at ``seconds`` (floor, tolerant of float error)."""
-    return math.floor(Fraction(seconds) * Fraction(rate) + _EPS_FRAMES)
+    """The number of the frame showing at ``seconds``: the frame started at or before it,
+    or starting within half a millisecond after it (times are kept to the millisecond)."""
+    rate = Fraction(rate)
+    return math.floor((Fraction(seconds) + _ROUNDING_S) * rate + _EPS_FRAMES)
 
 
 def frames_to_seconds(frames: int, rate: Fraction) -> float:
@@ -262,3 +266,97 @@ class Timebase:
         timecode counts as past midnight (timecode wraps at 24 hours)."""
         day = _day_frames(self.fps, DROP_FRAME_RATES[self.rate] if self.drop_frame else 0)
         return (timecode_to_frames(text, self.rate, self.drop_frame) - self.start_frames) % day
+
+
+@dataclass(frozen=True)
+class EpisodeClock:
+    """An episode's clock as the store keeps it: what every time it shows is labelled with.
+
+    ``frame_rate``: the file's nominal rate (exact). ``start_tc``: the timecode of the
+    episode's first frame (the file's ``timecode`` tag advanced by the episode's start inside
+    the file; ``00:00:00:00`` when the file has none). ``drop_frame``: its labels are
+    drop-frame. ``vfr``: the file's frame rate varies, so its timecodes are nominal.
+    ``origin_s``: the episode's start in its file, in seconds (the times the store keeps are
+    seconds of the file; timecodes are the episode's).
+    """
+
+    frame_rate: Fraction
+    start_tc: str = "00:00:00:00"
+    drop_frame: bool = False
+    vfr: bool = False
+    origin_s: float = 0.0
+
+    @classmethod
+    def for_episode(
+        cls,
+        frame_rate: Fraction | float | str,
+        file_tc: str | None = None,
+        start_s: float | None = None,
+        vfr: bool = False,
+    ) -> EpisodeClock:
+        """The clock of an episode starting ``start_s`` seconds into a file whose first frame
+        carries the timecode ``file_tc`` (None or not a valid label at this rate: the episode
+        starts at 00:00:00:00)."""
+        rate = parse_rate(frame_rate)
+        tb = None
+        if file_tc:
+            try:
+                tb = Timebase.of(rate, file_tc).offset(start_s or 0.0)
+            except TimecodeError:
+                tb = None
+        if tb is None:
+            tb = Timebase(rate, drop_frame_default(rate), 0)
+        return cls(rate, tb.start_tc, tb.drop_frame, bool(vfr), float(start_s or 0.0))
+
+    @classmethod
+    def stored(
+        cls,
+        frame_rate: str | None,
+        start_tc: str | None,
+        drop_frame: bool,
+        vfr: bool,
+        origin_s: float | None,
+    ) -> EpisodeClock | None:
+        """A clock from a store's columns; None when the episode has none (indexed before
+        timecodes were kept) or the values do not make one."""
+        if not frame_rate:
+            return None
+        try:
+            rate = parse_rate(frame_rate)
+            tb = Timebase.of(rate, start_tc or None, bool(drop_frame))
+        except TimecodeError:
+            return None
+        return cls(rate, tb.start_tc, tb.drop_frame, bool(vfr), float(origin_s or 0.0))
+
+    @property
+    def timebase(self) -> Timebase:
+        return Timebase.of(self.frame_rate, self.start_tc, self.drop_frame)
+
+    def frames(self, file_s: float) -> int:
+        """Frames from the episode's first frame to the one showing at ``file_s`` (seconds of
+        the file), counted on the file's frame grid; never negative."""
+        rate = self.frame_rate
+        return max(0, seconds_to_frames(file_s, rate) - seconds_to_frames(self.origin_s, rate))
+
+    def timecode(self, file_s: float) -> str:
+        """The timecode of the frame showing at ``file_s`` (seconds of the file)."""
+        return self.timebase.label(self.frames(file_s))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "frame_rate": format_rate(self.frame_rate),
+            "start_tc": self.start_tc,
+            "drop_frame": self.drop_frame,
+            "vfr": self.vfr,
+        }
+
+    def annotate(
+        self, item: dict[str, object], keys: tuple[str, ...] = ("start_s", "end_s", "time_s")
+    ) -> dict[str, object]:
+        """Add ``<name>_tc`` beside each ``<name>_s`` of ``item`` that holds a number (in
+        place; returned for chaining)."""
+        for key in keys:
+            value = item.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                item[key[:-2] + "_tc"] = self.timecode(float(value))
+        return item
