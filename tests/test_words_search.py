@@ -268,3 +268,30 @@ def test_word_terms_are_refused_where_they_have_no_meaning_yet(store):
         run_search(store, "said:obrim then object:dog")
     with pytest.raises(QueryError, match="in an 'A then B' query"):
         run_search(store, "object:dog then said:obrim")
+
+
+PARITY = ['said:"obrim el pavelló"', "screen:puigcercos", "said:run", "said:ciudad",
+          "subtitle:alcaldessa", 'said:"pavelló municipals"', "text:alcaldessa",
+          "text:alcaldessa object:person", "said:obrim OR said:dogs",
+          "object:person -text:alcaldessa", "said:open after:2019-06-01", "text:today",
+          "said:runner", 'said:"the open"']
+
+
+def test_sqlite_and_elasticsearch_give_the_same_hits(tmp_path: Path,
+                                                       request: pytest.FixtureRequest):
+    from search.backends.elasticsearch.store import EsStore
+
+    stores = [build(SqliteStore(tmp_path / "parity.sqlite", top_k=0)),
+              build(EsStore(request.getfixturevalue("es_config"), top_k=0))]
+    try:
+        for text in PARITY:
+            for level in ("shot", "episode", "programme"):
+                pages = [run_search(s, text, level, 100) for s in stores]
+                got = [{h.id: sorted((w["source"], w["start_s"], w["end_s"], w["snippet"])
+                                     for w in h.words) for h in p.hits} for p in pages]
+                assert pages[0].total == pages[1].total, (text, level)
+                assert got[0] == got[1], (text, level)
+        assert stores[0].transcript("d1") == stores[1].transcript("d1")
+    finally:
+        for s in stores:
+            s.close()

@@ -182,3 +182,27 @@ def test_sqlite_missing_full_text_table_is_damage(tmp_path: Path):
     db.close()
     with pytest.raises(StoreError, match="text_fts"):
         SqliteStore(path)
+
+
+def test_elasticsearch_readers_never_see_a_half_written_source(store: CatalogueStore,
+                                                                backend: str):
+    if backend != "elasticsearch":
+        pytest.skip("Elasticsearch's generations (SQLite writes in one transaction)")
+    es, index = store.es, store._words_index()  # type: ignore[attr-defined]
+    # A write that stopped after adding its segments, before committing them:
+    record = es.get(index=index, id="src:speech:n1")["_source"]
+    es.index(index=index, id="src:speech:n1", refresh=True,
+             document={**record, "pending_gen": "g2", "dirty": True})
+    es.index(index=index, id="seg:speech:n1:g2:0", refresh=True, document={
+        "kind": "segment", "episode_id": "n1", "programme_id": "news", "source": "speech",
+        "gen": "g2", "key": "000000000", "start_s": 0.0, "end_s": 1.0, "language": "ca",
+        "text": "Mig escrit", "surface": "mig escrit", "stems": "mig escrit", "words": []})
+    assert texts(store.transcript("n1", "speech")) == ["Bon dia a tothom", "Obrim el pavelló"]
+    from search.engine import run_search
+
+    assert run_search(store, "said:escrit", "episode").total == 0
+    assert run_search(store, "said:pavelló", "episode").total == 1
+    # The next write of the source replaces both generations.
+    store.write_words(EpisodeWords("n1", "speech", "v2", speech((3.0, 4.0, "Adéu"))))
+    assert texts(store.transcript("n1", "speech")) == ["Adéu"]
+    assert run_search(store, "said:escrit OR said:pavelló", "episode").total == 0
