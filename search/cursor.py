@@ -11,7 +11,8 @@ the page is recomputed if the catalogue's write version is unchanged (the same r
 otherwise :class:`CursorExpired`.
 
 Cursors are base64url JSON with an HMAC (:class:`CursorCodec`); a damaged or forged one, or
-one for another query, level or page size, is :class:`CursorInvalid`.
+one for another query, level, page size, sort or score floor, is :class:`CursorInvalid`. The
+sort and ``min_score`` travel in the cursor (a snapshot is the ranking in that order).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from search.engine import resolve, run_search
+from search.engine import check_options, resolve, run_search, search_resolved
 from tvindex.core.records import Hit, SearchPage
 from tvindex.core.store import CatalogueReader
 
@@ -72,6 +73,8 @@ class Cursor:
     position: int
     version: str | None  # the catalogue's write version at the first page
     snapshot: str  # the snapshot's id ("" when none was kept)
+    sort: str = "score"  # as given (search.ranking.parse_sort)
+    min_score: float = 0.0
 
 
 class CursorCodec:
@@ -84,9 +87,13 @@ class CursorCodec:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
 
     def encode(self, c: Cursor) -> str:
-        body = json.dumps({"q": c.q, "l": c.level, "n": c.limit, "p": c.position,
-                           "v": c.version, "s": c.snapshot},
-                          separators=(",", ":"), sort_keys=True).encode()
+        fields: dict[str, Any] = {"q": c.q, "l": c.level, "n": c.limit, "p": c.position,
+                                  "v": c.version, "s": c.snapshot}
+        if c.sort != "score":
+            fields["o"] = c.sort
+        if c.min_score:
+            fields["m"] = c.min_score
+        body = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
         return _b64(body) + "." + _b64(self._mac(body))
 
     def decode(self, token: str) -> Cursor:
@@ -101,13 +108,16 @@ class CursorCodec:
             raise bad
         try:
             d = json.loads(body)
-            c = Cursor(d["q"], d["l"], d["n"], d["p"], d["v"], d["s"])
-        except (ValueError, KeyError, TypeError):
+            c = Cursor(d["q"], d["l"], d["n"], d["p"], d["v"], d["s"], d.get("o", "score"),
+                       d.get("m", 0.0))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise bad from None
         if not (isinstance(c.q, str) and isinstance(c.level, str) and isinstance(c.limit, int)
                 and isinstance(c.position, int) and c.position >= 0
                 and isinstance(c.snapshot, str) and (c.version is None
-                                                     or isinstance(c.version, str))):
+                                                     or isinstance(c.version, str))
+                and isinstance(c.sort, str)
+                and isinstance(c.min_score, (int, float)) and not isinstance(c.min_score, bool)):
             raise bad
         return c
 
@@ -122,6 +132,11 @@ class Snapshot:
     total: int
     query: dict[str, Any]
     created: float
+    sort: str = "score"
+    min_score: float = 0.0
+
+    def key(self) -> tuple:
+        return (self.q, self.level, self.sort, self.min_score)
 
 
 class SnapshotCache:
@@ -155,14 +170,16 @@ class SnapshotCache:
                 self._by_id.move_to_end(sid)
             return snap
 
-    def find(self, q: str, level: str, version: str | None) -> Snapshot | None:
-        """A fresh snapshot of the same query at the same write version (None: can't tell)."""
+    def find(self, q: str, level: str, version: str | None, sort: str = "score",
+             min_score: float = 0.0) -> Snapshot | None:
+        """A fresh snapshot of the same query, order and floor at the same write version
+        (None: can't tell)."""
         if version is None:
             return None
         with self._lock:
             self._expire()
             for snap in reversed(self._by_id.values()):
-                if (snap.q, snap.level, snap.version) == (q, level, version):
+                if (snap.key(), snap.version) == ((q, level, sort, min_score), version):
                     self._by_id.move_to_end(snap.sid)
                     return snap
         return None
@@ -190,18 +207,20 @@ class CursorPager:
         self.max_hits = max_hits
 
     def _next(self, q: str, level: str, limit: int, end: int, reach: int,
-              version: str | None, sid: str) -> str | None:
+              version: str | None, sid: str, sort: str = "score",
+              min_score: float = 0.0) -> str | None:
         if end >= reach:
             return None
-        return self.codec.encode(Cursor(q, level, limit, end, version, sid))
+        return self.codec.encode(Cursor(q, level, limit, end, version, sid, sort, min_score))
 
-    def first_page(self, store: CatalogueReader, q: str, level: str, limit: int) -> SearchPage:
+    def first_page(self, store: CatalogueReader, q: str, level: str, limit: int, *,
+                   sort: str = "score", min_score: float = 0.0) -> SearchPage:
         before = _version_token(store.catalogue_version())
         if self.snapshots is not None:
-            snap = self.snapshots.find(q, level, before)
+            snap = self.snapshots.find(q, level, before, sort, min_score)
             if snap is not None:
                 return self._cut(snap, 0, limit)
-        page = run_search(store, q, level, limit, 0)
+        page = run_search(store, q, level, limit, 0, sort=sort, min_score=min_score)
         after = _version_token(store.catalogue_version())
         version = before if before == after else None
         reach = min(page.total, self.max_hits)
@@ -211,23 +230,26 @@ class CursorPager:
             if version is None:
                 return page
             return replace(page, next_cursor=self._next(q, level, limit, limit, reach, version,
-                                                        ""))
-        snap = self._take(store, q, level, reach)
+                                                        "", sort, min_score))
+        snap = self._take(store, q, level, reach, sort, min_score)
         self.snapshots.put(snap)
         return self._cut(snap, 0, limit)
 
-    def _take(self, store: CatalogueReader, q: str, level: str, reach: int) -> Snapshot:
+    def _take(self, store: CatalogueReader, q: str, level: str, reach: int,
+              sort: str = "score", min_score: float = 0.0) -> Snapshot:
         """The ranked hits, read while the write version holds still when it can."""
         resolved = resolve(store, q)
+        field, descending = check_options(min_score, sort)
         for _ in range(_VERSION_TRIES):
             before = _version_token(store.catalogue_version())
-            full = store.search(resolved, level, reach, 0)  # type: ignore[arg-type]
+            full = search_resolved(store, resolved, level, reach, 0,  # type: ignore[arg-type]
+                                   min_score=min_score, sort=field, descending=descending)
             after = _version_token(store.catalogue_version())
             if before == after:
                 break
         version = before if before == after else None
         return Snapshot(secrets.token_urlsafe(12), q, level, version, list(full.hits),
-                        full.total, full.query, time.monotonic())
+                        full.total, full.query, time.monotonic(), sort, min_score)
 
     def _cut(self, snap: Snapshot, position: int, limit: int) -> SearchPage:
         end = position + limit
@@ -235,16 +257,18 @@ class CursorPager:
                           snap.level, snap.query)  # type: ignore[arg-type]
         page.next_cursor = self._next(snap.q, snap.level, limit, end,
                                       min(len(snap.hits), self.max_hits), snap.version,
-                                      snap.sid)
+                                      snap.sid, snap.sort, snap.min_score)
         return page
 
     def decode(self, token: str, q: str | None = None, level: str | None = None,
-               limit: int | None = None) -> Cursor:
-        """The cursor, checked against the request's query, level and page size (None: not
-        given, the cursor's own is used)."""
+               limit: int | None = None, sort: str | None = None,
+               min_score: float | None = None) -> Cursor:
+        """The cursor, checked against the request's query, level, page size, sort and score
+        floor (None: not given, the cursor's own is used)."""
         c = self.codec.decode(token)
         for name, given, own in (("q", q, c.q), ("level", level, c.level),
-                                 ("limit", limit, c.limit)):
+                                 ("limit", limit, c.limit), ("sort", sort, c.sort),
+                                 ("min_score", min_score, c.min_score)):
             if given is not None and given != own:
                 raise CursorInvalid(f"the cursor belongs to another {name} ({own!r}); "
                                     f"leave {name} out or start again without a cursor")
@@ -253,15 +277,16 @@ class CursorPager:
     def page(self, store: CatalogueReader, c: Cursor) -> SearchPage:
         """The page a (decoded) cursor points at."""
         snap = self.snapshots.get(c.snapshot) if self.snapshots and c.snapshot else None
-        if snap is not None and (snap.q, snap.level) == (c.q, c.level):
+        if snap is not None and snap.key() == (c.q, c.level, c.sort, c.min_score):
             return self._cut(snap, c.position, c.limit)
         current = _version_token(store.catalogue_version())
         if c.version is None or current != c.version:
             raise CursorExpired(EXPIRED)
-        page = run_search(store, c.q, c.level, c.limit, c.position)
+        page = run_search(store, c.q, c.level, c.limit, c.position, sort=c.sort,
+                          min_score=c.min_score)
         if _version_token(store.catalogue_version()) != c.version:
             raise CursorExpired(EXPIRED)
         reach = min(page.total, self.max_hits)
         page.next_cursor = self._next(c.q, c.level, c.limit, c.position + c.limit, reach,
-                                      c.version, c.snapshot)
+                                      c.version, c.snapshot, c.sort, c.min_score)
         return page

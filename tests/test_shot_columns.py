@@ -47,7 +47,7 @@ def store(tmp_path: Path) -> SqliteStore:
     return s
 
 
-QUERIES = ["object:obj1", "object:obj1 object:obj2 scene:scene3", "object:obj0 OR object:obj5",
+QUERIES = ["object:obj1", "object:obj1 scene:scene3 ~object:obj2", "object:obj0 OR object:obj5",
            "object:obj3 -object:obj4 -scene:scene1", "object:obj2 genre:news",
            "object:obj6 programme:p2 after:2020-01-05", "scene:scene0 OR scene:scene2 object:obj7"]
 
@@ -58,7 +58,8 @@ def test_dense_path_equals_posting_lists(store: SqliteStore, text: str):
     allowed = store._allowed(q, "shot")
     groups = [[store._postings("shot", r.label_id, allowed) for r in g] for g in q.groups]
     excluded = [store._postings("shot", r.label_id, allowed) for r in q.excluded]
-    want, want_total = rank(groups, excluded, None, top=1000)
+    soft = [store._postings("shot", r.label_id, allowed) for r in q.soft_excluded]
+    want, want_total = rank(groups, excluded, None, top=1000, soft=soft)
     got, got_total = store._rank_shots(q, allowed, top=1000)
     assert got_total == want_total > 0
     np.testing.assert_array_equal(got.ids, want.ids)

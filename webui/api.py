@@ -40,7 +40,9 @@ from webui.params import (
     int_arg,
     level_arg,
     limit_arg,
+    min_score_arg,
     offset_arg,
+    sort_arg,
     text_arg,
 )
 from webui.timeline import episode_timeline
@@ -169,7 +171,9 @@ def _cursor_page(token: str) -> tuple[SearchPage, str]:
                            "own position")
     given_q = text_arg("q") if "q" in request.args else None
     given = {"q": given_q, "level": level_arg() if request.args.get("level") else None,
-             "limit": limit_arg() if request.args.get("limit") else None}
+             "limit": limit_arg() if request.args.get("limit") else None,
+             "sort": sort_arg() if request.args.get("sort") else None,
+             "min_score": min_score_arg() if request.args.get("min_score") else None}
     try:
         c = _pager().decode(token, **given)
         return _pager().page(ctx().store, c), c.q
@@ -196,10 +200,11 @@ def search() -> Response:
         example = ctx().examples.get()["placeholder"].removeprefix("Search the pictures: ")
         raise BadParameter(f"q is required: the query text, e.g. q={example or 'object:dog'}")
     level, limit, offset = level_arg(), limit_arg(), offset_arg()
+    options = {"sort": sort_arg(), "min_score": min_score_arg()}
     if request.args.get("offset", "") == "":  # a first page: it also offers a cursor
-        page = _pager().first_page(ctx().store, q, level, limit)
+        page = _pager().first_page(ctx().store, q, level, limit, **options)
     else:
-        page = run_search(ctx().store, q, level, limit, offset)
+        page = run_search(ctx().store, q, level, limit, offset, **options)
     body = page.to_dict()
     body["hits"] = serialise_hits(page.hits)
     body.update(q=q, **_page_links(page.total, offset, limit))

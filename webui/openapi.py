@@ -14,6 +14,14 @@ from tvindex.core.limits import DEFAULT_LIMIT
 from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 from webui.openapi_examples import response_examples
 from webui.openapi_media import MEDIA_PATHS
+from webui.openapi_search import (
+    EVIDENCE_WHY,
+    HIT_WHY,
+    MIN_SCORE_PARAM,
+    QUERY_TEMPORAL,
+    SORT_PARAM,
+    moment,
+)
 from webui.openapi_words import HIT_WORDS, QUERY_WORDS, SOURCE_PARAM_SCHEMA, WORD_SCHEMAS
 
 STR = {"type": "string"}
@@ -115,16 +123,18 @@ SCHEMAS: dict[str, Any] = {
                    "episodes": obj({"total": INT, "indexed": INT, "pending": INT,
                                     "failed": INT})}),
     "Evidence": obj({"label_set": STR, "label": STR, "score": NUM, "coverage": OPT_NUM,
-                     "excluded": BOOL}),
+                     "excluded": BOOL, **EVIDENCE_WHY}, optional=tuple(EVIDENCE_WHY)),
+    "Moment": moment({}),
     "Hit": obj({"level": LEVEL, "id": STR, "score": NUM, "programme_id": STR,
                 "programme_title": STR, "episode_id": OPT_STR, "episode_title": OPT_STR,
                 "air_date": DATE, "start_s": OPT_NUM, "end_s": OPT_NUM, "time_s": OPT_NUM,
-                "evidence": array(ref("Evidence")), "links": LINKS, **HIT_WORDS},
-               optional=tuple(HIT_WORDS)),
+                "evidence": array(ref("Evidence")), "links": LINKS, **HIT_WHY,
+                **HIT_WORDS},
+               optional=(*HIT_WHY, *HIT_WORDS)),
     "LabelRef": obj({"label_id": INT, "label_set": STR, "name": STR}),
     "ResolvedQuery": obj({"groups": array(array(ref("LabelRef"))),
                           "excluded": array(ref("LabelRef")),
-                          "programme_ids": array(STR), "genres": array(STR),
+                          "programme_ids": array(STR), "genres": array(STR), **QUERY_TEMPORAL,
                           "after": DATE, "before": DATE, **QUERY_WORDS},
                          optional=tuple(QUERY_WORDS)),
     "SearchPage": obj({"level": LEVEL, "total": INT, "offset": INT, "limit": INT,
@@ -360,7 +370,8 @@ def document(version: str) -> dict[str, Any]:
              _param("cursor", "query", {"type": "string", "minLength": 1},
                     "the `next_cursor` of the previous page (not with offset; q, level and "
                     "limit may be left out, or must match the cursor's): a 400 when it is "
-                    "damaged or for another query, a 410 when it expired (start again)")],
+                    "damaged or for another query, a 410 when it expired (start again)"),
+             MIN_SCORE_PARAM, SORT_PARAM],
             400, 410, op="search"),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",

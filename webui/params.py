@@ -9,6 +9,7 @@ from collections.abc import Collection
 from flask import request
 
 from search.engine import MAX_LIMIT
+from search.ranking import parse_sort
 from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.core.records import LEVELS, Level
 from webui.context import ctx
@@ -60,6 +61,30 @@ def date_arg(name: str) -> dt.date | None:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise BadParameter(f"{name} must be a date YYYY-MM-DD, got {raw[:40]!r}") from None
+
+
+def min_score_arg() -> float:
+    """``min_score``: the score floor, a number in [0, 1] (default 0: no floor)."""
+    raw = request.args.get("min_score", "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadParameter(f"min_score must be a number, got {raw[:40]!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise BadParameter(f"min_score must be between 0 and 1, got {raw[:40]!r}")
+    return value
+
+
+def sort_arg() -> str:
+    """``sort``: score, air_date or duration, optionally :asc/:desc (default score)."""
+    raw = request.args.get("sort", "").strip() or "score"
+    try:
+        parse_sort(raw)
+    except ValueError as exc:
+        raise BadParameter(str(exc)) from None
+    return raw
 
 
 def flag_arg(name: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 # Canonical field names. Everything else that looks like an identifier is a label-set name.
@@ -15,6 +15,8 @@ FILTER_FIELDS = {
     "program": "programme",
     "prog": "programme",
     "genre": "genre",
+    # catalogue or predicted genres (issue 19; search/backends/*/genres.py)
+    "anygenre": "anygenre",
     "after": "after",
     "before": "before",
 }
@@ -25,6 +27,8 @@ WORD_FIELDS: dict[str, str | None] = {"said": "speech", "screen": "screen",
 WORD_FIELD_ALIASES = {"said": "said", "speech": "said", "screen": "screen",
                       "subtitle": "subtitle", "subtitles": "subtitle", "sub": "subtitle",
                       "text": "text"}
+# Bare words with a meaning of their own (quote them to search the word itself).
+KEYWORDS = frozenset({"or", "then", "within"})
 
 
 class QueryError(ValueError):
@@ -61,10 +65,15 @@ def _quote_if_needed(value: str, *, free: bool) -> str:
     needs = (
         any(ch.isspace() for ch in value)
         or ":" in value
-        or value.startswith("-")
-        or (free and value.casefold() == "or")
+        or value.startswith(("-", "~"))
+        or (free and value.casefold() in KEYWORDS)
     )
     return f'"{value}"' if needs else value
+
+
+def format_seconds(seconds: float) -> str:
+    """A window as query text: ``30s``, ``2.5s``."""
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,12 @@ class Term:
 class ParsedQuery:
     """A query's structure, independent of any store.
 
-    ``groups``: every group is required; a group matches when any of its terms does.
-    ``excluded``: terms that must not match. ``programmes``/``genres``: OR within each list.
-    ``after``/``before``: inclusive air-date bounds.
+    ``groups``: every group is required (present); a group matches when any of its terms
+    does. ``excluded``: terms that must not be present (``-term``, hard). ``soft_excluded``:
+    terms preferred absent (``~term``: they only lower the score). ``then_groups``: the groups
+    after ``then`` (a temporal query: the ``groups`` are moment A, these moment B);
+    ``within_s``: its window in seconds (None: B is the next shot). ``programmes``/``genres``:
+    OR within each list. ``after``/``before``: inclusive air-date bounds.
     """
 
     groups: tuple[tuple[Term, ...], ...] = ()
@@ -118,13 +130,28 @@ class ParsedQuery:
     genres: tuple[str, ...] = ()
     after: datetime.date | None = None
     before: datetime.date | None = None
+    soft_excluded: tuple[Term, ...] = ()
+    then_groups: tuple[tuple[Term, ...], ...] = ()
+    within_s: float | None = None
+    any_genres: tuple[str, ...] = ()  # anygenre: catalogue or predicted genres (OR)
+
+    @property
+    def temporal(self) -> bool:
+        return bool(self.then_groups)
 
     def to_query(self) -> str:
         """Canonical query text; ``parse_query(q.to_query()) == q``."""
         parts = [" OR ".join(t.to_query() for t in group) for group in self.groups]
+        if self.then_groups:
+            parts.append("then")
+            parts += [" OR ".join(t.to_query() for t in group) for group in self.then_groups]
+            if self.within_s is not None:
+                parts.append(f"within {format_seconds(self.within_s)}")
         parts += [f"-{t.to_query()}" for t in self.excluded]
+        parts += [f"~{t.to_query()}" for t in self.soft_excluded]
         parts += [f"programme:{_quote_if_needed(p, free=False)}" for p in self.programmes]
         parts += [f"genre:{_quote_if_needed(g, free=False)}" for g in self.genres]
+        parts += [f"anygenre:{_quote_if_needed(g, free=False)}" for g in self.any_genres]
         if self.after is not None:
             parts.append(f"after:{self.after.isoformat()}")
         if self.before is not None:
@@ -135,10 +162,14 @@ class ParsedQuery:
         return {
             "groups": [[t.to_dict() for t in group] for group in self.groups],
             "excluded": [t.to_dict() for t in self.excluded],
+            "soft_excluded": [t.to_dict() for t in self.soft_excluded],
+            "then_groups": [[t.to_dict() for t in group] for group in self.then_groups],
+            "within_s": self.within_s,
             "programmes": list(self.programmes),
             "genres": list(self.genres),
             "after": self.after.isoformat() if self.after else None,
             "before": self.before.isoformat() if self.before else None,
+            **({"any_genres": list(self.any_genres)} if self.any_genres else {}),
         }
 
 
@@ -183,9 +214,15 @@ class Vocabulary(Protocol):
 
 @dataclass(frozen=True)
 class ResolvedQuery:
-    """A query in store terms: every group (an OR of labels) is required, ``excluded`` labels
-    must be absent; ``programme_ids`` (OR; empty = no programme filter), ``genres`` (OR; empty =
-    no filter) and the inclusive air-date bounds restrict the items."""
+    """A query in store terms: every group (an OR of labels) must be present, ``excluded``
+    labels must not be present (hard), ``soft_excluded`` labels only lower the score;
+    ``programme_ids`` (OR; empty = no programme filter), ``genres`` (OR; empty = no filter)
+    and the inclusive air-date bounds restrict the items; ``episode_ids`` (not in the query
+    language: the engine's best-shot look-up) restricts them to those episodes.
+
+    ``group_terms``/``excluded_terms``/``soft_terms``: the query text each group or label came
+    from (the per-term evidence of a hit names it). ``then_groups``/``then_terms``/``within_s``:
+    moment B of a temporal query (see ``search.temporal``)."""
 
     groups: tuple[tuple[LabelRef, ...], ...] = ()
     excluded: tuple[LabelRef, ...] = ()
@@ -193,15 +230,36 @@ class ResolvedQuery:
     genres: tuple[str, ...] = ()
     after: datetime.date | None = None
     before: datetime.date | None = None
+    soft_excluded: tuple[LabelRef, ...] = ()
+    # Annotations (what each group/label was typed as): not part of a query's identity.
+    group_terms: tuple[str, ...] = field(default=(), compare=False)
+    excluded_terms: tuple[str, ...] = field(default=(), compare=False)
+    soft_terms: tuple[str, ...] = field(default=(), compare=False)
+    then_groups: tuple[tuple[LabelRef, ...], ...] = ()
+    then_terms: tuple[str, ...] = field(default=(), compare=False)
+    within_s: float | None = None
+    episode_ids: tuple[str, ...] = ()
     # Word terms (issue 17): each group an OR of word terms, required like ``groups``;
     # items a ``word_excluded`` term matches are removed (search/words.py).
     word_groups: tuple[tuple[WordRef, ...], ...] = ()
     word_excluded: tuple[WordRef, ...] = ()
+    # anygenre: (issue 19): items whose catalogue genres or own predicted genres hold one.
+    any_genres: tuple[str, ...] = ()
+
+    @property
+    def temporal(self) -> bool:
+        return bool(self.then_groups)
+
+    def term_of_group(self, g: int) -> str:
+        return self.group_terms[g] if g < len(self.group_terms) else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "groups": [[r.to_dict() for r in group] for group in self.groups],
             "excluded": [r.to_dict() for r in self.excluded],
+            "soft_excluded": [r.to_dict() for r in self.soft_excluded],
+            "then_groups": [[r.to_dict() for r in group] for group in self.then_groups],
+            "within_s": self.within_s,
             "programme_ids": list(self.programme_ids),
             "genres": list(self.genres),
             "after": self.after.isoformat() if self.after else None,
@@ -209,4 +267,5 @@ class ResolvedQuery:
             **({"word_groups": [[r.to_dict() for r in g] for g in self.word_groups],
                 "word_excluded": [r.to_dict() for r in self.word_excluded]}
                if self.word_groups or self.word_excluded else {}),
+            **({"any_genres": list(self.any_genres)} if self.any_genres else {}),
         }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from search.query.model import (
     FILTER_FIELDS,
+    KEYWORDS,
     LABEL_FIELDS,
     ParsedQuery,
     QueryError,
@@ -27,6 +28,8 @@ _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 # The ASCII whitespace controls are separators; every other control character is rejected.
 _ASCII_SPACE = frozenset(" \t\n\r\f\v")
 _SNIPPET = 16
+_WINDOW_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|min)?", re.ASCII)
+MAX_WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ class _Token:
     column: int  # 1-based, where the token starts (its '-' if negated)
     raw: str  # the token as typed, for messages
     is_or: bool = False
+    keyword: str | None = None  # "then" or "within" (bare, unquoted)
     negated: bool = False
+    soft: bool = False  # ~term: prefer without
     field: str | None = None  # as typed
     field_column: int = 0
     value: str = ""
@@ -131,7 +136,16 @@ class _Lexer:
                 i += 1
                 continue
             start = i
-            negated = text[i] == "-"
+            soft = text[i] == "~"
+            if soft:
+                i += 1
+                if i == n or _is_space(text[i]) or text[i] in "-~":
+                    raise QueryError(
+                        f"dangling '~' at column {start + 1}: put the term to avoid right"
+                        " after it, like ~object:car",
+                        column=start + 1,
+                    )
+            negated = not soft and text[i] == "-"
             if negated:
                 i += 1
                 if i == n or _is_space(text[i]):
@@ -192,19 +206,25 @@ class _Lexer:
                     f"empty value after '{field}:' at column {field_column}", column=field_column
                 )
             raw = _snippet(text[start:i])
-            if field is None and not quoted and value.casefold() == "or":
-                if negated:
+            word = value.casefold()
+            if field is None and not quoted and word in KEYWORDS:
+                if negated or soft:
                     raise QueryError(
-                        f"'{raw}' at column {start + 1}: OR cannot be negated"
-                        ' (to exclude the word itself, quote it: -"or")',
+                        f"'{raw}' at column {start + 1}: {word.upper() if word == 'or' else word}"
+                        f" cannot be negated (to exclude the word itself, quote it:"
+                        f' {raw[0]}"{value}")',
                         column=start + 1,
                     )
-                yield _Token(column=start + 1, raw=raw, is_or=True)
+                if word == "or":
+                    yield _Token(column=start + 1, raw=raw, is_or=True)
+                else:
+                    yield _Token(column=start + 1, raw=raw, keyword=word)
                 continue
             yield _Token(
                 column=start + 1,
                 raw=raw,
                 negated=negated,
+                soft=soft,
                 field=field,
                 field_column=field_column,
                 value=value,
@@ -270,9 +290,16 @@ def parse_query(
         raise QueryError("empty query")
 
     groups: list[list[Term]] = []
+    then_groups: list[list[Term]] = []
+    side = groups  # where required groups go: moment A, or after "then" moment B
+    then_tok: _Token | None = None
+    within_s: float | None = None
+    expect_window: _Token | None = None
+    soft_excluded: list[Term] = []
     excluded: list[Term] = []
     programmes: list[str] = []
     genres: list[str] = []
+    any_genres: list[str] = []  # anygenre: (catalogue or predicted genres)
     after: datetime.date | None = None
     before: datetime.date | None = None
     after_tok: _Token | None = None
@@ -284,6 +311,44 @@ def parse_query(
     count = 0
 
     for tok in _Lexer(text).tokens():
+        if expect_window is not None:
+            within_s = _parse_window(tok, expect_window)
+            prev, expect_window = expect_window, None
+            continue
+        if tok.keyword is not None:
+            if pending_or is not None:
+                raise QueryError(
+                    f"'{tok.raw}' at column {tok.column} right after OR (column"
+                    f" {pending_or.column}): OR needs a term after it",
+                    column=tok.column,
+                )
+            if tok.keyword == "then":
+                if then_tok is not None:
+                    raise QueryError(
+                        f"a second 'then' at column {tok.column}: a query relates two moments"
+                        f" (one 'then', at column {then_tok.column})",
+                        column=tok.column,
+                    )
+                if not groups:
+                    raise QueryError(
+                        f"'then' at column {tok.column} needs a term before it, like"
+                        " object:car then object:person",
+                        column=tok.column,
+                    )
+                then_tok, side = tok, then_groups
+            else:
+                if then_tok is None or not then_groups:
+                    raise QueryError(
+                        f"'within' at column {tok.column} belongs after 'A then B', like"
+                        " object:car then object:person within 30s",
+                        column=tok.column,
+                    )
+                if within_s is not None:
+                    raise QueryError(f"a second 'within' at column {tok.column}",
+                                     column=tok.column)
+                expect_window = tok
+            prev = tok
+            continue
         if tok.is_or:
             if prev is None:
                 raise QueryError(
@@ -291,6 +356,11 @@ def parse_query(
                 )
             if prev.is_or:
                 raise QueryError(f"OR repeated at column {tok.column}", column=tok.column)
+            if prev.keyword is not None:
+                raise QueryError(
+                    f"OR at column {tok.column} right after '{prev.raw}': OR joins two terms",
+                    column=tok.column,
+                )
             _check_or_operand(prev, tok)
             pending_or = tok
             prev = tok
@@ -310,7 +380,7 @@ def parse_query(
             name = tok.field.lower()
             filt = FILTER_FIELDS.get(name)
             if filt is not None:
-                if tok.negated:
+                if tok.negated or tok.soft:
                     raise QueryError(
                         f"cannot negate a filter: '{tok.raw}' at column {tok.column}",
                         column=tok.column,
@@ -325,7 +395,8 @@ def parse_query(
                 else:
                     if not _has_alnum(tok.value):
                         raise _no_alnum(tok)
-                    (programmes if filt == "programme" else genres).append(tok.value)
+                    {"programme": programmes, "genre": genres,
+                     "anygenre": any_genres}[filt].append(tok.value)
                 prev = tok
                 continue
             field: str | None = LABEL_FIELDS.get(name, name)
@@ -337,10 +408,12 @@ def parse_query(
         term = Term(field, tok.value)
         if tok.negated:
             excluded.append(term)
+        elif tok.soft:
+            soft_excluded.append(term)
         elif pending_or is not None:
-            groups[-1].append(term)
+            side[-1].append(term)
         else:
-            groups.append([term])
+            side.append([term])
         pending_or = None
         prev = tok
 
@@ -348,6 +421,17 @@ def parse_query(
         raise QueryError(
             f"dangling OR at column {pending_or.column}: it needs a term after it",
             column=pending_or.column,
+        )
+    if expect_window is not None:
+        raise QueryError(
+            f"'within' at column {expect_window.column} needs a window after it, like within 30s",
+            column=expect_window.column,
+        )
+    if then_tok is not None and not then_groups:
+        raise QueryError(
+            f"'then' at column {then_tok.column} needs a term after it, like"
+            " object:car then object:person",
+            column=then_tok.column,
         )
     if after is not None and before is not None and after > before:
         assert after_tok is not None and before_tok is not None
@@ -361,11 +445,35 @@ def parse_query(
     return ParsedQuery(
         groups=group_tuples,
         excluded=dedup(excluded),
+        soft_excluded=tuple(t for t in dedup(soft_excluded) if t not in excluded),
+        then_groups=dedup(dedup(g) for g in then_groups),
+        within_s=within_s,
         programmes=dedup(programmes),
         genres=dedup(genres),
+        any_genres=dedup(any_genres),
         after=after,
         before=before,
     )
+
+
+def _parse_window(tok: _Token, within: _Token) -> float:
+    """The window after ``within``: seconds (``30``, ``30s``, ``2.5s``) or minutes (``2m``)."""
+    m = None if (tok.field is not None or tok.quoted or tok.is_or or tok.keyword
+                 or tok.negated or tok.soft) else _WINDOW_RE.fullmatch(tok.value)
+    if m is None:
+        raise QueryError(
+            f"'within' at column {within.column} needs a window like 30s or 2m, got"
+            f" {tok.raw!r}",
+            column=tok.column,
+        )
+    seconds = float(m.group(1)) * (60.0 if m.group(2) in ("m", "min") else 1.0)
+    if not 0 < seconds <= MAX_WINDOW_S:
+        raise QueryError(
+            f"window {tok.raw!r} at column {tok.column} must be above 0 and at most"
+            f" {MAX_WINDOW_S:g}s",
+            column=tok.column,
+        )
+    return seconds
 
 
 def _no_alnum(tok: _Token) -> QueryError:
@@ -377,7 +485,7 @@ def _no_alnum(tok: _Token) -> QueryError:
 
 def _check_or_operand(tok: _Token, or_tok: _Token) -> None:
     """``tok`` sits next to an OR: it must be a positive label or free term."""
-    if tok.negated:
+    if tok.negated or tok.soft:
         raise QueryError(
             f"negated term '{tok.raw}' (column {tok.column}) cannot be part of OR"
             f" (OR at column {or_tok.column})",

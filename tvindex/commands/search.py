@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(see README: query language). Reads the catalogue; never creates one.",
         examples=['tvindex search "object:dog scene:beach" --data-dir var/demo',
                   'tvindex search "object:car OR object:bicycle" --level episode --limit 5',
-                  "tvindex search 'programme:\"La plaça\" -object:car' --json"])
+                  "tvindex search 'programme:\"La plaça\" -object:car' --json",
+                  'tvindex search "object:person ~object:car" --min-score 0.4 --sort air_date',
+                  'tvindex search "object:car then object:person within 30s"'])
     p.add_argument("query", help="query text, e.g. \"object:dog -object:car after:2020-01-01\"")
     p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot",
                    help="what to rank (default shot)")
@@ -33,6 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"hits to show, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
     p.add_argument("--offset", type=int_in(0), default=0, metavar="N",
                    help="hits to skip first, for the next page (default 0)")
+    p.add_argument("--min-score", type=_score, default=0.0, metavar="S",
+                   help="drop hits scoring below S, 0 to 1 (default 0); the total counts the "
+                        "rest")
+    p.add_argument("--sort", type=_sort, default="score", metavar="ORDER",
+                   help="score (default, best first), air_date (newest first) or duration "
+                        "(longest first); add :asc or :desc, e.g. air_date:asc")
     p.add_argument("--cursor", metavar="C",
                    help="the next page of an earlier search: the cursor it printed (not with "
                         "--offset; QUERY, --level and --limit must be the same)")
@@ -57,15 +65,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.cursor:
             try:
                 page = pager.page(store, pager.decode(args.cursor, args.query, args.level,
-                                                      args.limit))
+                                                      args.limit, args.sort, args.min_score))
             except CursorInvalid as exc:
                 raise CommandError(str(exc), code="input") from None
             except CursorExpired as exc:
                 raise CommandError(str(exc), code="input") from None
         elif args.offset:
-            page = run_search(store, args.query, args.level, args.limit, args.offset)
+            page = run_search(store, args.query, args.level, args.limit, args.offset,
+                              sort=args.sort, min_score=args.min_score)
         else:
-            page = pager.first_page(store, args.query, args.level, args.limit)
+            page = pager.first_page(store, args.query, args.level, args.limit,
+                                    sort=args.sort, min_score=args.min_score)
     if args.json:
         print(json.dumps(page.to_dict(), indent=1))
         return 0
@@ -80,16 +90,61 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 _CLI_CURSOR_KEY = b"tvindex-cli-cursor-v1"
 
 
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _sort(text: str) -> str:
+    from search.ranking import parse_sort
+
+    try:
+        parse_sort(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _evidence(ev) -> str:
+    """Why it matched: each query term's score (``-``: excluded, ``~``: preferred without)."""
+    parts = []
+    for e in ev:
+        mark = ("~" if e.soft else "-") if e.excluded else ""
+        term = e.term or f"{e.label_set}:{e.label}"
+        label = "" if e.term.endswith(f":{e.label}") else f" ({e.label_set}:{e.label})"
+        parts.append(f"{mark}{term}{label} {e.score:.2f}")
+    return ", ".join(parts)
+
+
+def _span(start_s, end_s) -> str:
+    return f"{start_s:.2f}-{end_s:.2f} s"
+
+
 def print_hits(hits, first: int = 1) -> None:
-    """One line per hit (rank, score, id, where) and a line of evidence."""
+    """One line per hit (rank, score, id, where), a line of evidence (each query term's
+    score), and the best shot of an episode/programme hit or moment B of a 'then' hit."""
     for n, h in enumerate(hits, first):
         where = h.programme_title
         if h.episode_id:
             where += f" / {h.episode_title or h.episode_id}"
-        if h.start_s is not None:
-            where += f"  [{h.start_s:.2f}-{h.end_s:.2f} s, frame at {h.time_s:.2f} s]"
-        ev = ", ".join(f"{'-' if e.excluded else ''}{e.label_set}:{e.label} {e.score:.2f}"
-                       for e in h.evidence)
+        if getattr(h, "start_tc", None) is not None:  # the episode's timecode
+            where += f"  [{h.start_tc}-{h.end_tc}, frame at {h.time_tc}]"
+        elif h.start_s is not None:
+            where += f"  [{_span(h.start_s, h.end_s)}, frame at {h.time_s:.2f} s]"
+        ev = _evidence(h.evidence)
         print(f"{n:3d}. {h.score:.3f}  {h.id}  {where}")
         if ev:
             print(f"       {ev}")
+        best = getattr(h, "best_shot", None)
+        if best:
+            print(f"       best shot {best['id']} [{_span(best['start_s'], best['end_s'])}]"
+                  f" {best['score']:.3f}")
+        then = getattr(h, "then", None)
+        if then:
+            print(f"       then {then['id']} [{_span(then['start_s'], then['end_s'])}]"
+                  f" {then['score']:.3f}")

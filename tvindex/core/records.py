@@ -119,6 +119,8 @@ class Evidence:
     score: float
     coverage: float | None = None
     excluded: bool = False
+    term: str = ""  # the query term it answers, as query text (e.g. "object:dog")
+    soft: bool = False  # a ~term (prefer without): it lowered the score, excluded nothing
 
 
 @dataclass
@@ -140,6 +142,12 @@ class Hit:
     # What word terms matched (search/words.py ``word_evidence``): field, term, source,
     # start_s, end_s, language, snippet (HTML, <mark>ed), score. Empty without word terms.
     words: list[dict[str, Any]] = field(default_factory=list)
+    # Episode and programme hits: the best shot for the same query
+    # ({"id", "start_s", "end_s", "time_s", "score"}), None when no shot matches on its own.
+    best_shot: dict[str, Any] | None = None
+    # A temporal query's hit (A then B): moment B ({"id", "start_s", "end_s", "time_s",
+    # "score", "evidence"}); the hit itself is moment A.
+    then: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("evidence", "words")}

@@ -196,8 +196,11 @@ class CatalogueReader(_Closable, ABC):
 
     @abstractmethod
     def search(self, query: Any, level: Level = "shot", limit: int = 20,
-               offset: int = 0) -> SearchPage:
-        """Run a resolved query (``search.query.ResolvedQuery``)."""
+               offset: int = 0, *, min_score: float = 0.0, sort: str = "score",
+               descending: bool = True) -> SearchPage:
+        """Run a resolved query (``search.query.ResolvedQuery``) by the rule of
+        ``search.ranking``: presence, hard exclusion, ``min_score`` (a floor on the score; the
+        total counts what is left) and the order (``sort``: score, air_date or duration)."""
 
     # Vocabulary protocol for the query resolver.
     def vocabulary_label_sets(self) -> dict[str, list[tuple[int, str]]]:

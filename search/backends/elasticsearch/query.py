@@ -4,13 +4,14 @@ The documented score (``search/ranking.py``) is a geometric mean, exp(mean(log p
 built-in relevance function computes. Its logarithm is a *sum*, and a ``bool`` query sums the
 scores of its ``must`` clauses, so the ranking query scores every hit with
 
-    sum over groups    max over alternatives  ln(C * max(p, EPS))      (dis_max of function_score)
-  + sum over excluded  ln(C * max(1 - p, EPS)), or ln(C) when the label is absent
+    sum over groups    max over present alternatives  ln(C * max(p, EPS))  (dis_max of function_score)
+  + sum over soft      ln(C * max(1 - p, EPS)), or ln(C) when the label is absent
 
 = n * ln(C) + log-sum of the documented score: the same order, computed by the cluster on exact
 float32 values (``field_value_factor`` over the ``p.<id>``/``q.<id>`` fields; C = 2e6 keeps every
-term > 0, as Elasticsearch requires of a field_value_factor). Required groups are also ``terms`` filters on ``labels`` (a hit
-must carry every group); query filters are ``terms``/``range`` filters. The store then re-scores
+term > 0, as Elasticsearch requires of a field_value_factor). Required groups are also ``terms`` filters on ``present`` (a hit
+must have every group present, the rule of ``search.ranking``), hard exclusions ``must_not``
+``terms`` on ``present``; query filters are ``terms``/``range`` filters. The store then re-scores
 the fetched hits exactly with :func:`search.ranking.rank`; the float32 score only decides which
 hits to fetch (see ``EsStore.search``).
 """
@@ -53,18 +54,28 @@ def filters(query: Any, level: str) -> list[dict[str, Any]]:
         if query.before:
             bounds["lte"] = query.before.isoformat()
         out.append({"range": {"air_dates" if level == "programme" else "air_date": bounds}})
+    episode_ids = getattr(query, "episode_ids", ())
+    if episode_ids and level != "programme":
+        out.append({"terms": {"episode_id" if level == "shot" else "id": list(episode_ids)}})
     return out
 
 
 def group_filters(query: Any) -> list[dict[str, Any]]:
-    """Every required group (an OR of labels) as a ``terms`` filter on the kept labels."""
-    return [{"terms": {"labels": [str(ref.label_id) for ref in group]}}
+    """Every required group (an OR of labels) as a ``terms`` filter on the present labels."""
+    return [{"terms": {"present": [str(ref.label_id) for ref in group]}}
             for group in query.groups]
 
 
-def _ln(field: str, label_id: int) -> dict[str, Any]:
+def exclusions(query: Any) -> list[dict[str, Any]]:
+    """``must_not`` clauses: items where a hard-excluded label is present."""
+    if not query.excluded:
+        return []
+    return [{"terms": {"present": [str(ref.label_id) for ref in query.excluded]}}]
+
+
+def _ln(field: str, label_id: int, on: str = "labels") -> dict[str, Any]:
     return {"function_score": {
-        "query": {"term": {"labels": str(label_id)}},
+        "query": {"term": {on: str(label_id)}},
         "functions": [{"field_value_factor": {"field": f"{field}.{label_id}", "factor": C,
                                               "modifier": "ln", "missing": 1.0}}],
         "boost_mode": "replace"}}
@@ -74,10 +85,10 @@ def scoring(query: Any) -> list[dict[str, Any]]:
     """``must`` clauses whose summed score is n * ln(C) + the log-sum of the documented score."""
     must: list[dict[str, Any]] = []
     for group in query.groups:
-        alternatives = [_ln("p", ref.label_id) for ref in group]
+        alternatives = [_ln("p", ref.label_id, "present") for ref in group]
         must.append(alternatives[0] if len(alternatives) == 1
                     else {"dis_max": {"queries": alternatives, "tie_breaker": 0.0}})
-    for ref in query.excluded:
+    for ref in getattr(query, "soft_excluded", ()):
         absent = {"constant_score": {"filter": {"bool": {"must_not": [
             {"term": {"labels": str(ref.label_id)}}]}}, "boost": LN_C}}
         must.append({"dis_max": {"queries": [_ln("q", ref.label_id), absent],
@@ -86,12 +97,12 @@ def scoring(query: Any) -> list[dict[str, Any]]:
 
 
 def n_terms(query: Any) -> int:
-    return len(query.groups) + len(query.excluded)
+    return len(query.groups) + len(getattr(query, "soft_excluded", ()))
 
 
 def label_ids(query: Any) -> list[int]:
     ids = [ref.label_id for group in query.groups for ref in group]
-    ids += [ref.label_id for ref in query.excluded]
+    ids += [ref.label_id for ref in (*query.excluded, *getattr(query, "soft_excluded", ()))]
     return sorted(set(ids))
 
 

@@ -10,13 +10,14 @@ checked against its episode, and the search repeated when a write raced it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 import numpy as np
 
 from search.backends.elasticsearch import query as es_query
-from search.ranking import evidence, rank
+from search.ranking import SortKey, evidence, rank
 from tvindex.core.records import LEVELS, Hit, Level, SearchPage, shot_id
 from tvindex.core.store import StoreError
 
@@ -51,18 +52,24 @@ class EsSearch:
         return out
 
     def search(self, query: Any, level: Level = "shot", limit: int = 20,
-               offset: int = 0) -> SearchPage:
+               offset: int = 0, *, min_score: float = 0.0, sort: str = "score",
+               descending: bool = True) -> SearchPage:
         if level not in LEVELS:
             raise StoreError(f"unknown level {level!r}")
+        opts = {"min_score": min_score, "sort": sort, "descending": descending}
         for _attempt in range(3):
-            page, consistent = self._search_once(query, level, limit, offset)
+            page, consistent = self._search_once(query, level, limit, offset, **opts)
             if consistent:
                 break
             log.info("a shot hit changed generation while searching; searching again")
         return page
 
-    def _search_once(self, query: Any, level: Level, limit: int, offset: int
+    def _search_once(self, query: Any, level: Level, limit: int, offset: int, *,
+                     min_score: float = 0.0, sort: str = "score", descending: bool = True
                      ) -> tuple[SearchPage, bool]:
+        # A score floor or another order needs every match, ranked exactly here: the
+        # cluster's float32 score decides neither the total nor the order then.
+        full = min_score > 0 or sort != "score"
         as_dict = query.to_dict() if hasattr(query, "to_dict") else {}
         clauses = es_query.filters(query, level)
         must_not: list[dict[str, Any]] = []
@@ -73,21 +80,23 @@ class EsSearch:
             kind = "shots"
             must_not = self._hidden_shots()
             sort_keys = [{"ep_seq": "asc"}, {"index": "asc"}, {"episode_id": "asc"}]
-            source = ["episode_id", "index", "ep_seq", "gen", "start_s", "end_s", "time_s"]
+            source = ["episode_id", "index", "ep_seq", "gen", "start_s", "end_s", "time_s",
+                      "air_date"]
         elif level == "episode":
             kind = "episodes"
             clauses.append({"term": {"status": "indexed"}})
             sort_keys = [{"seq": "asc"}, {"id": "asc"}]
-            source = ["id", "seq", "programme_id", "title", "air_date"]
+            source = ["id", "seq", "programme_id", "title", "air_date", "duration_s"]
         else:
             kind = "programmes"
             clauses.append({"range": {"indexed_episodes": {"gt": 0}}})
             sort_keys = [{"seq": "asc"}, {"id": "asc"}]
             source = ["id", "seq", "title"]
         clauses += es_query.group_filters(query)
+        must_not += es_query.exclusions(query)
         must = es_query.scoring(query)
         n = es_query.n_terms(query)
-        source += [f"s.{i}" for i in es_query.label_ids(query)]
+        source += ["present"] + [f"s.{i}" for i in es_query.label_ids(query)]
         es_q = {"bool": {"filter": clauses, "must": must, "must_not": must_not}}
         sort = (["_score"] if n else []) + sort_keys
         need = offset + limit
@@ -110,7 +119,7 @@ class EsSearch:
             if len(page) < batch:
                 break
             after = page[-1]["sort"]
-            if len(hits) < need:
+            if full or len(hits) < need:
                 continue
             if n == 0:
                 break
@@ -119,10 +128,57 @@ class EsSearch:
             last = float(page[-1]["_score"]) - n * es_query.LN_C
             if kth > last + 1e-4 * (n + 1):  # float32 rounding cannot reorder across this
                 break
-        ranked, by_key = self._rank(query, level, hits, need)
+        opts: dict[str, Any] = {}
+        if full:
+            opts = {"min_score": min_score, "descending": descending,
+                    "sort_key": self._sort_key(level, sort, hits)}
+        ranked, by_key = self._rank(query, level, hits, need, **opts)
+        if full:
+            total = len(ranked.matched)
         chosen = [by_key[int(k)] for k in ranked.ids[offset:need]]
         out, consistent = self._hits(level, chosen, ranked, offset, query)
         return SearchPage(out, total, offset, limit, level, as_dict), consistent
+
+    def _sort_key(self, level: Level, sort: str, hits: list[dict[str, Any]]
+                  ) -> SortKey | None:
+        """The SQLite backend's sort keys (see its ``_sort_key``) from the fetched sources
+        (programmes: from their indexed episodes)."""
+        if sort == "score":
+            return None
+
+        def day(text: str | None) -> float:
+            return float(dt.date.fromisoformat(text).toordinal()) if text else np.nan
+
+        values: dict[int, float] = {}
+        if level == "programme":
+            by_id = {h["_source"]["id"]: self._key(level, h["_source"]) for h in hits}
+            agg: dict[str, list[Any]] = {}
+            for i in range(0, len(by_id), 1000):
+                part = list(by_id)[i:i + 1000]
+                for e in self._scan("episodes", {"bool": {"filter": [
+                        {"terms": {"programme_id": part}}, {"term": {"status": "indexed"}}]}},
+                        [{"id": "asc"}], ["programme_id", "air_date", "duration_s"]):
+                    src = e["_source"]
+                    a = agg.setdefault(src["programme_id"], [np.nan, None])
+                    if src.get("air_date"):
+                        a[0] = np.nanmax([a[0], day(src["air_date"])])
+                    if src.get("duration_s") is not None:
+                        a[1] = (a[1] or 0.0) + float(src["duration_s"])
+            for pid, key in by_id.items():
+                a = agg.get(pid, [np.nan, None])
+                values[key] = a[0] if sort == "air_date" else (
+                    np.nan if a[1] is None else a[1])
+        else:
+            for h in hits:
+                src = h["_source"]
+                if sort == "air_date":
+                    v = day(src.get("air_date"))
+                elif level == "shot":
+                    v = float(src["end_s"]) - float(src["start_s"])
+                else:
+                    v = np.nan if src.get("duration_s") is None else float(src["duration_s"])
+                values[self._key(level, src)] = v
+        return lambda ids: np.asarray([values.get(int(i), np.nan) for i in ids], np.float64)
 
     def facets(self, query: Any, level: Level = "shot", size: int = 10
                ) -> dict[str, list[tuple[str, int]]]:
@@ -132,10 +188,10 @@ class EsSearch:
         if level not in LEVELS:
             raise StoreError(f"unknown level {level!r}")
         clauses = es_query.filters(query, level) + es_query.group_filters(query)
-        must_not: list[dict[str, Any]] = []
+        must_not: list[dict[str, Any]] = es_query.exclusions(query)
         if level == "shot":
             kind, programme_field = "shots", "programme_id"
-            must_not = self._hidden_shots()
+            must_not += self._hidden_shots()
         elif level == "episode":
             kind, programme_field = "episodes", "programme_id"
             clauses.append({"term": {"status": "indexed"}})
@@ -163,23 +219,30 @@ class EsSearch:
             return (int(src["ep_seq"]) << SHOT_BITS) | int(src["index"])
         return int(src["seq"])
 
-    def _rank(self, query: Any, level: Level, hits: list[dict[str, Any]], need: int):
+    def _rank(self, query: Any, level: Level, hits: list[dict[str, Any]], need: int | None,
+              **opts: Any):
         """Exact scores of the fetched hits with the documented ranking (search.ranking)."""
         by_key = {self._key(level, h["_source"]): h for h in hits}
         keys = np.asarray(sorted(by_key), np.int64)
 
-        def postings(label_id: int) -> tuple[np.ndarray, np.ndarray]:
-            ids, scores = [], []
+        def postings(label_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            ids, scores, present = [], [], []
+            lid = str(label_id)
             for k in keys:
-                v = (by_key[int(k)]["_source"].get("s") or {}).get(str(label_id))
+                src = by_key[int(k)]["_source"]
+                v = (src.get("s") or {}).get(lid)
                 if v is not None:
                     ids.append(k)
                     scores.append(v)
-            return np.asarray(ids, np.int64), np.asarray(scores, np.float32)
+                    present.append(lid in (src.get("present") or ()))
+            return (np.asarray(ids, np.int64), np.asarray(scores, np.float32),
+                    np.asarray(present, bool))
 
         groups = [[postings(ref.label_id) for ref in g] for g in query.groups]
         excluded = [postings(ref.label_id) for ref in query.excluded]
-        ranked, _ = rank(groups, excluded, None if query.groups else keys, top=need)
+        soft = [postings(ref.label_id) for ref in getattr(query, "soft_excluded", ())]
+        ranked, _ = rank(groups, excluded, None if query.groups else keys, top=need,
+                         soft=soft, **opts)
         return ranked, by_key
 
     def _hits(self, level: Level, chosen: list[dict[str, Any]], ranked: Any, offset: int,

@@ -3,8 +3,8 @@
 Posting lists are the right storage (small, one delete per episode), but ranking a common label
 over a million shots from them means fetching and decoding ~10 000 rows per label per query.
 This cache turns each queried label into one float32 column over all shots (NaN where a shot
-does not carry the label): 4 MB per label per million shots, so a query becomes a few array
-reads. It is dropped whenever the store's write version changes, so results are always
+does not carry the label) and a bool column (the label is present in the shot, see
+``search.ranking``): 5 MB per label per million shots, so a query becomes a few array reads. It is dropped whenever the store's write version changes, so results are always
 those of the posting lists (the tests compare both paths).
 """
 
@@ -28,7 +28,7 @@ class ShotColumnCache:
         self._lock = threading.Lock()
         self._version: object = None
         self.ids = np.empty(0, np.int64)
-        self._columns: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._columns: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def _refresh(self, version: object) -> None:
         if version != self._version:
@@ -36,19 +36,24 @@ class ShotColumnCache:
             self.ids = self._load_ids()
             self._version = version
 
-    def columns(self, version: object, label_ids: list[int]) -> tuple[np.ndarray,
-                                                                      dict[int, np.ndarray]]:
-        """(ids [N] sorted, {label id: column [N]}) for the store's write ``version``."""
+    def columns(self, version: object, label_ids: list[int]
+                ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """(ids [N] sorted, {label id: (scores [N], present [N])}) for the store's write
+        ``version``."""
         with self._lock:
             self._refresh(version)
             out = {}
             for label in label_ids:
                 col = self._columns.get(label)
                 if col is None:
-                    col = np.full(len(self.ids), np.nan, np.float32)
-                    p_ids, p_scores = self._load_postings(label)
+                    scores = np.full(len(self.ids), np.nan, np.float32)
+                    present = np.zeros(len(self.ids), bool)
+                    p_ids, p_scores, p_present = self._load_postings(label)
                     if len(p_ids):
-                        col[np.searchsorted(self.ids, p_ids)] = p_scores
+                        pos = np.searchsorted(self.ids, p_ids)
+                        scores[pos] = p_scores
+                        present[pos] = p_present
+                    col = (scores, present)
                     self._columns[label] = col
                     self._evict(keep=set(label_ids))
                 else:
@@ -57,7 +62,7 @@ class ShotColumnCache:
             return self.ids, out
 
     def _evict(self, keep: set[int]) -> None:
-        per_column = max(1, len(self.ids) * 4)
+        per_column = max(1, len(self.ids) * 5)
         while len(self._columns) * per_column > self.max_bytes:
             victim = next((k for k in self._columns if k not in keep), None)
             if victim is None:
