@@ -22,7 +22,7 @@ from search.words import BM25_K, WordMatch, fold, highlight, normalise_score, st
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, ProgrammeRecord, SegmentTags
 from tvindex.core.stats import aggregate
-from tvindex.core.store import CatalogueStore
+from tvindex.core.store import CatalogueStore, StoreError
 from tvindex.core.words import EpisodeWords, TextSegment
 
 BACKENDS = ("sqlite", "elasticsearch")
@@ -295,3 +295,14 @@ def test_sqlite_and_elasticsearch_give_the_same_hits(tmp_path: Path,
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_word_matching_too_many_segments_is_refused(store, monkeypatch):
+    from search.backends.elasticsearch import words as es_words
+    from search.backends.sqlite import word_search
+
+    monkeypatch.setattr(word_search, "MAX_SEGMENT_HITS", 1)
+    monkeypatch.setattr(es_words, "MAX_SEGMENT_HITS", 1)
+    assert ids(store, "screen:alcaldessa") == ["n1@0"]
+    with pytest.raises(StoreError, match="matches more than 1 text segments"):
+        run_search(store, "text:alcaldessa")

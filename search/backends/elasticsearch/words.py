@@ -53,7 +53,7 @@ from tvindex.core.store import NotFound, StoreError
 from tvindex.core.words import WORD_SOURCES, EpisodeWords, TextSegment, Word
 
 WORDS_KIND = "words"
-MAX_SEGMENT_HITS = 10_000  # segments one word term may match (the cluster's result window)
+MAX_SEGMENT_HITS = 200_000  # segments one word term may match (as in the SQLite backend)
 MAX_CANDIDATES = 100_000  # items a word query may rank (else: narrow it)
 SHOT_BITS = 24
 
@@ -220,17 +220,19 @@ class EsWords:
         clauses: list[dict[str, Any]] = [{"term": {"kind": "segment"}}]
         if ref.source is not None:
             clauses.append({"term": {"source": ref.source}})
-        resp = self._call("search words", self.es.search, index=self._words_index(),
-                          query={"bool": {"filter": clauses, "should": should,
-                                          "minimum_should_match": 1, "must_not": hidden}},
-                          size=MAX_SEGMENT_HITS, track_total_hits=True,
-                          source=["episode_id", "programme_id", "start_s", "end_s", "source",
-                                  "language", "text"])
-        if resp["hits"]["total"]["value"] > MAX_SEGMENT_HITS:
-            raise StoreError(f"'{ref.field}:{ref.value}' matches more than "
-                             f"{MAX_SEGMENT_HITS} text segments; add a term or a filter")
+        self._words_index()
         out = []
-        for h in resp["hits"]["hits"]:
+        for h in self._scan(WORDS_KIND, {"bool": {"filter": clauses, "should": should,
+                                                  "minimum_should_match": 1,
+                                                  "must_not": hidden}},
+                            [{"_score": "desc"}, {"episode_id": "asc"}, {"source": "asc"},
+                             {"gen": "asc"}, {"key": "asc"}],
+                            ["episode_id", "programme_id", "start_s", "end_s", "source",
+                             "language", "text"]):
+            if len(out) >= MAX_SEGMENT_HITS:
+                raise StoreError(f"'{ref.field}:{ref.value}' matches more than "
+                                 f"{MAX_SEGMENT_HITS} text segments; add a word or search "
+                                 "a phrase")
             s = h["_source"]
             out.append((s["episode_id"], s["programme_id"], SegmentHit(
                 0, 0, s["start_s"], s["end_s"], s["source"], s.get("language"), s["text"],

@@ -22,6 +22,7 @@ from search.words import (
     word_evidence,
 )
 from tvindex.core.records import Hit, Level
+from tvindex.core.store import StoreError
 
 # Segments a word term may match before ranking (a safety bound on one term's work).
 MAX_SEGMENT_HITS = 200_000
@@ -55,7 +56,10 @@ class SqliteWordSearch(SqliteBase):
         if ref.source is not None:
             sql += " AND s.source = ?"
             params.append(ref.source)
-        rows = self.db.execute(sql + f" LIMIT {MAX_SEGMENT_HITS}", params).fetchall()
+        rows = self.db.execute(sql + f" LIMIT {MAX_SEGMENT_HITS + 1}", params).fetchall()
+        if len(rows) > MAX_SEGMENT_HITS:
+            raise StoreError(f"'{ref.field}:{ref.value}' matches more than "
+                             f"{MAX_SEGMENT_HITS} text segments; add a word or search a phrase")
         return [SegmentHit(ek, pk, start, end, src, lang, text, normalise_score(s))
                 for ek, pk, start, end, src, lang, text, s in rows]
 
