@@ -2,8 +2,10 @@
 (PP-OCR detection and recognition models shipped in its wheel, run by onnxruntime) on frames
 sampled at the source's own rate (``words.screen.every_s``).
 
-A cheap pre-check (``textcheck``) keeps most frames away from the detector: a frame unchanged
-since the last one read has the same text, and a frame without text-like edges has none.
+A cheap pre-check keeps most frames away from the full reading: a frame unchanged since the
+last one read has the same text, a frame without text-like edges has none (``textcheck``),
+and a frame in which the text detector, run alone on a small copy (``precheck_det_side``),
+finds no box has none either (on footage without captions this last step decides most frames).
 Readings of the same line on consecutive frames (equal once normalised, or nearly) are merged
 into one timed segment whose confidence is the mean recognition score."""
 
@@ -100,6 +102,26 @@ class OcrEngine:
         except Exception as exc:  # noqa: BLE001 (a model file or runtime problem, any type)
             raise WordsError(f"screen: the OCR models cannot be loaded ({exc})") from None
         self.min_confidence = cfg.min_confidence
+        self.quick = None
+        if cfg.precheck and cfg.precheck_det_side < cfg.det_max_side:
+            try:
+                self.quick = RapidOCR(params={
+                    "Global.log_level": "error", "Global.use_cls": False,
+                    "Det.limit_type": "max", "Det.limit_side_len": cfg.precheck_det_side,
+                    "EngineConfig.onnxruntime.intra_op_num_threads": cfg.threads,
+                    "EngineConfig.onnxruntime.inter_op_num_threads": 1})
+            except Exception as exc:  # noqa: BLE001 (as above)
+                raise WordsError(f"screen: the OCR models cannot be loaded ({exc})") from None
+
+    def detects_text(self, image: np.ndarray) -> bool:
+        """The pre-check's last step: the text detector alone on a small copy of the frame
+        (``precheck_det_side``); True when it finds any text box (or there is no such
+        step)."""
+        if self.quick is None:
+            return True
+        result = self.quick(np.ascontiguousarray(image[:, :, ::-1]), use_det=True,
+                            use_cls=False, use_rec=False)
+        return result.boxes is not None and len(result.boxes) > 0
 
     def read(self, image: np.ndarray) -> list[tuple[str, float]]:
         """The lines read in an RGB image, top to bottom, with their scores."""
@@ -153,6 +175,9 @@ class ScreenTextExtractor(WordExtractor):
                 if check is not None:
                     t0 = time.perf_counter()
                     verdict = check.verdict(frame.image)
+                    if verdict == "read" and not self.engine().detects_text(frame.image):
+                        verdict = "no_text_detected"
+                        check.remember(frame.image, [])
                     self.seconds["precheck"] += time.perf_counter() - t0
                     if verdict != "read":
                         self.stats[f"skipped_{verdict}"] += 1
@@ -171,10 +196,12 @@ class ScreenTextExtractor(WordExtractor):
 
     def cost(self) -> dict[str, float]:
         frames = self.stats["frames"]
-        skipped = self.stats["skipped_unchanged"] + self.stats["skipped_no_text"]
+        skipped = (self.stats["skipped_unchanged"] + self.stats["skipped_no_text"]
+                   + self.stats["skipped_no_text_detected"])
         return {"frames": frames, "ocr_frames": self.stats["ocr"],
                 "skipped_unchanged": self.stats["skipped_unchanged"],
                 "skipped_no_text": self.stats["skipped_no_text"],
+                "skipped_no_text_detected": self.stats["skipped_no_text_detected"],
                 "skip_rate": round(skipped / frames, 3) if frames else 0.0,
                 "ms_per_frame": round(1000 * self.seconds["total"] / frames, 1) if frames else 0.0,
                 "seconds": round(self.seconds["total"], 2)}

@@ -62,6 +62,9 @@ class ScreenWordSettings(_Section):
     # The cheap pre-check: skip frames with no text-like edges, and frames unchanged since
     # the last frame read (their text is the same).
     precheck: bool = True
+    # The pre-check's last step runs the text detector alone on frames scaled to this longest
+    # side (cheap); only frames where it finds text are read in full.
+    precheck_det_side: int = Field(640, ge=160, le=4096)
     # Lines read with a lower recognition score are dropped.
     min_confidence: float = Field(0.6, ge=0, le=1)
     # Lines shorter than this (characters, after normalising) are dropped.
