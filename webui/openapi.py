@@ -22,7 +22,7 @@ from webui.openapi_search import (
     SORT_PARAM,
     moment,
 )
-from webui.openapi_words import HIT_WORDS, QUERY_WORDS, SOURCE_PARAM_SCHEMA, WORD_SCHEMAS
+from webui.openapi_words import HIT_WORDS, QUERY_WORDS, WORD_SCHEMAS, transcript_paths
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
@@ -326,7 +326,6 @@ OPERATION_TAGS = {
     "search": "search", "suggest": "search",
     "labels": "catalogue", "programmes": "catalogue", "programme": "catalogue",
     "episode": "catalogue", "timeline": "catalogue", "shot": "catalogue",
-    "transcript": "catalogue",
     "similarProgrammes": "similar", "similarEpisodes": "similar", "similarShots": "similar",
     "similarToExample": "similar",
 }
@@ -445,11 +444,6 @@ def document(version: str) -> dict[str, Any]:
         "/episodes/{episode_id}/timeline": _get(
             "The episode's shots in time order and its top labels over time", "Timeline",
             [eid], 404, op="timeline"),
-        "/episodes/{episode_id}/transcript": _get(  # words (issue 17): openapi_words.py
-            "The episode's text segments in time order: subtitles, speech, on-screen text",
-            "Transcript", [eid, _param("source", "query", SOURCE_PARAM_SCHEMA,
-                                       "only this word source", example="speech")],
-            400, 404, op="transcript"),
         "/episodes/{episode_id}/reindex": {"post": {
             "operationId": "reindex",
             "summary": "Ask the next `tvindex index` run to re-index the episode",
@@ -475,7 +469,8 @@ def document(version: str) -> dict[str, Any]:
                                 "them. Browse it at /api/docs."},
         "servers": [{"url": "/api/v1"}],
         "tags": TAGS,
-        "paths": _decorated({**paths, **MEDIA_PATHS}),
+        "paths": _decorated({**paths, **MEDIA_PATHS,
+                             **transcript_paths(eid, _errors(400, 404))}),  # openapi_words
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header",
                                                       "name": "X-API-Key"}}},

@@ -90,3 +90,17 @@ TRANSCRIPT_EXAMPLE = ("n1?source=speech", {
                  "segments": 1}],
     "links": {"episode": "/api/v1/episodes/n1", "page": "/episodes/n1"}})
 
+
+
+def transcript_paths(episode_param: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+    """``GET /episodes/{episode_id}/transcript`` (``errors``: openapi.py's 400 and 404)."""
+    return {"/episodes/{episode_id}/transcript": {"get": {
+        "operationId": "transcript", "tags": ["catalogue"],
+        "summary": "The episode's text segments in time order: subtitles, speech, on-screen "
+                   "text",
+        "parameters": [episode_param, {
+            "name": "source", "in": "query", "required": False,
+            "schema": SOURCE_PARAM_SCHEMA, "description": "only this word source",
+            "example": "speech"}],
+        "responses": {"200": {"description": "the transcript", "content": {
+            "application/json": {"schema": _ref("Transcript")}}}, **errors}}}}
