@@ -98,7 +98,7 @@ class EsSearch:
         n = es_query.n_terms(query)
         source += ["present"] + [f"s.{i}" for i in es_query.label_ids(query)]
         es_q = {"bool": {"filter": clauses, "must": must, "must_not": must_not}}
-        sort = (["_score"] if n else []) + sort_keys
+        es_sort = (["_score"] if n else []) + sort_keys
         need = offset + limit
         batch = min(max(2 * need, 100), FETCH_MAX)
 
@@ -106,7 +106,7 @@ class EsSearch:
         total = 0
         after = None
         while True:
-            kwargs: dict[str, Any] = {"index": self._idx[kind], "query": es_q, "sort": sort,
+            kwargs: dict[str, Any] = {"index": self._idx[kind], "query": es_q, "sort": es_sort,
                                       "size": batch, "source": source,
                                       "track_total_hits": after is None}
             if after is not None:
