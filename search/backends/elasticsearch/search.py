@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from search.backends.elasticsearch import query as es_query
+from search.backends.elasticsearch.words import has_words
 from search.ranking import SortKey, evidence, rank
 from tvindex.core.records import LEVELS, Hit, Level, SearchPage, shot_id
 from tvindex.core.store import StoreError
@@ -57,6 +58,8 @@ class EsSearch:
         if level not in LEVELS:
             raise StoreError(f"unknown level {level!r}")
         opts = {"min_score": min_score, "sort": sort, "descending": descending}
+        if has_words(query):  # word terms (issue 17): elasticsearch/words.py
+            return self._search_words(query, level, limit, offset, **opts)  # type: ignore[attr-defined]
         for _attempt in range(3):
             page, consistent = self._search_once(query, level, limit, offset, **opts)
             if consistent:
