@@ -215,7 +215,7 @@ def make_episode(
     gop: int | None = None,
     preset: str = "superfast",
     crf: int = 20,
-    grain: float = 2.0,
+    grain: float = 1.0,
     photos_dir: str | os.PathLike[str] | None = None,
 ) -> dict:
     """Write the episode to ``out`` and its ground truth to ``out`` + ``.json``; return the
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default=None,
                     help="libx264 preset (default superfast: CABAC, deblocking, B-frames)")
     ap.add_argument("--crf", type=int, default=20)
-    ap.add_argument("--grain", type=float, default=2.0, help="luma grain, std in levels")
+    ap.add_argument("--grain", type=float, default=1.0, help="luma grain, std in levels")
     ap.add_argument("--photos", type=Path, default=None, help="default: shared/transfer")
     ap.add_argument("--quick", action="store_true",
                     help="small and fast, for tests: 480x270, 20 s, preset ultrafast")

@@ -1,27 +1,24 @@
-"""Shots: finding the cuts (colour change between consecutive frames, PySceneDetect's
+"""Shots: finding the shot boundaries with a detector of :mod:`indexer.media.shot_detectors`
+(by default ``content``: colour change between consecutive frames, PySceneDetect's
 ContentDetector score), and sampling frames inside each shot."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Generator
 from pathlib import Path
 
-import cv2
-import numpy as np
-from av.video.frame import VideoFrame
-
 from indexer.media.checks import _check_args, _range
 from indexer.media.cursor import _FrameCursor, _to_rgb
 from indexer.media.probing import probe
+from indexer.media.shot_detectors import (
+    DetectorOptions,
+    check_shot_detector,
+    create_shot_detector,
+)
 from indexer.media.source import _EPS
 from indexer.media.types import Frame, MediaInfo, Shot
-
-# Width of the frames the shot detector compares (PySceneDetect's auto-downscale aims at 256 px):
-# cuts are large colour changes, visible at any size, and small frames are cheap to convert.
-_DETECT_WIDTH = 256
 
 
 def detect_shots(
@@ -31,72 +28,49 @@ def detect_shots(
     min_shot_s: float = 0.6,
     start_s: float = 0.0,
     end_s: float | None = None,
+    detector: str = "content",
+    transition_threshold: float = 0.5,
 ) -> list[Shot]:
-    """Find shots by decoding every frame (of the range) and scoring colour change.
+    """Find shots by decoding every frame (of the range) with the shot detector ``detector``
+    (see :mod:`indexer.media.shot_detectors`: ``content``, ``gradual``, ``transnetv2``,
+    ``hybrid``).
 
-    The score is PySceneDetect ContentDetector's (mean absolute change of hue, saturation and
-    value between consecutive frames, OpenCV's 0..179 hue scale), computed on frames downscaled
-    to 256 px wide; a frame scoring >= ``threshold`` starts a new shot unless the current one is
-    shorter than ``min_shot_s`` seconds. The shots tile ``[start_s, end)`` exactly, in order.
-    One decoding pass; memory is two small frames whatever the length.
+    ``content`` (the default): the score is PySceneDetect ContentDetector's (mean absolute
+    change of hue, saturation and value between consecutive frames, OpenCV's 0..179 hue scale),
+    computed on frames downscaled to 256 px wide; a frame scoring >= ``threshold`` starts a new
+    shot unless the current one is shorter than ``min_shot_s`` seconds. ``threshold`` is also
+    the cut rule of ``gradual`` and ``hybrid``; ``transition_threshold`` is TransNetV2's
+    probability threshold (``transnetv2``, ``hybrid``). The shots tile ``[start_s, end)``
+    exactly, in order. One decoding pass; memory is bounded whatever the length.
     """
     _check_args("shots", 1.0, start_s, end_s, 1, threshold, min_shot_s, None)
+    _check_detector(detector, transition_threshold)
     path = Path(path)
     info = probe(path)
     start, end = _range(info, start_s, end_s)
-    return _detect_shots(path, info, start, end, threshold, min_shot_s)
+    return _detect_shots(
+        path, info, start, end, threshold, min_shot_s, detector, transition_threshold
+    )
 
 
-def _small_hsv(frame: VideoFrame, width: int, height: int) -> np.ndarray:
-    """[height, width, 3] uint8 HSV (OpenCV scale) of a frame; ``width``/``height`` even."""
-    h, w = frame.height, frame.width
-    if frame.format.name == "yuv420p" and h % 2 == 0 and w % 2 == 0:
-        # Shrinking the planes before any colour conversion is 4x cheaper than letting swscale
-        # convert and scale (measured on vtest.avi); bilinear is plenty to see a cut.
-        yuv = frame.to_ndarray(format="yuv420p")
-        u, v = yuv[h:].reshape(2, h // 2, w // 2)
-        half = (width // 2, height // 2)
-        i420 = np.concatenate(
-            [
-                cv2.resize(yuv[:h], (width, height), interpolation=cv2.INTER_LINEAR).ravel(),
-                cv2.resize(u, half, interpolation=cv2.INTER_LINEAR).ravel(),
-                cv2.resize(v, half, interpolation=cv2.INTER_LINEAR).ravel(),
-            ]
-        ).reshape(height * 3 // 2, width)
-        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-    else:
-        bgr = frame.to_ndarray(format="bgr24", width=width, height=height, interpolation="AREA")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+def _check_detector(detector: str, transition_threshold: float) -> None:
+    check_shot_detector(detector)
+    if not 0.0 < transition_threshold < 1.0:
+        raise ValueError(f"transition_threshold must be in (0, 1), got {transition_threshold}")
 
 
 def _detect_shots(
-    path: Path, info: MediaInfo, start: float, end: float, threshold: float, min_shot_s: float
+    path: Path,
+    info: MediaInfo,
+    start: float,
+    end: float,
+    threshold: float,
+    min_shot_s: float,
+    detector: str = "content",
+    transition_threshold: float = 0.5,
 ) -> list[Shot]:
-    # Our own 15 lines rather than scenedetect's ContentDetector object: its process_frame
-    # signature changed between 0.6 (frame numbers) and 0.7 (FrameTimecode), and we work on
-    # presentation times (variable frame rate files such as tree.avi) rather than frame counts.
-    width = min(_DETECT_WIDTH, info.width) // 2 * 2 or 2
-    height = max(2, round(info.height * width / max(1, info.width)) // 2 * 2)
-    cuts: list[float] = []
-    last_cut = start
-    prev_hsv: np.ndarray | None = None
-    with _FrameCursor(path, info) as cursor:
-        found = cursor.at_or_after(start)
-        while found is not None and found[0] < end - _EPS:
-            time_s, frame = found
-            hsv = _small_hsv(frame, width, height)
-            if prev_hsv is not None:
-                score = sum(cv2.mean(cv2.absdiff(hsv, prev_hsv))[:3]) / 3.0
-                if score >= threshold and time_s - last_cut >= min_shot_s:
-                    cuts.append(time_s)
-                    last_cut = time_s
-            prev_hsv = hsv
-            found = cursor.following()
-    # a last shot shorter than the minimum joins the one before it
-    if cuts and end - cuts[-1] < min_shot_s:
-        cuts.pop()
-    bounds = [start, *cuts, end]
-    return [Shot(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+    options = DetectorOptions(threshold=threshold, transition_threshold=transition_threshold)
+    return create_shot_detector(detector, options).shots(path, info, start, end, min_shot_s)
 
 
 def _sample_shots(
@@ -108,6 +82,8 @@ def _sample_shots(
     threshold: float,
     min_shot_s: float,
     max_side: int | None,
+    detector: str = "content",
+    transition_threshold: float = 0.5,
 ) -> Generator[Frame, None, None]:
     """Two passes: find the cuts (only the cut list is kept), then fetch the frames.
 
@@ -116,7 +92,9 @@ def _sample_shots(
     usually much less, since it seeks when shots are longer than a key-frame interval.
     """
     start, end = _range(info, start_s, end_s)
-    shots = _detect_shots(path, info, start, end, threshold, min_shot_s)
+    shots = _detect_shots(
+        path, info, start, end, threshold, min_shot_s, detector, transition_threshold
+    )
     with _FrameCursor(path, info) as cursor:
         index = 0
         last_time = -math.inf
