@@ -109,6 +109,24 @@ def test_negation():
     assert parse_query("-dog").excluded == (T(None, "dog"),)
 
 
+def test_soft_exclusion():
+    q = parse_query("dog ~object:car ~\"fire hydrant\" -cat ~cat")
+    assert q.soft_excluded == (T("object", "car"), T(None, "fire hydrant"))  # -cat wins
+    assert q.excluded == (T(None, "cat"),)
+    assert q.to_query() == 'dog -cat ~object:car ~"fire hydrant"'
+    assert parse_query(q.to_query()) == q
+    assert parse_query('"~x"').groups == ((T(None, "~x"),),)  # quoted: a value
+    assert T(None, "~x").to_query() == '"~x"'
+    for bad, needle in (("dog ~", "dangling '~'"), ("dog ~-car", "dangling '~'"),
+                        ("~genre:news", "cannot negate a filter"),
+                        ("~dog OR cat", "cannot be part of OR"), ("dog ~or", "cannot be negated")):
+        with pytest.raises(QueryError, match=needle):
+            parse_query(bad)
+    r = _resolve("dog ~orange ~dog")
+    assert r.soft_excluded == (ORANGE_C, ORANGE_I, DOG) and r.excluded == ()
+    assert r.soft_terms == ("orange", "orange", "dog")
+
+
 def test_filters():
     q = parse_query(
         'programme:"Bikes" prog:news genre:Sport genre:"Current affairs" genre:Sport'
@@ -252,7 +270,7 @@ _PIECES = [
     "after", "before", "2020-01-01", "2020-13-45", "dog", "cat", "beach", "orange", "bikes",
     "gran", "_", "/", "'", ";", "\\", "(", ")", "é", "ß", "İ", "中文", "🐶", "\u200b", "\u00a0",
     "\u3000", "\x00", "\x07", "\x1b", "\x85", "\ufeff", "\ud800", "\U0010ffff", "--", "''",
-    "DROP", "TABLE", "*", "%", "0", "9",
+    "DROP", "TABLE", "*", "%", "0", "9", "~", "then", "THEN", "within", "30s", "2m",
 ]
 
 
