@@ -67,6 +67,11 @@ class Models:
         cache = VersionCache(Path(data_dir) / VERSION_FILE) if data_dir is not None else None
         return cls(build, key=settings_key(settings), cache=cache)
 
+    def recipe(self) -> Models:
+        """A copy that builds the taggers again where it is used (sent to other processes
+        or machines: the built taggers stay here)."""
+        return Models(self._build)
+
     @property
     def loaded(self) -> bool:
         return self._built is not None

@@ -80,6 +80,10 @@ class CatalogueWriter(_Closable, ABC):
 
     # --- writing -------------------------------------------------------------------------
     @abstractmethod
+    single_machine: ClassVar[bool] = True
+    """True when only processes of one machine may write it (a file on a local disk): the
+    Ray engine refuses such a store on a cluster of several machines."""
+
     def upsert_catalogue(self, programmes: Sequence[ProgrammeRecord],
                          episodes: Sequence[EpisodeRecord]) -> None:
         """Register programmes and episodes (metadata only); new episodes start 'pending'.

@@ -68,6 +68,7 @@ class EsStore(EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
     config_section = "elasticsearch"
     supports_facets = True
 
+    single_machine = False  # every machine of a cluster writes to it
     def __init__(self, cfg: ElasticsearchSettings, *, min_score: float = 0.05,
                  top_k: int = 10, es: Any | None = None) -> None:
         self.cfg = cfg
