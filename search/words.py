@@ -77,13 +77,20 @@ def _stemmer(language: str):
     return snowballstemmer.stemmer(STEM_LANGUAGES[language])
 
 
+@lru_cache(maxsize=200_000)
+def _stem_word(word: str, lang: str) -> tuple[str, ...]:
+    """One lower-cased word's folded stem tokens (cached: speech repeats its words, and the
+    pure-Python Snowball stemmer costs ~0.1 ms a word)."""
+    return tuple(_TOKEN_RE.findall(fold(_stemmer(lang).stemWord(word))))
+
+
 def stems(text: str, language: str | None) -> list[str]:
     """The folded stems of ``text`` in ``language`` (its folded tokens when not stemmed)."""
     lang = language_code(language)
     words = words_of(text)
     if lang is None:
         return [t for w in words for t in _TOKEN_RE.findall(fold(w))]
-    return [t for s in _stemmer(lang).stemWords(words) for t in _TOKEN_RE.findall(fold(s))]
+    return [t for w in words for t in _stem_word(w, lang)]
 
 
 def check_words(words: Any, sources: Sequence[str]) -> str | None:
@@ -115,8 +122,7 @@ class WordMatch:
     @classmethod
     def of(cls, text: str) -> WordMatch:
         """Several tokens (a quoted phrase, or ``l'alcaldessa``) match in order."""
-        tokens = tuple(folded_tokens(text))
-        return cls(tokens, {lang: tuple(stems(text, lang)) for lang in STEM_LANGUAGES})
+        return _word_match(text)
 
     def stem_alternatives(self) -> list[tuple[str, ...]]:
         """The distinct stem sequences of the three languages (for phrases: in order)."""
@@ -125,6 +131,12 @@ class WordMatch:
             if seq:
                 seen.setdefault(seq, None)
         return list(seen)
+
+
+@lru_cache(maxsize=1024)
+def _word_match(text: str) -> WordMatch:
+    tokens = tuple(folded_tokens(text))
+    return WordMatch(tokens, {lang: tuple(stems(text, lang)) for lang in STEM_LANGUAGES})
 
 
 def normalise_score(bm25: float) -> float:

@@ -5,6 +5,7 @@ a programme: its episodes'), ranked with the label postings by ``search.ranking`
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Any
 
@@ -26,6 +27,8 @@ from tvindex.core.store import StoreError
 
 # Segments a word term may match before ranking (a safety bound on one term's work).
 MAX_SEGMENT_HITS = 200_000
+_FEW = 500  # keys bound into one SQL statement
+_LAST = threading.local()  # (query, level, chosen segments) of this thread's last ranking
 
 
 def fts_expression(match: WordMatch) -> str:
@@ -42,20 +45,30 @@ class SqliteWordSearch(SqliteBase):
     """The word terms of ``SqliteStore.search``."""
 
     # --- searching ------------------------------------------------------------------------
-    def _segment_hits(self, ref: Any) -> list[SegmentHit]:
-        """The indexed episodes' segments a word term matches, with their text scores."""
+    def _segment_hits(self, ref: Any, level: Level = "episode",
+                      allowed: np.ndarray | None = None) -> list[SegmentHit]:
+        """The indexed episodes' segments a word term matches, with their text scores
+        (``allowed``: only these episode keys, programme keys at the programme level)."""
         match = WordMatch.of(ref.value)
         if not match.tokens:
             return []
-        sql = ("SELECT s.episode_key, e.programme_key, s.start_s, s.end_s, s.source, "
-               "s.language, s.text, -bm25(text_fts) FROM text_fts "
-               "JOIN text_segments s ON s.id = text_fts.rowid "
+        # The full-text match first, materialised: joined the other way round, SQLite would
+        # run the FTS query again for every segment of the allowed episodes.
+        sql = ("WITH m AS MATERIALIZED (SELECT rowid AS id, -bm25(text_fts) AS s FROM text_fts "
+               "WHERE text_fts MATCH ?) "
+               "SELECT s.episode_key, e.programme_key, s.start_s, s.end_s, s.source, "
+               "s.language, s.text, m.s FROM m "
+               "JOIN text_segments s ON s.id = m.id "
                "JOIN episodes e ON e.key = s.episode_key "
-               "WHERE text_fts MATCH ? AND e.status = 'indexed'")
+               "WHERE e.status = 'indexed'")
         params: list[Any] = [fts_expression(match)]
         if ref.source is not None:
             sql += " AND s.source = ?"
             params.append(ref.source)
+        if allowed is not None and len(allowed) <= _FEW:
+            col = "e.programme_key" if level == "programme" else "s.episode_key"
+            sql += f" AND {col} IN ({','.join('?' * len(allowed))})"
+            params += allowed.tolist()
         rows = self.db.execute(sql + f" LIMIT {MAX_SEGMENT_HITS + 1}", params).fetchall()
         if len(rows) > MAX_SEGMENT_HITS:
             raise StoreError(f"'{ref.field}:{ref.value}' matches more than "
@@ -83,23 +96,21 @@ class SqliteWordSearch(SqliteBase):
                 by_item[h.programme_key if level == "programme" else h.episode_key].append(h)
             return postings, {k: best_segment(v) for k, v in by_item.items()}  # type: ignore[misc]
         per_episode: dict[int, list[SegmentHit]] = defaultdict(list)
-        for h in hits:
+        for h in sorted(hits, key=lambda h: (h.start_s, h.end_s)):  # ties: the earliest
             per_episode[h.episode_key].append(h)
         best: dict[int, SegmentHit] = {}
-        for key in sorted(per_episode):
-            rows = self.db.execute("SELECT idx, start_s, end_s FROM segments "
-                                   "WHERE episode_key=? ORDER BY idx", (key,)).fetchall()
-            if not rows:
-                continue
-            idx = np.asarray([r[0] for r in rows], np.int64)
-            starts = np.asarray([r[1] for r in rows], np.float64)
-            ends = np.asarray([r[2] for r in rows], np.float64)
-            for h in per_episode[key]:
-                for i in np.flatnonzero(overlapping(starts, ends, h.start_s, h.end_s)).tolist():
-                    item = (key << SHOT_BITS) | int(idx[i])
-                    old = best.get(item)
-                    if old is None or (h.score, -h.start_s) > (old.score, -old.start_s):
-                        best[item] = h
+        keys = sorted(per_episode)
+        for i in range(0, len(keys), _FEW):  # the episodes' shots, a few hundred at a time
+            part = keys[i:i + _FEW]
+            rows = self.db.execute(
+                "SELECT episode_key, idx, start_s, end_s FROM segments WHERE episode_key IN "
+                f"({','.join('?' * len(part))}) ORDER BY episode_key, idx", part).fetchall()
+            shots: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
+            for key, idx, a, b in rows:
+                shots[key].append((idx, a, b))
+            for key in part:
+                if shots.get(key):
+                    best.update(_best_per_shot(key, shots[key], per_episode[key]))
         ids = np.asarray(sorted(best), np.int64)
         scores = np.asarray([best[i].score for i in ids.tolist()], np.float32)
         return (ids, scores), best
@@ -107,28 +118,41 @@ class SqliteWordSearch(SqliteBase):
     def _word_group_postings(self, query: Any, level: Level, allowed: np.ndarray | None
                              ) -> list[list[Postings]]:
         """Each word group's alternatives as postings (``search.ranking``'s triples: a
-        matched item is present), after the label groups."""
-        return [[_present(self._word_postings(level, self._segment_hits(ref), allowed)[0])
-                 for ref in g] for g in getattr(query, "word_groups", ())]
+        matched item is present), after the label groups. Which segment scored each item is
+        kept for this thread's next ``_add_word_evidence`` of the same query."""
+        out, chosen = [], []
+        for g in getattr(query, "word_groups", ()):
+            alts = [self._word_postings(level, self._segment_hits(ref, level, allowed), allowed)
+                    for ref in g]
+            out.append([_present(p) for p, _ in alts])
+            chosen.append([b for _, b in alts])
+        _LAST.value = (query, level, chosen)
+        return out
 
     def _word_excluded_postings(self, query: Any, level: Level, allowed: np.ndarray | None
                                 ) -> list[Postings]:
         """Excluded word terms as postings: hard exclusions (the items they match go)."""
-        return [_present(self._word_postings(level, self._segment_hits(ref), allowed)[0])
-                for ref in getattr(query, "word_excluded", ())]
+        return [_present(self._word_postings(
+            level, self._segment_hits(ref, level, allowed), allowed)[0])
+            for ref in getattr(query, "word_excluded", ())]
 
     def _add_word_evidence(self, query: Any, level: Level, hits: list[Hit]) -> None:
         """``hit.words`` of a page: per word group, the best segment of the item among the
         group's alternatives, with its highlighted snippet and times."""
         groups = getattr(query, "word_groups", ())
+        last, _LAST.value = getattr(_LAST, "value", None), None
         if not groups or not hits:
             return
         keys = [self._item_key(level, h) for h in hits]
-        for g in groups:
+        kept = last[2] if last is not None and last[0] is query and last[1] == level else None
+        for w, g in enumerate(groups):
             best: list[tuple[Any, SegmentHit] | None] = [None] * len(hits)
-            for ref in g:
-                _, by_item = self._word_postings(level, self._segment_hits(ref), None,
-                                                 only=set(keys))
+            for a, ref in enumerate(g):
+                if kept is not None:
+                    by_item = kept[w][a]
+                else:
+                    _, by_item = self._word_postings(level, self._segment_hits(ref), None,
+                                                     only=set(keys))
                 for j, key in enumerate(keys):
                     seg = by_item.get(key)
                     if seg is not None and (best[j] is None or seg.score > best[j][1].score):
@@ -146,6 +170,21 @@ class SqliteWordSearch(SqliteBase):
         if level == "episode":
             return key
         return (key << SHOT_BITS) | int(hit.id.rsplit("@", 1)[1])
+
+
+def _best_per_shot(key: int, shots: list[tuple[int, float, float]], hits: list[SegmentHit]
+                   ) -> dict[int, SegmentHit]:
+    """Shot id -> the best of ``hits`` (in time order) overlapping the shot (ties: the
+    earliest), for one episode's shots ``(index, start_s, end_s)``."""
+    idx = np.asarray([s[0] for s in shots], np.int64)
+    starts = np.asarray([s[1] for s in shots], np.float64)
+    ends = np.asarray([s[2] for s in shots], np.float64)
+    mask = np.stack([overlapping(starts, ends, h.start_s, h.end_s) for h in hits])  # [m, n]
+    scores = np.where(mask, np.asarray([h.score for h in hits])[:, None], -1.0)
+    first = scores.argmax(axis=0)  # the first (earliest) of the best
+    covered = mask.any(axis=0)
+    return {(key << SHOT_BITS) | int(idx[i]): hits[int(first[i])]
+            for i in np.flatnonzero(covered).tolist()}
 
 
 def _present(postings: tuple[np.ndarray, np.ndarray]) -> Postings:
