@@ -52,10 +52,18 @@ def config_version(taggers: Sequence[Tagger], embedder: Tagger | None,
     payload = {
         "taggers": [t.identity() for t in taggers],
         "embedding": embedder.identity() if embedder is not None else None,
-        "sampling": sampling.model_dump(mode="json"),
+        "sampling": sampling.model_dump(mode="json", exclude=_default_detector(sampling)),
         "aggregation": aggregation.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _default_detector(sampling: SamplingSettings) -> set[str]:
+    """The shot-detector keys at their defaults are left out of the hash, so catalogues made
+    before they existed keep their version (the default is what ran then)."""
+    if (sampling.shot_detector, sampling.transition_threshold) == ("content", 0.5):
+        return {"shot_detector", "transition_threshold"}
+    return set()
 
 
 def in_shard(episode_id: str, shard: tuple[int, int] | None) -> bool:

@@ -17,7 +17,7 @@ from av.packet import Packet
 from indexer.media.checks import _check_args, _range
 from indexer.media.cursor import _FrameCursor, _to_rgb
 from indexer.media.probing import probe
-from indexer.media.shots import _sample_shots
+from indexer.media.shots import _check_detector, _sample_shots
 from indexer.media.source import _EPS, _secs, _SeekFailed, _Source
 from indexer.media.types import Frame, MediaInfo
 
@@ -82,9 +82,12 @@ class Sampler:
     shot_threshold: float = 27.0
     min_shot_s: float = 0.6
     max_side: int | None = None
+    shot_detector: str = "content"
+    transition_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         self._check(0.0, None)
+        _check_detector(self.shot_detector, self.transition_threshold)
 
     @classmethod
     def from_section(cls, section: SamplingSettings) -> Sampler:
@@ -96,6 +99,8 @@ class Sampler:
             shot_threshold=section.shot_threshold,
             min_shot_s=section.min_shot_s,
             max_side=section.max_side,
+            shot_detector=section.shot_detector,
+            transition_threshold=section.transition_threshold,
         )
 
     def _check(self, start_s: float, end_s: float | None) -> None:
@@ -136,6 +141,8 @@ class Sampler:
             self.shot_threshold,
             self.min_shot_s,
             self.max_side,
+            self.shot_detector,
+            self.transition_threshold,
         )
 
     def sample(

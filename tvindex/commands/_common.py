@@ -62,6 +62,8 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="sampling mode (default: sampling.mode)")
     p.add_argument("--every", type=float, metavar="SECONDS",
                    help="sampling period for interval/keyframes (default: sampling.every_s)")
+    p.add_argument("--shot-detector", choices=["content", "gradual", "transnetv2", "hybrid"],
+                   help="shot detector of --sampling shots (default: sampling.shot_detector)")
     p.add_argument("--taggers", "--tagger", nargs="+", metavar="NAME",
                    help="taggers to run (default: taggers.active; see `tvindex taggers`)")
 

@@ -69,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: when words.enabled lists sources)")
     p.set_defaults(settings_overrides=lambda a: {
         "sampling.mode": a.sampling, "sampling.every_s": a.every, "taggers.active": a.taggers,
+        "sampling.shot_detector": a.shot_detector,
         "paths.data_dir": a.data_dir})
 
 

@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(settings_overrides=lambda a: {
         "sampling.mode": a.sampling, "sampling.every_s": a.every, "taggers.active": a.taggers,
+        "sampling.shot_detector": a.shot_detector,
     })
 
 

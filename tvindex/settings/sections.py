@@ -46,6 +46,9 @@ class SamplingSettings(_Section):
     shot_threshold: float = Field(27.0, gt=0)
     min_shot_s: float = Field(0.6, ge=0)
     max_side: int | None = Field(720, ge=32)
+    # shot detector of `shots` mode (indexer.media.shot_detectors) and TransNetV2's threshold
+    shot_detector: Literal["content", "gradual", "transnetv2", "hybrid"] = "content"
+    transition_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class YoloSettings(_Section):
