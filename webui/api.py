@@ -23,6 +23,7 @@ from werkzeug.exceptions import Forbidden, Gone, Unauthorized
 
 from search.cursor import CursorExpired, CursorInvalid, CursorPager, SnapshotCache
 from search.engine import run_search
+from search.timecodes import add_timecodes, timecoded
 from tvindex import __version__
 from tvindex.core.labels import label_role
 from tvindex.core.records import Hit, SearchPage, parse_shot_id
@@ -30,6 +31,7 @@ from tvindex.core.store import NotFound, StoreError
 from tvindex.core.words import WORD_SOURCES
 from webui import openapi
 from webui.context import ctx
+from webui.downloads import episode_download, format_arg, search_download
 from webui.errors import BadParameter
 from webui.example import read_example
 from webui.links import link
@@ -110,7 +112,8 @@ def hit_links(hit: Hit) -> dict[str, str]:
 
 
 def serialise_hits(hits: list[Hit]) -> list[dict[str, Any]]:
-    """Hits as the search answers them, each with its links."""
+    """Hits as the search answers them, each with its links and timecodes."""
+    add_timecodes(ctx().store, hits)
     out = []
     for hit in hits:
         item = hit.to_dict()
@@ -185,6 +188,12 @@ def _cursor_page(token: str) -> tuple[SearchPage, str]:
 
 @bp.get("/search")
 def search() -> Response:
+    fmt = format_arg()
+    if fmt is not None:  # a download of the search's shots (webui/downloads.py)
+        q = text_arg("q")
+        if not q.strip():
+            raise BadParameter("q is required: the query whose shots to export")
+        return search_download(q, fmt)
     token = request.args.get("cursor")
     if token:
         page, q = _cursor_page(token)
@@ -349,7 +358,8 @@ def episode(episode_id: str) -> Response:
 @bp.get("/episodes/<episode_id>/timeline")
 def timeline(episode_id: str) -> Response:
     body = episode_timeline(ctx().store, episode_id)
-    body["segments"] = [s.to_dict() for s in body["segments"]]
+    clock = ctx().store.episode_clocks([episode_id]).get(episode_id)
+    body["segments"] = [timecoded(clock, s.to_dict()) for s in body["segments"]]
     for seg in body["segments"]:
         seg["thumbnail"] = link("media.thumbnail", episode_id=episode_id,
                                    index=seg["index"])
@@ -370,6 +380,11 @@ def transcript(episode_id: str) -> Response:
                               "page": link("pages.player", episode_id=episode_id)}})
 
 
+@bp.get("/episodes/<episode_id>/shots")
+def episode_shots(episode_id: str) -> Response:
+    return episode_download(episode_id, format_arg("json") or "json")
+
+
 @bp.get("/shots/<shot_id>")
 def shot(shot_id: str) -> Response:
     try:
@@ -381,7 +396,7 @@ def shot(shot_id: str) -> Response:
     if found is None:
         raise NotFound(f"episode {episode_id!r} has no shot {index}")
     ep = store.episode(episode_id)
-    segment = found.to_dict()
+    segment = timecoded(ep.clock, found.to_dict())
     segment.update(episode_id=episode_id, episode_title=ep.title,
                    programme_id=ep.programme_id, programme_title=ep.programme_title,
                    air_date=ep.air_date)

@@ -13,6 +13,8 @@ from typing import Any
 from tvindex.core.limits import DEFAULT_LIMIT
 from webui.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TITLES, PROBLEM_TYPE_BASE
 from webui.openapi_examples import response_examples
+from webui.openapi_export import SCHEMAS as EXPORT_SCHEMAS
+from webui.openapi_export import export_paths, format_param, with_downloads
 from webui.openapi_media import MEDIA_PATHS
 from webui.openapi_search import (
     EVIDENCE_WHY,
@@ -22,6 +24,7 @@ from webui.openapi_search import (
     SORT_PARAM,
     moment,
 )
+from webui.openapi_timecodes import EPISODE_CLOCK, TIMECODES
 from webui.openapi_words import HIT_WORDS, QUERY_WORDS, WORD_SCHEMAS, transcript_paths
 
 STR = {"type": "string"}
@@ -91,6 +94,7 @@ _SEGMENT = {
     "n_frames": INT,
     "top_labels": {"type": "object", "additionalProperties": array(ref("SegmentLabel")),
                    "description": "label set -> the shot's best labels (five per set)"},
+    **TIMECODES,
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -124,10 +128,11 @@ SCHEMAS: dict[str, Any] = {
                                     "failed": INT})}),
     "Evidence": obj({"label_set": STR, "label": STR, "score": NUM, "coverage": OPT_NUM,
                      "excluded": BOOL, **EVIDENCE_WHY}, optional=tuple(EVIDENCE_WHY)),
-    "Moment": moment({}),
+    "Moment": moment(TIMECODES),
     "Hit": obj({"level": LEVEL, "id": STR, "score": NUM, "programme_id": STR,
                 "programme_title": STR, "episode_id": OPT_STR, "episode_title": OPT_STR,
                 "air_date": DATE, "start_s": OPT_NUM, "end_s": OPT_NUM, "time_s": OPT_NUM,
+                **TIMECODES,
                 "evidence": array(ref("Evidence")), "links": LINKS, **HIT_WHY,
                 **HIT_WORDS},
                optional=(*HIT_WHY, *HIT_WORDS)),
@@ -233,7 +238,7 @@ SCHEMAS: dict[str, Any] = {
                     "programme_title": STR,
                     "reindex_requested": {"type": "boolean",
                                           "description": "the next index run re-indexes it"},
-                    "top_labels": ref("TopLabels"),
+                    "top_labels": ref("TopLabels"), **EPISODE_CLOCK,
                     "playable": {"type": "boolean",
                                  "description": "browsers can play the media format"},
                     "links": LINKS}),
@@ -254,6 +259,7 @@ SCHEMAS: dict[str, Any] = {
     "ReindexAccepted": obj({"episode_id": STR, "reindex_requested": BOOL, "status": STATUS,
                             "message": STR, "links": LINKS}),
     **WORD_SCHEMAS,  # words (issue 17): webui/openapi_words.py
+    **EXPORT_SCHEMAS,  # exports (issue 15): webui/openapi_export.py
 }
 
 
@@ -357,7 +363,7 @@ def document(version: str) -> dict[str, Any]:
     sid = _param("shot_id", "path", STR, "EPISODE@INDEX", example="bd1@0")
     paths = {
         "/health": _get("Service and catalogue status", "Health", [], op="health"),
-        "/search": _get(
+        "/search": with_downloads(_get(
             "Ranked search with evidence", "SearchPage",
             [_param("q", "query", {"type": "string", "minLength": 1},
                     "query text in the editors' query language, e.g. "
@@ -370,8 +376,8 @@ def document(version: str) -> dict[str, Any]:
                     "the `next_cursor` of the previous page (not with offset; q, level and "
                     "limit may be left out, or must match the cursor's): a 400 when it is "
                     "damaged or for another query, a 410 when it expired (start again)"),
-             MIN_SCORE_PARAM, SORT_PARAM],
-            400, 410, op="search"),
+             MIN_SCORE_PARAM, SORT_PARAM, format_param()],
+            400, 410, op="search")),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",
             [_param("q", "query", {"type": "string", "maxLength": 200},
@@ -469,7 +475,7 @@ def document(version: str) -> dict[str, Any]:
                                 "them. Browse it at /api/docs."},
         "servers": [{"url": "/api/v1"}],
         "tags": TAGS,
-        "paths": _decorated({**paths, **MEDIA_PATHS,
+        "paths": _decorated({**paths, **MEDIA_PATHS, **export_paths(eid, _errors(400, 404)),
                              **transcript_paths(eid, _errors(400, 404))}),  # openapi_words
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header",

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             store.check(thorough=True)  # raises CatalogueCorrupt: one error line, exit 2
         states = store.episode_states()
         read_only = store.read_only
+        clocks = store.episode_clocks([s.id for s in states if s.status == "indexed"])
     if args.json:
         print(json.dumps([s.__dict__ for s in states], indent=1))
         return 0
@@ -49,5 +50,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for s in states:
         extra = (f"{s.n_segments} segments, {s.n_frames} frames, {s.indexed_at}"
                  if s.status == "indexed" else (s.error or ""))
+        if s.id in clocks:  # its timecode: start label, frame rate, drop-frame, variable rate
+            extra += f", {_clock_text(clocks[s.id])}"
         print(f"  {s.status:<8} {s.programme_id}/{s.id}  {extra}")
     return 0
+
+
+def _clock_text(clock) -> str:
+    """``starts 01:00:00;00 at 30000/1001 fps DF`` (``nominal`` for a variable rate)."""
+    from tvindex.core.timecode import format_rate
+
+    return (f"starts {clock.start_tc} at {format_rate(clock.frame_rate)} fps "
+            f"{'DF' if clock.drop_frame else 'NDF'}{' (variable rate: nominal)' if clock.vfr else ''}")

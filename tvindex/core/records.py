@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tvindex.core.timecode import EpisodeClock
+
 Level = Literal["shot", "episode", "programme"]
 LEVELS: tuple[Level, ...] = ("shot", "episode", "programme")
 EpisodeStatus = Literal["pending", "indexed", "failed"]
@@ -86,6 +88,8 @@ class EpisodeTags:
     # identity of the tagger that made them (``Tagger.identity()``); None/"" without one.
     embedding: np.ndarray | None = None
     embedding_model: str = ""
+    # Its broadcast clock (frame rate, start timecode; tvindex.core.timecode); None: unknown.
+    clock: EpisodeClock | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,11 @@ class Hit:
     # A temporal query's hit (A then B): moment B ({"id", "start_s", "end_s", "time_s",
     # "score", "evidence"}); the hit itself is moment A.
     then: dict[str, Any] | None = None
+    # SMPTE timecodes of start_s/end_s/time_s in the episode's clock (tvindex.core.timecode;
+    # search.timecodes fills them); None when the episode's clock is unknown.
+    start_tc: str | None = None
+    end_tc: str | None = None
+    time_tc: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("evidence", "words")}
@@ -279,6 +288,16 @@ class EpisodeDetail:
     programme_title: str | None
     reindex_requested: bool
     top_labels: dict[str, tuple[TopLabel, ...]]
+    clock: EpisodeClock | None = None  # None: indexed before timecodes were kept
+
+    def timecodes(self) -> dict[str, Any]:
+        """``frame_rate`` ("30000/1001"), ``start_tc``, ``end_tc``, ``drop_frame``, ``vfr``
+        (all None without a clock)."""
+        c = self.clock
+        if c is None:
+            return dict.fromkeys(("frame_rate", "start_tc", "end_tc", "drop_frame", "vfr"))
+        end = c.origin_s + (self.duration_s or 0.0)
+        return {**c.to_dict(), "end_tc": c.timecode(end)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "air_date": self.air_date,
@@ -289,7 +308,7 @@ class EpisodeDetail:
                 "sampling": self.sampling, "programme_id": self.programme_id,
                 "programme_title": self.programme_title,
                 "reindex_requested": self.reindex_requested,
-                "top_labels": _labels_dict(self.top_labels)}
+                "top_labels": _labels_dict(self.top_labels), **self.timecodes()}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from tvindex.core.records import (
     SearchPage,
     SegmentView,
 )
+from tvindex.core.timecode import EpisodeClock
 from tvindex.core.words import EpisodeWords, TextSegment
 
 
@@ -78,12 +79,12 @@ class CatalogueWriter(_Closable, ABC):
     """What indexing needs: register the catalogue and label sets, write or fail episodes, and
     read back each episode's state (to resume) and the known label sets."""
 
-    # --- writing -------------------------------------------------------------------------
-    @abstractmethod
     single_machine: ClassVar[bool] = True
     """True when only processes of one machine may write it (a file on a local disk): the
     Ray engine refuses such a store on a cluster of several machines."""
 
+    # --- writing -------------------------------------------------------------------------
+    @abstractmethod
     def upsert_catalogue(self, programmes: Sequence[ProgrammeRecord],
                          episodes: Sequence[EpisodeRecord]) -> None:
         """Register programmes and episodes (metadata only); new episodes start 'pending'.
@@ -187,6 +188,12 @@ class CatalogueReader(_Closable, ABC):
         episode's weight in its programme is ``embedding_frames(tags)``; a row of zeros stays
         zeros (never NaN); no row at all (nothing stored, or nothing matches the filter)
         gives ``([], zeros((0, 0)))``."""
+
+    def episode_clocks(self, episode_ids: Sequence[str]) -> dict[str, EpisodeClock]:
+        """The broadcast clock (frame rate, start timecode; ``tvindex.core.timecode``) of each
+        of ``episode_ids`` that has one; unknown ids and episodes indexed before timecodes
+        were kept are absent."""
+        return {}
 
     def transcript(self, episode_id: str, source: str | None = None) -> list[TextSegment]:
         """The episode's text segments in time order (one source, or all). Unknown episode:

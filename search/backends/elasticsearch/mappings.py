@@ -75,6 +75,11 @@ _DYNAMIC_LABELS = [
     {"label_q": {"path_match": "q.*", "mapping": {"type": "float"}}},
 ]
 _VECTORS = {"type": "object", "enabled": False}  # {set: {n_frames, score, coverage (base64)}}
+# An episode's broadcast clock (issue 15; tvindex.core.timecode): frame rate as text
+# ("30000/1001"), its first frame's timecode, drop-frame, variable rate. Added to an older
+# index's mapping by put_mapping before the first episode with a clock is written.
+CLOCK_FIELDS: dict[str, Any] = {"frame_rate": _KW, "start_tc": _KW,
+                                "drop_frame": {"type": "boolean"}, "vfr": {"type": "boolean"}}
 
 PROPERTIES: dict[str, dict[str, Any]] = {
     "meta": {
@@ -103,6 +108,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "vectors": _VECTORS, **_LABEL_FIELDS,
         "embedding": {"type": "binary"}, "embedding_model": _KW,
         "embedding_frames": {"type": "integer"}, "embedding_at": {"type": "long"},
+        **CLOCK_FIELDS,
     },
     "shots": {
         "episode_id": _KW, "programme_id": _KW, "genre_lc": _KW,

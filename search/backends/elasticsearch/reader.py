@@ -34,6 +34,7 @@ from tvindex.core.records import (
     shot_id,
 )
 from tvindex.core.store import NotFound, StoreError
+from tvindex.core.timecode import EpisodeClock
 from tvindex.core.vectors import unit_rows
 
 MAX_TERMS = 10_000  # ids in one terms filter (the cluster's default limit is 65 536)
@@ -152,7 +153,13 @@ class EsReader(EsIndices):
             *(src.get(k) for k in keys), programme_id=src["programme_id"],
             programme_title=prog["_source"]["title"] if prog else None,
             reindex_requested=src.get("status") == "indexed" and src.get("fingerprint") is None,
-            top_labels=self._top_labels(src))
+            top_labels=self._top_labels(src), clock=_clock(src))
+
+    def episode_clocks(self, episode_ids: Sequence[str]) -> dict[str, EpisodeClock]:
+        docs = self._mget("episodes", list(episode_ids),
+                          source=["frame_rate", "start_tc", "drop_frame", "vfr", "start_s"])
+        clocks = {eid: _clock(src) for eid, src in docs.items()}
+        return {eid: c for eid, c in clocks.items() if c is not None}
 
     def segments(self, episode_id: str) -> list[SegmentView]:
         src = self._episode_doc(episode_id)["_source"]
@@ -301,3 +308,10 @@ class EsReader(EsIndices):
         if len({r.size for r in rows}) > 1:
             raise StoreError(f"embeddings of model {model!r} have different dimensions")
         return unit_rows(np.stack(rows), in_place=True)
+
+
+def _clock(src: dict[str, Any]) -> EpisodeClock | None:
+    """An episode document's broadcast clock (None: indexed before clocks were kept)."""
+    return EpisodeClock.stored(src.get("frame_rate"), src.get("start_tc"),
+                               bool(src.get("drop_frame")), bool(src.get("vfr")),
+                               src.get("start_s"))

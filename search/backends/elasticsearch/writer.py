@@ -32,8 +32,10 @@ from search.backends.elasticsearch.documents import (
     vector_fields,
 )
 from search.backends.elasticsearch.indices import EsIndices
+from search.backends.elasticsearch.mappings import CLOCK_FIELDS
 from tvindex.core.records import EpisodeRecord, EpisodeTags, LabelStats, ProgrammeRecord, shot_id
 from tvindex.core.store import NotFound, StoreError
+from tvindex.core.timecode import EpisodeClock, format_rate
 
 ABANDONED_WRITE_S = 3600  # an episode write takes seconds to minutes; older ones were abandoned
 
@@ -262,9 +264,23 @@ class EsWriter(EsIndices):
             "n_segments": len(tags.segments), "sampling": tags.sampling,
             "gen": gen, "pending_gen": gen, "dirty": True,
             **label_fields(tags.stats, first, self.min_score, self.top_k),
-            "vectors": vector_fields(tags.stats), **emb_fields})
+            "vectors": vector_fields(tags.stats), **emb_fields,
+            **self._clock_fields(tags.clock)})
         # 4. clean up and recompute the programme
         self._finish(eid, gen, src["programme_id"])
+
+    _clock_mapping_ok = False
+
+    def _clock_fields(self, clock: EpisodeClock | None) -> dict[str, Any]:
+        """The episode document's clock fields (added to an older index's mapping first)."""
+        if clock is None:
+            return {}
+        if not self._clock_mapping_ok:
+            self._call("add clock fields to episodes", self.es.indices.put_mapping,
+                       index=self._idx["episodes"], properties=CLOCK_FIELDS)
+            self._clock_mapping_ok = True
+        return {"frame_rate": format_rate(clock.frame_rate), "start_tc": clock.start_tc,
+                "drop_frame": clock.drop_frame, "vfr": clock.vfr}
 
     def _finish(self, episode_id: str, gen: str | None, programme_id: str) -> None:
         self._drop_other_generations(episode_id, gen)

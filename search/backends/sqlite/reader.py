@@ -27,6 +27,7 @@ from tvindex.core.records import (
     shot_id,
 )
 from tvindex.core.store import NotFound, StoreError
+from tvindex.core.timecode import EpisodeClock
 from tvindex.core.vectors import unit_rows
 
 
@@ -127,12 +128,29 @@ class SqliteReader(SqliteBase):
         row = self.db.execute(
             "SELECT e.key, e.id, e.title, e.air_date, e.description, e.media_path, e.start_s, "
             "e.end_s, e.status, e.error, e.duration_s, e.n_frames, e.n_segments, e.sampling, "
-            "p.id, p.title, e.fingerprint FROM episodes e "
+            "p.id, p.title, e.fingerprint, e.frame_rate, e.start_tc, e.drop_frame, e.vfr "
+            "FROM episodes e "
             "JOIN programmes p ON p.key = e.programme_key WHERE e.id=?", (episode_id,)).fetchone()
         if row is None:
             raise NotFound(f"unknown episode {episode_id!r}")
+        clock = EpisodeClock.stored(*row[-4:], row[6])
+        row = row[:-4]
         return EpisodeDetail(*row[1:-1], reindex_requested=row[8] == "indexed" and row[-1] is None,
-                             top_labels=self._top_labels("episode_labels", "episode_key", row[0]))
+                             top_labels=self._top_labels("episode_labels", "episode_key", row[0]),
+                             clock=clock)
+
+    def episode_clocks(self, episode_ids: Sequence[str]) -> dict[str, EpisodeClock]:
+        out: dict[str, EpisodeClock] = {}
+        ids = sorted(set(episode_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for eid, *cols in self.db.execute(
+                    "SELECT id, frame_rate, start_tc, drop_frame, vfr, start_s FROM episodes "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                clock = EpisodeClock.stored(*cols)
+                if clock is not None:
+                    out[eid] = clock
+        return out
 
     def segments(self, episode_id: str) -> list[SegmentView]:
         key, _ = self._episode_key(self.db, episode_id)

@@ -103,7 +103,14 @@ MIGRATIONS: dict[int, str] = {
     """,
     # Reserved so that work in progress on several features never collides on a number;
     # each is filled by its feature (an empty migration only moves the version on).
-    3: "",  # timecodes: episode frame rate and start timecode (issue 15)
+    # timecodes (issue 15; tvindex.core.timecode): per episode, the frame rate as text
+    # ("25", "30000/1001"), the timecode of its first frame, drop-frame labels, variable rate.
+    3: """
+    ALTER TABLE episodes ADD COLUMN frame_rate TEXT;
+    ALTER TABLE episodes ADD COLUMN start_tc TEXT;
+    ALTER TABLE episodes ADD COLUMN drop_frame INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE episodes ADD COLUMN vfr INTEGER NOT NULL DEFAULT 0;
+    """,
     # words (issue 17): text segments per (episode, source), the source's version/error,
     # and an FTS5 index (rowid = text_segments.id) of the folded words (``surface``) and
     # their Snowball stems in the segment's language (``stems``; search/words.py).

@@ -26,6 +26,14 @@ from search.backends.sqlite.schema import SqliteBase, f32
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, LabelStats, ProgrammeRecord
 from tvindex.core.store import StoreError
+from tvindex.core.timecode import EpisodeClock, format_rate
+
+
+def clock_columns(clock: EpisodeClock | None) -> tuple[str | None, str | None, int, int]:
+    """``frame_rate, start_tc, drop_frame, vfr`` of an episode (migration 3)."""
+    if clock is None:
+        return None, None, 0, 0
+    return format_rate(clock.frame_rate), clock.start_tc, int(clock.drop_frame), int(clock.vfr)
 
 
 class SqliteWriter(SqliteBase):
@@ -116,11 +124,12 @@ class SqliteWriter(SqliteBase):
                         {name: st}, {name: first_id}, self.min_score, self.top_k)])
             db.execute(
                 "UPDATE episodes SET status='indexed', fingerprint=?, config_version=?, "
-                "error=NULL, indexed_at=?, duration_s=?, n_frames=?, n_segments=?, sampling=? "
-                "WHERE key=?",
+                "error=NULL, indexed_at=?, duration_s=?, n_frames=?, n_segments=?, sampling=?, "
+                "frame_rate=?, start_tc=?, drop_frame=?, vfr=? WHERE key=?",
                 (tags.fingerprint, tags.config_version,
                  dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), tags.duration_s,
-                 episode_frames(tags.stats), len(tags.segments), tags.sampling, key))
+                 episode_frames(tags.stats), len(tags.segments), tags.sampling,
+                 *clock_columns(tags.clock), key))
             self._refresh_programme(db, prog_key, sets)
 
     def _write_postings(self, db: sqlite3.Connection, key: int, tags: EpisodeTags, name: str,
