@@ -366,6 +366,16 @@ class Recommender:
         return hits
 
 
+def apply_floor(hits: list[Hit], min_similarity: float | None
+                ) -> tuple[list[Hit], float | None]:
+    """Query by example's floor: the hits at least ``min_similarity`` similar (all when
+    None), and the best similarity among all of them (None when there were none)."""
+    best = hits[0].score if hits else None
+    if min_similarity is None:
+        return hits, best
+    return [h for h in hits if h.score >= min_similarity], best
+
+
 def _round(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):
         return None

@@ -138,7 +138,11 @@ def embedder() -> ColourEmbedder:
 
 
 def make_app(tmp_path: Path, store: SqliteStore, embedder=None, **server) -> Flask:
-    app = create_app(web_settings(tmp_path, **server), store)
+    settings = web_settings(tmp_path, **server)
+    # The stand-in colour embedder's similarities are not the real embedder's: no floor here
+    # (the floor is tested in test_pictures.py and on the demo below).
+    settings.pictures.min_similarity = None
+    app = create_app(settings, store)
     if embedder is not None:
         app.extensions["tvindex"].use_recommender(
             Recommender(store, VectorCatalogue(store, tmp_path / "vectors"), embedder=embedder))
@@ -365,7 +369,9 @@ def test_a_red_picture_finds_the_city(client, schemas, embedder):
     assert len(body["items"]) == 3
     assert body["query"] == {"kind": "image", "shot_id": None, "exclude_episode": False,
                              "image": {"format": "JPEG", "width": 64, "height": 36,
-                                       "bytes": len(picture(colour=(230, 20, 20)))}}
+                                       "bytes": len(picture(colour=(230, 20, 20))),
+                                       "id": body["query"]["image"]["id"]}}
+    assert len(body["query"]["image"]["id"]) == 64  # kept by content: see test_pictures.py
     assert embedder.shapes == [(36, 64, 3)]
     blue = post_ok(client, schemas, picture("PNG", colour=(10, 40, 240)))
     assert blue["items"][0]["id"].startswith(("bd1@", "bd2@"))
@@ -469,8 +475,9 @@ def test_bad_limit_is_400(client, schemas):
     check_error(upload(client, picture(), query_string={"limit": "0"}), schemas, 400)
 
 
-def test_get_is_405(client, schemas):
-    check_error(client.get("/api/v1/similar"), schemas, 405)
+def test_get_needs_a_kept_picture(client, schemas):
+    assert "image is required" in check_error(client.get("/api/v1/similar"), schemas, 400)
+    check_error(client.put("/api/v1/similar"), schemas, 405)
 
 
 # --- query by example: the limits ------------------------------------------------------------
@@ -485,7 +492,7 @@ def test_uploads_have_their_own_body_limit(tmp_path, store, embedder):
     big = noise_jpeg((600, 400))
     assert 65536 < len(big) < 1024 * 1024
     post_ok(client, schemas, big)
-    assert upload(client, big, url="/similar").status_code == 200  # the page route too
+    assert upload(client, big, url="/similar").status_code == 303  # the page route too
     other = client.post("/api/v1/episodes/bd1/reindex", data=big,
                         content_type="application/octet-stream")
     assert "server.max_request_bytes" in check_error(other, schemas, 413)
@@ -646,14 +653,15 @@ def test_similar_page_without_embeddings_says_why(plain_client):
 
 
 def test_upload_form_posts_to_the_results_page(client):
-    resp = upload(client, picture(colour=(230, 20, 20)), url="/similar")
+    resp = upload(client, picture(colour=(230, 20, 20)), url="/similar",
+                  follow_redirects=True)  # to the shareable /similar?image=ID
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     html = resp.get_data(as_text=True)
     doc = parse(html)
     hits = [a["data-hit-id"] for _, a in doc.by_class("hit")]
     assert hits[:2] == ["c1@0", "c1@1"]
     previews = [i["src"] for i in doc.find("img") if i["src"].startswith("data:image/jpeg")]
-    assert len(previews) == 1  # the picture is shown back from memory, never stored
+    assert len(previews) == 1  # the picture is shown back inline
     assert "JPEG picture" in html and "64 × 36 pixels" in html
 
 
@@ -748,11 +756,18 @@ def test_demo_query_by_a_frame_finds_its_shot(demo_client, demo_schemas):
 
 @pytest.mark.media
 def test_demo_query_by_a_photo(demo_client, demo_schemas, shared_dir):
-    photos = sorted((shared_dir / "media" / "images").glob("*.jpg"))
-    if not photos:
-        pytest.skip("no shared photos")
-    body = post_ok(demo_client, demo_schemas, photos[0].read_bytes(),
-                   query_string={"limit": 4})
-    assert len(body["items"]) == 4 and body["query"]["image"]["format"] == "JPEG"
-    html = upload(demo_client, photos[0].read_bytes(), url="/similar").get_data(as_text=True)
-    assert html.count('class="card hit"') > 0
+    """A photo of something the footage never shows (an aeroplane, a dog) is no close match:
+    the floor (pictures.min_similarity) leaves the answer empty, and says how near the nearest
+    shot came; the page says so too."""
+    for name in ("aero1.jpg", "dog.jpg"):
+        photo = shared_dir / "media" / "images" / name
+        if not photo.exists():
+            pytest.skip(f"no shared photo {name}")
+        body = post_ok(demo_client, demo_schemas, photo.read_bytes(), query_string={"limit": 4})
+        assert body["query"]["image"]["format"] == "JPEG"
+        assert body["items"] == [] and body["no_close_match"] is True, body
+        assert body["best_similarity"] < body["min_similarity"] == 0.5
+        page = upload(demo_client, photo.read_bytes(), url="/similar", follow_redirects=True)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200 and 'id="no-close-match"' in html
+        assert html.count('class="card hit"') == 0

@@ -47,6 +47,7 @@ from webui.params import (
     sort_arg,
     text_arg,
 )
+from webui.pictures import check_id, embedder_state, pictures
 from webui.timeline import episode_timeline
 from webui.vocabulary import display_name, label_query
 
@@ -144,7 +145,8 @@ def _health_counts() -> Response:
                                                                     "failed")}
     return jsonify({"status": "ok", "version": __version__, "api": VERSION,
                     "backend": ctx().store.backend, "programmes": len(ctx().store.programmes()),
-                    "episodes": {"total": len(states), **counts}})
+                    "episodes": {"total": len(states), **counts},
+                    "embedder": embedder_state(current_app)})
 
 
 @bp.get("/openapi.json")
@@ -329,12 +331,34 @@ def similar_to_example() -> Response:
                  "image": None}
     else:
         assert example.image is not None
-        with context.embed_lock:
-            vector = recommender.embed_image(example.image.pixels)
-        hits = recommender.shots_like(vector, limit)
-        query = {"kind": "image", "shot_id": None, "exclude_episode": False,
-                 "image": example.image.describe()}
+        pid = pictures().store.put(example.image.pixels)  # kept: a GET URL to share
+        return _picture_body(example.image, pid, limit)
     return jsonify(_shots_body(query, hits))
+
+
+@bp.get("/similar")
+def similar_to_picture() -> Response:
+    """Query by example with a kept picture: the answer a picture upload gave, at the URL
+    it named (``image``: the picture's id; 410 once it is no longer kept)."""
+    limit = int_arg("limit", 10, 1, SIMILAR_LIMIT)
+    pid = text_arg("image", max_length=64)
+    if not pid:
+        raise BadParameter("image is required: the id of a picture uploaded with POST /similar")
+    image = pictures().store.get(check_id(pid), ctx().max_upload_pixels)
+    return _picture_body(image, pid, limit)
+
+
+def _picture_body(image: Any, pid: str | None, limit: int) -> Response:
+    """Shots like a picture, after the floor (``webui/pictures.py``), with its share link."""
+    result = pictures().search(ctx(), image.pixels, limit, pid)
+    description = {**image.describe(), "id": pid}
+    body = _shots_body({"kind": "image", "shot_id": None, "exclude_episode": False,
+                        "image": description}, result.hits)
+    body.update(result.to_dict())
+    body["links"] = {} if pid is None else {
+        "self": link("api.similar_to_picture", image=pid),
+        "page": link("pages.similar", image=pid)}
+    return jsonify(body)
 
 
 def _episode_body(episode_id: str) -> dict[str, Any]:

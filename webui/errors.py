@@ -57,6 +57,7 @@ PROBLEM_TITLES: dict[str, str] = {
     "conflict": "Conflict",
     "gone": "Gone",
     "cursor_expired": "Cursor expired",
+    "picture_gone": "Picture no longer kept",
     "no_embeddings": "No usable embeddings",
     "read_only": "Catalogue is read-only",
     "payload_too_large": "Request body too large",

@@ -1,8 +1,8 @@
 """Query by example: what a ``POST /similar`` (API or page) asks for, validated.
 
 A request names a shot (``{"shot": "EPISODE@INDEX"}`` as JSON, or a ``shot`` form field) or
-carries a picture (multipart/form-data, field ``image``). The picture is read and decoded in
-memory only (never written to disk; see ``InMemoryRequest``) under three bounds:
+carries a picture (multipart/form-data, field ``image``). The upload is read and decoded in
+memory (never spooled to a temporary file; see ``InMemoryRequest``) under three bounds:
 
 - the request body: ``server.max_upload_bytes`` on the upload routes only (``app.py``), 413;
 - the picture's size in pixels: ``server.max_upload_pixels``, checked from the header that
@@ -15,6 +15,8 @@ The decoding itself (``tvindex.core.images``, shared with ``tvindex similar imag
 the picture by its EXIF tag, flattens it onto white when it has transparency, converts it to
 RGB, and scales it down to at most ``MAX_SIDE`` pixels a side (the embedding networks see
 224-384 px anyway); this module maps its errors to the HTTP statuses above.
+Only the decoded picture is kept afterwards, by content, so that its result page can be
+shared (``webui/pictures.py``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from webui.openapi_examples import response_examples
 from webui.openapi_export import SCHEMAS as EXPORT_SCHEMAS
 from webui.openapi_export import export_paths, format_param, with_downloads
 from webui.openapi_media import MEDIA_PATHS
+from webui.openapi_pictures import PICTURE_ID, SIMILARITY_FLOOR, picture_get
 from webui.openapi_search import (
     EVIDENCE_WHY,
     HIT_WHY,
@@ -125,7 +126,12 @@ SCHEMAS: dict[str, Any] = {
     "Health": obj({"status": {"type": "string", "enum": ["ok"]}, "version": STR, "api": STR,
                    "backend": STR, "programmes": INT,
                    "episodes": obj({"total": INT, "indexed": INT, "pending": INT,
-                                    "failed": INT})}),
+                                    "failed": INT}),
+                   "embedder": {"type": "string",
+                                "enum": ["off", "loading", "ready", "none", "failed"],
+                                "description": "the embedding network (search by picture): "
+                                               "off = not loaded at start "
+                                               "(pictures.warm_embedder)"}}),
     "Evidence": obj({"label_set": STR, "label": STR, "score": NUM, "coverage": OPT_NUM,
                      "excluded": BOOL, **EVIDENCE_WHY}, optional=tuple(EVIDENCE_WHY)),
     "Moment": moment(TIMECODES),
@@ -212,7 +218,8 @@ SCHEMAS: dict[str, Any] = {
     "UploadedImage": obj({"format": {"type": "string",
                                      "enum": ["JPEG", "PNG", "WEBP", "BMP", "GIF"]},
                           "width": INT, "height": INT,
-                          "bytes": {"type": "integer", "description": "size of the upload"}},
+                          "bytes": {"type": "integer", "description": "size of the upload"},
+                          **PICTURE_ID}, optional=tuple(PICTURE_ID),
                          description="The uploaded picture, as received"),
     "ShotQuery": obj({"kind": {"type": "string", "enum": ["shot", "image"]},
                       "shot_id": {"type": ["string", "null"],
@@ -228,7 +235,8 @@ SCHEMAS: dict[str, Any] = {
                                    "description": "the tagger that embedded the catalogue"},
                          "items": {**array(ref("Hit")),
                                    "description": "shots, most similar first; a hit's score "
-                                                  "is the cosine similarity of embeddings"}},
+                                                  "is the cosine similarity of embeddings"},
+                         **SIMILARITY_FLOOR}, optional=tuple(SIMILARITY_FLOOR),
                         description="Shots like an example, as search hits (evidence: the "
                                     "shot's own best labels)"),
     "Episode": obj({"id": STR, "title": STR, "air_date": DATE, "description": STR,
@@ -334,6 +342,7 @@ OPERATION_TAGS = {
     "episode": "catalogue", "timeline": "catalogue", "shot": "catalogue",
     "similarProgrammes": "similar", "similarEpisodes": "similar", "similarShots": "similar",
     "similarToExample": "similar",
+    "similarToPicture": "similar",
 }
 
 
@@ -415,7 +424,10 @@ def document(version: str) -> dict[str, Any]:
                         "pooled features, averaged over the shot's frames), searched in the "
                         "vector index kept beside the catalogue. 409 when the catalogue has "
                         "no embeddings."),
-        "/similar": {"post": {
+        "/similar": {"get": picture_get(_similar_limit(10), _json("SimilarShots", "similar shots"),
+                                        {**_errors(400, 409), "410": _problem(
+                                            "the picture is no longer kept: upload it again")}),
+                     "post": {
             "operationId": "similarToExample",
             "summary": "Query by example: the shots most like an uploaded picture or a shot",
             "description": (

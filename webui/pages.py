@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from search.engine import run_search
@@ -33,6 +33,7 @@ from webui.params import (
     sort_arg,
     text_arg,
 )
+from webui.pictures import PictureResult, check_id, pictures
 from webui.suggest import field_for_set
 from webui.timeline import episode_timeline
 
@@ -232,9 +233,11 @@ def _example_shot(shot: str) -> dict[str, Any]:
 
 
 @bp.route("/similar", methods=["GET", "POST"])
-def similar() -> tuple[str, int]:
+def similar() -> Response | tuple[str, int]:
     """Shots like an example: ``?shot=EPISODE@INDEX`` (the "find similar" action of every
-    shot), or a picture POSTed from the search page's upload form (multipart, ``image``)."""
+    shot), or a picture POSTed from the search page's upload form (multipart, ``image``),
+    which is kept by content and answered by a redirect to ``?image=ID``: a URL to share
+    (``webui/pictures.py``)."""
     context = ctx()
     limit = int_arg("limit", PAGE_SIZE, 1, 96)
     exclude_episode = flag_arg("exclude_episode")
@@ -242,6 +245,7 @@ def similar() -> tuple[str, int]:
     shot: dict[str, Any] | None = None
     preview: str | None = None
     image: dict[str, Any] | None = None
+    result: PictureResult | None = None
     hits: list[Hit] = []
     error: str | None = None
     status = 200
@@ -250,17 +254,26 @@ def similar() -> tuple[str, int]:
             example = read_example(context.max_upload_pixels)
         elif request.args.get("shot", "").strip():
             example = Example(shot=shot_value(text_arg("shot", max_length=300)))
+        elif request.args.get("image", "").strip():
+            pid = check_id(text_arg("image", max_length=64))
+            example = Example(image=pictures().store.get(pid, context.max_upload_pixels))
+            image = {**example.image.describe(), "id": pid}
         if example is not None and example.shot is not None:
             shot = _example_shot(example.shot)
             hits = context.recommender().similar_shots(example.shot, limit,
                                                        exclude_episode=exclude_episode)
         elif example is not None and example.image is not None:
-            preview = preview_data_url(example.image.pixels)
-            image = example.image.describe()
-            recommender = context.recommender()
-            with context.embed_lock:
-                vector = recommender.embed_image(example.image.pixels)
-            hits = recommender.shots_like(vector, limit)
+            pixels = example.image.pixels
+            pid = image["id"] if image else None
+            if pid is None:  # a new upload: keep it, then answer at its shareable URL
+                pid = pictures().store.put(pixels)
+                if pid is not None:
+                    args = {"image": pid, **({"limit": limit} if limit != PAGE_SIZE else {})}
+                    return redirect(url_for("pages.similar", **args), 303)
+                image = example.image.describe()
+            preview = preview_data_url(pixels)
+            result = pictures().search(context, pixels, limit, pid)
+            hits = result.hits
     except HTTPException as exc:
         if exc.code == 404:
             raise
@@ -268,5 +281,6 @@ def similar() -> tuple[str, int]:
     except RecommendError as exc:
         error, status = str(exc), 409
     return render_template("similar.html", shot=shot, preview=preview, image=image, hits=hits,
-                           error=error, exclude_episode=exclude_episode, limit=limit,
+                           result=result, error=error, exclude_episode=exclude_episode,
+                           limit=limit, keep_days=context.settings.pictures.keep_days,
                            accept=ACCEPT, searched=example is not None), status

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from tvindex.core.images import bound_allocator
     from webui import create_app
     from webui.app import close_app
+    from webui.pictures import warm_embedder
     from webui.server import create_server
 
     require_catalogue(settings)
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     bound_allocator()
     _raise_open_file_limit(server_cfg.connection_limit + 64)
     app = create_app(settings)  # never in debug mode: tracebacks stay in the log
+    warm_embedder(app)  # in the background: the first picture query need not wait for it
     server = create_server(app, server_cfg)  # waitress (webui/server.py)
     host = server_cfg.host
     url_host = f"[{host}]" if ":" in host else host

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from search.engine import MAX_LIMIT
@@ -34,9 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="programme or episode id, shot id EPISODE@INDEX, or an image file")
     p.add_argument("--limit", type=int_in(1, MAX_LIMIT), default=DEFAULT_LIMIT, metavar="N",
                    help=f"items to show, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
+    p.add_argument("--min-similarity", type=float, metavar="S",
+                   help="image: shots less similar than S are no match (pictures."
+                        "min_similarity; default 0.5 for the offline embedder)")
     add_data_dir(p)
     add_json(p, "print the items as JSON")
-    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
+    p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir,
+                                                 "pictures.min_similarity": a.min_similarity})
 
 
 def _read_image(path: str, settings: Settings):
@@ -64,7 +69,7 @@ def _build_embedder(settings: Settings):
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from search.recommend import Recommender, RecommendError
+    from search.recommend import Recommender, RecommendError, apply_floor
     from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
     from tvindex.commands.search import print_hits
@@ -84,7 +89,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             elif args.kind == "shot":
                 items = rec.similar_shots(args.target, args.limit)
             else:
-                items = rec.shots_like(rec.embed_image(_read_image(args.target, settings)), args.limit)
+                vector = rec.embed_image(_read_image(args.target, settings))
+                floor = settings.pictures.min_similarity
+                items, best = apply_floor(rec.shots_like(vector, args.limit), floor)
+                if best is not None and not items:
+                    print(f"tvindex: no close match: the nearest shot's similarity is "
+                          f"{best:.2f}, under pictures.min_similarity {floor:.2f}",
+                          file=sys.stderr)
         except NotFound as exc:
             raise CommandError(str(exc), "not_found") from None
         except (RecommendError, ValueError) as exc:

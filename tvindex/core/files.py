@@ -22,10 +22,11 @@ def fsync_dir(directory: Path) -> None:
         pass
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: written to a hidden temporary file beside it, flushed,
-    then renamed over it (``os.replace`` is atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_atomic(path: Path, data: bytes, tmp: Path | None = None) -> None:
+    """Replace ``path`` with ``data``: written to a hidden temporary file beside it (``tmp``,
+    by default ``.NAME.tmp``: give writers that may race a name each), flushed, then renamed
+    over it (``os.replace`` is atomic)."""
+    tmp = tmp or path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

@@ -222,6 +222,7 @@ class VectorsSettings(_Section):
     use_gpu: bool = True
 
 
+from tvindex.settings.pictures import PicturesSettings  # noqa: E402  (subclasses _Section)
 from tvindex.settings.vocabulary import VocabularySettings  # noqa: E402  (subclasses _Section)
 from tvindex.settings.words import WordsSettings
 
@@ -237,5 +238,6 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     vectors: VectorsSettings = Field(default_factory=VectorsSettings)
+    pictures: PicturesSettings = Field(default_factory=PicturesSettings)
     vocabulary: VocabularySettings = Field(default_factory=VocabularySettings)
     words: WordsSettings = Field(default_factory=WordsSettings)
