@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from search.engine import check_options, resolve, run_search, search_resolved
+from search.engine import best_shots, check_options, resolve, run_search, search_resolved
 from tvindex.core.records import Hit, SearchPage
 from tvindex.core.store import CatalogueReader
 
@@ -219,7 +219,7 @@ class CursorPager:
         if self.snapshots is not None:
             snap = self.snapshots.find(q, level, before, sort, min_score)
             if snap is not None:
-                return self._cut(snap, 0, limit)
+                return self._cut(snap, 0, limit, store)
         page = run_search(store, q, level, limit, 0, sort=sort, min_score=min_score)
         after = _version_token(store.catalogue_version())
         version = before if before == after else None
@@ -233,7 +233,7 @@ class CursorPager:
                                                         "", sort, min_score))
         snap = self._take(store, q, level, reach, sort, min_score)
         self.snapshots.put(snap)
-        return self._cut(snap, 0, limit)
+        return self._cut(snap, 0, limit, store)
 
     def _take(self, store: CatalogueReader, q: str, level: str, reach: int,
               sort: str = "score", min_score: float = 0.0) -> Snapshot:
@@ -243,7 +243,8 @@ class CursorPager:
         for _ in range(_VERSION_TRIES):
             before = _version_token(store.catalogue_version())
             full = search_resolved(store, resolved, level, reach, 0,  # type: ignore[arg-type]
-                                   min_score=min_score, sort=field, descending=descending)
+                                   min_score=min_score, sort=field, descending=descending,
+                                   with_best_shots=False)
             after = _version_token(store.catalogue_version())
             if before == after:
                 break
@@ -251,10 +252,15 @@ class CursorPager:
         return Snapshot(secrets.token_urlsafe(12), q, level, version, list(full.hits),
                         full.total, full.query, time.monotonic(), sort, min_score)
 
-    def _cut(self, snap: Snapshot, position: int, limit: int) -> SearchPage:
+    def _cut(self, snap: Snapshot, position: int, limit: int,
+             store: CatalogueReader | None = None) -> SearchPage:
+        """The page at ``position`` of a snapshot; with ``store``, its episode/programme hits
+        get their best shots (a snapshot keeps hits without them: one search each)."""
         end = position + limit
         page = SearchPage(snap.hits[position:end], snap.total, position, limit,
                           snap.level, snap.query)  # type: ignore[arg-type]
+        if store is not None and snap.level != "shot":
+            best_shots(store, resolve(store, snap.q), page)  # type: ignore[arg-type]
         page.next_cursor = self._next(snap.q, snap.level, limit, end,
                                       min(len(snap.hits), self.max_hits), snap.version,
                                       snap.sid, snap.sort, snap.min_score)
@@ -278,7 +284,7 @@ class CursorPager:
         """The page a (decoded) cursor points at."""
         snap = self.snapshots.get(c.snapshot) if self.snapshots and c.snapshot else None
         if snap is not None and snap.key() == (c.q, c.level, c.sort, c.min_score):
-            return self._cut(snap, c.position, c.limit)
+            return self._cut(snap, c.position, c.limit, store)
         current = _version_token(store.catalogue_version())
         if c.version is None or current != c.version:
             raise CursorExpired(EXPIRED)

@@ -11,7 +11,6 @@ from typing import Any
 from search.query import ResolvedQuery, parse_query, resolve_query
 from search.ranking import parse_sort
 from search.temporal import temporal_search
-from search.timecodes import add_timecodes
 from tvindex.core.records import LEVELS, SearchPage
 from tvindex.core.store import CatalogueStore, StoreError
 
@@ -72,25 +71,27 @@ def run_search(store: CatalogueStore, text: str, level: str = "shot", limit: int
 
 
 def search_resolved(store: CatalogueStore, query: Any, level: str, limit: int, offset: int,
-                    *, min_score: float = 0.0, sort: str = "score", descending: bool = True
-                    ) -> SearchPage:
-    """``run_search`` after resolving (the cursor's snapshots call this too)."""
+                    *, min_score: float = 0.0, sort: str = "score", descending: bool = True,
+                    with_best_shots: bool = True) -> SearchPage:
+    """``run_search`` after resolving (the cursor's snapshots call this too, without best
+    shots: they add them to each page they cut, see ``best_shots``)."""
     if getattr(query, "temporal", False):
-        return add_timecodes(store, temporal_search(
-            store, query, level, limit, offset, min_score=min_score, sort=sort,
-            descending=descending))
+        return temporal_search(store, query, level, limit, offset, min_score=min_score,
+                               sort=sort, descending=descending)
     opts: dict[str, Any] = {}
     if min_score > 0 or sort != "score":  # stores without these options still answer the rest
         opts = {"min_score": min_score, "sort": sort, "descending": descending}
     page = store.search(query, level, limit, offset, **opts)  # type: ignore[arg-type]
-    if level != "shot" and query.groups:
+    if with_best_shots:
         best_shots(store, query, page)
-    return add_timecodes(store, page)
+    return page
 
 
 def best_shots(store: CatalogueStore, query: Any, page: SearchPage) -> None:
     """Give each episode/programme hit of ``page`` its best shot for the same query (the
-    top shot-level hit inside it), so a player can open there."""
+    top shot-level hit inside it), so a player can open there: one shot search per hit."""
+    if page.level == "shot" or not query.groups or getattr(query, "temporal", False):
+        return
     for hit in page.hits:
         if page.level == "episode" and hit.episode_id:
             sub = replace(query, episode_ids=(hit.episode_id,))

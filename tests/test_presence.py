@@ -271,6 +271,13 @@ def test_api_min_score_sort_and_cursor(api):
                   "&sort=duration:asc", "SearchPage")
     assert [h["id"] for h in body["hits"]] == ["e2", "e1", "e3"]
     assert body["hits"][0]["best_shot"]["id"] == "e2@0"
+    # pages cut from a cursor snapshot get their best shots too
+    body = get_ok(client, schemas, "/api/v1/search?q=object:person&level=episode&limit=1",
+                  "SearchPage")
+    assert body["hits"][0]["best_shot"]["id"] == "e1@0" and body["next_cursor"]
+    body = get_ok(client, schemas, f"/api/v1/search?cursor={body['next_cursor']}",
+                  "SearchPage")
+    assert body["hits"][0]["id"] == "e3" and body["hits"][0]["best_shot"]["id"] == "e3@1"
     # a cursor walk keeps the order and the floor of its first page
     url = "/api/v1/search?q=object:person&sort=air_date:asc&min_score=0.6&limit=2"
     seen, body = [], get_ok(client, schemas, url, "SearchPage")
