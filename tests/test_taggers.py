@@ -47,6 +47,10 @@ def settings_for(name: str, tmp_path: Path, shared: Path | None):
         from test_student import write_student_checkpoint  # a tiny checkpoint, real format
 
         overrides["taggers.student.checkpoint"] = str(write_student_checkpoint(tmp_path))
+    elif name == "student-onnx":
+        from test_student_onnx import tiny_onnx_student  # exported once per session
+
+        overrides["taggers.student-onnx.model"] = str(tiny_onnx_student(tmp_path))
     elif name in ("tflite-detector", "timm-classifier"):
         if shared is None or not (shared / "models").is_dir():
             pytest.skip("needs the shared models (../shared/models)")
@@ -94,6 +98,8 @@ def test_every_tagger_predict_with_embeddings(name: str, tmp_path: Path):
     tagger = tagger_from_settings(name, settings_for(name, tmp_path, _shared()))
     if name == "student":
         assert tagger.embedding_dim == tagger.model.feature_dim > 0
+    elif name == "student-onnx":
+        assert tagger.embedding_dim == tagger.meta["feature_dim"] > 0
     else:
         assert tagger.embedding_dim == EMBEDDING_DIMS[name]
     rng = np.random.default_rng(1)

@@ -33,6 +33,21 @@ def letterbox(frame: np.ndarray, size: int, pad_value: int = 114) -> np.ndarray:
     return out
 
 
+def resize_to_input(frame: np.ndarray, size: int, resize: str = "stretch") -> np.ndarray:
+    """[H, W, 3] uint8 RGB -> [size, size, 3] uint8 by the student's resize rule (``stretch``:
+    the whole frame; ``center_crop``; ``letterbox``). Shared by the PyTorch and ONNX students,
+    so the ONNX one needs no torch."""
+    if resize == "stretch":
+        h, w = frame.shape[:2]
+        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+        return cv2.resize(frame, (size, size), interpolation=interp)
+    if resize == "center_crop":
+        return center_crop(frame, size)
+    if resize == "letterbox":
+        return letterbox(frame, size)
+    raise ValueError(f"resize must be one of stretch, center_crop, letterbox, not {resize!r}")
+
+
 def to_chw_float(
     images: list[np.ndarray],
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0),

@@ -19,6 +19,7 @@ from indexer.taggers.base import RuntimeContext, Tagger, TaggerError
 TAGGER_PATHS: dict[str, str] = {
     "places365": "indexer.taggers.places365:Places365Tagger",
     "student": "indexer.taggers.student:StudentTagger",
+    "student-onnx": "indexer.taggers.student_onnx:StudentOnnxTagger",
     "tflite-detector": "indexer.taggers.tflite_detector:TfliteDetectorTagger",
     "timm-classifier": "indexer.taggers.timm_classifier:TimmClassifierTagger",
     "yolo": "indexer.taggers.yolo:YoloTagger",

@@ -16,13 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from indexer.taggers.base import RuntimeContext, TaggerError, file_id
-from indexer.taggers.preprocess import center_crop, letterbox
+from indexer.taggers.preprocess import resize_to_input
 from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger
 from indexer.weights import ModelNotFoundError
@@ -80,15 +79,7 @@ def preprocess(frame: np.ndarray, size: int, resize: str = "stretch") -> np.ndar
     edges of a wide broadcast frame stay in view. ``center_crop`` is the ImageNet/Places rule,
     ``letterbox`` pads with grey.
     """
-    if resize == "stretch":
-        h, w = frame.shape[:2]
-        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
-        return cv2.resize(frame, (size, size), interpolation=interp)
-    if resize == "center_crop":
-        return center_crop(frame, size)
-    if resize == "letterbox":
-        return letterbox(frame, size)
-    raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {resize!r}")
+    return resize_to_input(frame, size, resize)
 
 
 def label_sets_from_meta(meta: Mapping[str, Any]) -> tuple[LabelSet, ...]:

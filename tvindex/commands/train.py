@@ -4,6 +4,7 @@
   describe DIR                   what a transfer set holds (frames, sources, splits)
   fit --config FILE              train a student (checkpoints, resume, early stopping)
   evaluate CHECKPOINT            top-1 and nDCG per head on the test split; speed vs teachers
+  export [CHECKPOINT]            the student to ONNX (--int8: static INT8, calibrated on --calibration)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tvindex.commands._common import add_json, command_parser
+from tvindex.commands._common import add_json, command_parser, int_in
 from tvindex.settings import Settings
 
 
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         examples=["tvindex train extract demo/catalogue.csv --out var/transfer",
                   "tvindex train fit --config config/train/student.yaml",
                   "tvindex train evaluate var/train/run/best.pt --speed",
+                  "tvindex train export --format onnx --int8 --calibration var/transfer/offline",
                   "tvindex train STEP --help     # each step's options and examples"])
     steps = p.add_subparsers(dest="train_step", metavar="STEP", required=True)
 
@@ -85,7 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         examples=["tvindex train evaluate var/train/run/best.pt",
                   "tvindex train evaluate var/train/run/best.pt --split val --gain exponential",
                   "tvindex train evaluate var/train/run/best.pt --speed --json"])
-    v.add_argument("checkpoint", type=Path, help="student checkpoint (best.pt)")
+    v.add_argument("checkpoint", type=Path,
+                   help="student checkpoint (best.pt), or an exported FILE.onnx (student-onnx)")
     v.add_argument("--transfer", type=Path,
                    help="transfer set (default: the one the checkpoint was trained on)")
     v.add_argument("--split", default="test", choices=["train", "val", "test"],
@@ -98,13 +101,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="frames timed with --speed (default 64)")
     add_json(v, "print the evaluation as JSON")
 
+    x = command_parser(
+        steps, "export", help="export the student to ONNX (and INT8) for student-onnx",
+        description="Export a student checkpoint to ONNX for the student-onnx tagger: one file "
+                    "(weights inside, dynamic batch) and a JSON sidecar FILE.json beside it "
+                    "(input size, normalisation, label sets, checksums), checked against "
+                    "PyTorch on real frames. With --int8 also NAME.int8.onnx: onnxruntime's "
+                    "static quantisation (QDQ, per-channel weights), calibrated on real frames.",
+        examples=["tvindex train export --format onnx",
+                  "tvindex train export --format onnx --int8 --calibration var/transfer/offline",
+                  ("tvindex train export var/runs/student/best.pt --format onnx "
+                   "--out models/student.onnx --int8 --calibration ../shared/transfer --json")])
+    x.add_argument("checkpoint", nargs="?", type=Path,
+                   help="student checkpoint (default: taggers.student.checkpoint)")
+    x.add_argument("--format", dest="export_format", choices=["onnx"], default="onnx",
+                   help="export format (default onnx)")
+    x.add_argument("--out", type=Path, default=Path("var/models/student.onnx"), metavar="FILE",
+                   help="the fp32 model (default var/models/student.onnx); --int8 writes "
+                        "NAME.int8.onnx beside it")
+    x.add_argument("--int8", action="store_true",
+                   help="also write the INT8 model (needs --calibration)")
+    x.add_argument("--calibration", type=Path, metavar="DIR",
+                   help="calibration frames: a transfer set (its train split) or a folder of "
+                        "images")
+    x.add_argument("--calibration-frames", type=int_in(1, 100_000), default=256, metavar="N",
+                   help="at most N calibration frames, evenly spread (default 256)")
+    x.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"],
+                   default="minmax", help="activation ranges from (default minmax)")
+    x.add_argument("--check", type=Path, metavar="DIR",
+                   help="frames to check the export against PyTorch: a transfer set (val "
+                        "split) or a folder of images (default: the checkpoint's transfer set)")
+    x.add_argument("--check-frames", type=int_in(1, 100_000), default=64, metavar="N",
+                   help="at most N check frames (default 64)")
+    add_json(x, "print the export report as JSON")
+
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from training.distill.fit import TrainError
     from training.distill.transfer import TransferError
     from tvindex.errors import UserError
 
-    step = {"extract": _extract, "describe": _describe, "fit": _fit, "evaluate": _evaluate}
+    step = {"extract": _extract, "describe": _describe, "fit": _fit, "evaluate": _evaluate,
+            "export": _export}
     try:
         return step[args.train_step](args, settings)
     except (TransferError, TrainError, ValueError) as exc:
@@ -173,14 +211,21 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     )
     from training.distill.transfer import TransferSet
 
-    student = tagger_from_settings("student", checkpoint_path_settings(settings, args.checkpoint))
+    if args.checkpoint.suffix == ".onnx":
+        from training.distill.export import onnx_path_settings
+
+        student = tagger_from_settings("student-onnx", onnx_path_settings(settings, args.checkpoint))
+    else:
+        student = tagger_from_settings("student",
+                                       checkpoint_path_settings(settings, args.checkpoint))
     root = args.transfer or Path(student.meta.get("transfer", {}).get("root", ""))
     ts = TransferSet(root)
     report = evaluate_tagger(student, ts, args.split, gain=args.gain,
                              batch_size=settings.taggers.batch_size)
     report["checkpoint"] = str(args.checkpoint)
     report["student"] = {k: student.meta.get(k) for k in ("arch", "image_size", "resize",
-                                                           "loss")}
+                                                           "loss", "precision")
+                         if k in student.meta}
     if args.speed:
         teacher_names = sorted({t["name"] for t in ts.teachers.values()})
         teachers = [tagger_from_settings(name, settings) for name in teacher_names]
@@ -199,4 +244,30 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         sp = report["speed"]
         print(f"  speed on {sp['frames']} frames: student {sp['student_fps']} frames/s, "
               f"teachers together {sp['teachers_fps']} frames/s, ratio {sp['ratio']}x")
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.int8 and args.calibration is None:
+        raise ValueError("--int8 needs --calibration DIR (a transfer set or a folder of images)")
+    from training.distill.export import export_student
+
+    report = export_student(settings, args.checkpoint, args.out, int8=args.int8,
+                            calibration=args.calibration,
+                            calibration_frames=args.calibration_frames,
+                            calibration_method=args.calibration_method,
+                            check=args.check, check_frames=args.check_frames)
+    if args.json:
+        _print_json(report)
+        return 0
+    for model in report["models"]:
+        worst = {name: o["max_abs_diff"] for name, o in model["verification"]["outputs"].items()}
+        agree = {name: o["top1_agreement"] for name, o in model["verification"]["outputs"].items()
+                 if "top1_agreement" in o}
+        print(f"{model['model']}: {model['precision']}, {model['bytes'] / 1e6:.1f} MB, "
+              f"{model['seconds']} s; against PyTorch on {model['verification']['frames']} "
+              f"frames ({model['verification']['frames_from']}): max abs diff {worst}, "
+              f"top-1 agreement {agree}")
+    print("use it: tvindex index SOURCE --taggers student-onnx "
+          f"(taggers.student-onnx.model: {report['models'][-1]['model']})")
     return 0

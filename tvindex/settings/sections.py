@@ -84,6 +84,9 @@ class StudentSettings(_Section):
     image_size: int | None = Field(None, ge=32)
 
 
+from tvindex.settings.student_onnx import StudentOnnxSettings  # noqa: E402  (subclasses _Section)
+
+
 class TaggersSettings(_Section):
     active: list[str] = Field(default_factory=lambda: ["tflite-detector", "timm-classifier"])
     batch_size: int = Field(16, ge=1, le=4096)
@@ -98,6 +101,8 @@ class TaggersSettings(_Section):
         default_factory=TimmClassifierSettings, alias="timm-classifier"
     )
     student: StudentSettings = Field(default_factory=StudentSettings)
+    student_onnx: StudentOnnxSettings = Field(default_factory=StudentOnnxSettings,
+                                              alias="student-onnx")
     # Which active tagger's pooled features become the frame embeddings (similar shots,
     # episodes, programmes; query by example): "auto" = the student when active, else the
     # first active tagger that has features (timm-classifier, places365); "none" = none.
