@@ -90,7 +90,8 @@ def search_resolved(store: CatalogueStore, query: Any, level: str, limit: int, o
 def best_shots(store: CatalogueStore, query: Any, page: SearchPage) -> None:
     """Give each episode/programme hit of ``page`` its best shot for the same query (the
     top shot-level hit inside it), so a player can open there: one shot search per hit."""
-    if page.level == "shot" or not query.groups or getattr(query, "temporal", False):
+    if page.level == "shot" or getattr(query, "temporal", False) or not (
+            query.groups or getattr(query, "word_groups", ())):  # words: issue 17
         return
     for hit in page.hits:
         if page.level == "episode" and hit.episode_id:

@@ -33,9 +33,10 @@ _SLACK_S = 1e-6
 
 def sides(query: Any) -> tuple[Any, Any]:
     """The query of moment A and of moment B."""
-    a = replace(query, then_groups=(), then_terms=(), within_s=None)
+    a = replace(query, then_groups=(), then_terms=(), within_s=None, then_word_groups=())
     b = replace(query, groups=query.then_groups, group_terms=query.then_terms, then_groups=(),
-                then_terms=(), within_s=None)
+                then_terms=(), within_s=None, word_groups=query.then_word_groups,
+                then_word_groups=())
     return a, b
 
 

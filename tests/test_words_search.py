@@ -263,12 +263,19 @@ def test_api_search_hits_carry_word_evidence(api):
     assert all("words" not in h for h in body["hits"])
 
 
-def test_word_terms_are_refused_where_they_have_no_meaning_yet(store):
-    with pytest.raises(QueryError, match="in an 'A then B' query"):
-        run_search(store, "said:obrim then object:dog")
-    with pytest.raises(QueryError, match="in an 'A then B' query"):
-        run_search(store, "object:dog then said:obrim")
-
+def test_word_terms_in_a_then_b(store):
+    # d1: dogs are said over shot 0 (1-4 s), "open the new" over shot 1 (6-9 s).
+    page = run_search(store, 'said:dogs then said:"open the new"', "shot")
+    assert [(h.id, h.then["id"]) for h in page.hits] == [("d1@0", "d1@1")]
+    assert page.hits[0].words[0]["snippet"].startswith("The <mark>dogs</mark>")
+    assert ids(store, 'said:dogs then object:person') == ["d1@0"]
+    assert ids(store, 'object:dog then said:open') == ["d1@0"]
+    assert ids(store, 'said:"open the new" then said:dogs') == []  # the order counts
+    assert ids(store, 'said:obrim then text:alcaldessa') == ["n1@1"]  # n1@1 -> n1@2
+    assert ids(store, 'said:obrim then text:alcaldessa within 1s') == ["n1@1"]
+    assert ids(store, 'text:alcaldessa then said:obrim') == ["n1@0"]
+    with pytest.raises(QueryError, match="word terms cannot be used with ~"):
+        run_search(store, "object:dog ~said:dogs")
 
 PARITY = ['said:"obrim el pavelló"', "screen:puigcercos", "said:run", "said:ciudad",
           "subtitle:alcaldessa", 'said:"pavelló municipals"', "text:alcaldessa",

@@ -77,7 +77,10 @@ HIT_WORDS: dict[str, Any] = {"words": {**_array(_ref("WordEvidence")),
                                        "description": "what the query's word terms matched "
                                                       "(present with word terms only)"}}
 QUERY_WORDS: dict[str, Any] = {"word_groups": _array(_array(_ref("WordRef"))),
-                               "word_excluded": _array(_ref("WordRef"))}
+                               "word_excluded": _array(_ref("WordRef")),
+                               "then_word_groups": {
+                                   **_array(_array(_ref("WordRef"))),
+                                   "description": "'A then B': moment B's word terms"}}
 SOURCE_PARAM_SCHEMA: dict[str, Any] = {"type": "string", "enum": list(WORD_SOURCES)}
 
 TRANSCRIPT_EXAMPLE = ("n1?source=speech", {

@@ -243,12 +243,13 @@ class ResolvedQuery:
     # items a ``word_excluded`` term matches are removed (search/words.py).
     word_groups: tuple[tuple[WordRef, ...], ...] = ()
     word_excluded: tuple[WordRef, ...] = ()
+    then_word_groups: tuple[tuple[WordRef, ...], ...] = ()  # moment B's word terms
     # anygenre: (issue 19): items whose catalogue genres or own predicted genres hold one.
     any_genres: tuple[str, ...] = ()
 
     @property
     def temporal(self) -> bool:
-        return bool(self.then_groups)
+        return bool(self.then_groups or self.then_word_groups)
 
     def term_of_group(self, g: int) -> str:
         return self.group_terms[g] if g < len(self.group_terms) else ""
@@ -267,5 +268,7 @@ class ResolvedQuery:
             **({"word_groups": [[r.to_dict() for r in g] for g in self.word_groups],
                 "word_excluded": [r.to_dict() for r in self.word_excluded]}
                if self.word_groups or self.word_excluded else {}),
+            **({"then_word_groups": [[r.to_dict() for r in g] for g in self.then_word_groups]}
+               if self.then_word_groups else {}),
             **({"any_genres": list(self.any_genres)} if self.any_genres else {}),
         }

@@ -301,11 +301,10 @@ def resolve_query(
     programme_ids: list[str] = []
     label_groups, label_excluded, word_groups, word_excluded = _split_words(
         parsed.groups, parsed.excluded,
-        [("with ~ (soft exclusion)", parsed.soft_excluded),
-         ("in an 'A then B' query (yet)", [t for g in parsed.then_groups for t in g]
-          + ([t for g in parsed.groups for t in g] if parsed.then_groups else []))])
+        [("with ~ (soft exclusion)", parsed.soft_excluded)])
+    then_label_groups, _, then_word_groups, _ = _split_words(parsed.then_groups, (), ())
     groups, group_terms = _resolve_groups(index, label_groups, programme_ids)
-    then_groups, then_terms = _resolve_groups(index, parsed.then_groups, programme_ids)
+    then_groups, then_terms = _resolve_groups(index, then_label_groups, programme_ids)
     excluded, excluded_terms = _resolve_excluded(index, label_excluded)
     soft, soft_terms = _resolve_excluded(index, parsed.soft_excluded, soft=True)
     excluded_set = set(excluded)
@@ -332,6 +331,7 @@ def resolve_query(
         within_s=parsed.within_s,
         word_groups=word_groups,
         word_excluded=word_excluded,
+        then_word_groups=then_word_groups,
         programme_ids=dedup(programme_ids),
         genres=parsed.genres,
         any_genres=parsed.any_genres,
