@@ -376,3 +376,24 @@ def test_elasticsearch_keeps_the_same_clocks(es_config, store, media):
                        for h in run_search(store, "object:dog", "shot", 50).hits}
     finally:
         es.close()
+
+
+# --- the pages --------------------------------------------------------------------------------
+def test_pages_show_timecodes_and_offer_exports(client):
+    html = client.get("/?q=object:dog").get_data(as_text=True)
+    assert '<span class="tc" title="0:01.0 into the file">00:00:59;29</span>' in html
+    links = [ln.split('"')[0] for ln in html.split('href="/api/v1/search?')[1:]]
+    assert sorted(ln.rpartition("format=")[2] for ln in links) == sorted(list_formats())
+    for ln in links:
+        r = client.get("/api/v1/search?" + ln.replace("&amp;", "&"))
+        assert r.status_code == 200 and r.headers["Content-Disposition"].startswith("attachment")
+    # episode level: no export (exports list shots)
+    assert "export-menu" not in client.get("/?q=object:dog&level=episode").get_data(as_text=True)
+
+    html = client.get("/episodes/ntsc-b").get_data(as_text=True)
+    assert '<span class="tc">00:01:00;02</span>' in html and "30000/1001 fps drop-frame" in html
+    assert '>00:01:00;02</span></span>' in html  # the first shot's badge
+    r = client.get("/api/v1/episodes/ntsc-b/shots?format=otio")
+    assert 'href="/api/v1/episodes/ntsc-b/shots?format=otio"' in html and r.status_code == 200
+    html = client.get("/episodes/vfr").get_data(as_text=True)
+    assert "(variable rate: nominal)" in html
