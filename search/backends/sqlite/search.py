@@ -152,17 +152,14 @@ class SqliteSearch(SqliteBase):
             return lambda ids: lookup(ids, durations)
 
         def shot_durations(ids: np.ndarray) -> np.ndarray:
-            out = np.full(len(ids), np.nan)
-            eps = np.unique(ids >> SHOT_BITS)
+            got: dict[int, float] = {}
+            eps = np.unique(ids >> SHOT_BITS).tolist()
             for chunk in range(0, len(eps), 500):
-                part = eps[chunk:chunk + 500].tolist()
-                got = {(k << SHOT_BITS) | i: e - s for k, i, s, e in db.execute(
+                part = eps[chunk:chunk + 500]
+                got.update(((k << SHOT_BITS) | i, e - s) for k, i, s, e in db.execute(
                     "SELECT episode_key, idx, start_s, end_s FROM segments WHERE episode_key "
-                    f"IN ({','.join('?' * len(part))})", part)}
-                for j, item in enumerate(ids.tolist()):
-                    if item in got:
-                        out[j] = got[item]
-            return out
+                    f"IN ({','.join('?' * len(part))})", part))
+            return lookup(ids, got)
 
         return shot_durations
 
