@@ -397,3 +397,37 @@ def test_pages_show_timecodes_and_offer_exports(client):
     assert 'href="/api/v1/episodes/ntsc-b/shots?format=otio"' in html and r.status_code == 200
     html = client.get("/episodes/vfr").get_data(as_text=True)
     assert "(variable rate: nominal)" in html
+
+
+# --- the indexer stores each episode's clock (EpisodeBuilder, the real CLI) --------------------
+@pytest.mark.media
+def test_index_stores_the_clock_of_each_episode(tmp_path, shared_dir, model_dir):
+    import os
+
+    make_video(tmp_path / "tagged.mov", NTSC, 120, "01:00:00;00")  # 4 s at 29.97 DF
+    make_video(tmp_path / "film.mp4", FILM, 48)
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text("programme,episode_id,media_path,start_s,end_s\n"
+                        f"tc,whole,{tmp_path / 'tagged.mov'},,\n"
+                        f"tc,second-half,{tmp_path / 'tagged.mov'},2.002,4.004\n"
+                        f"tc,film,{tmp_path / 'film.mp4'},,\n")
+    env = dict(os.environ, TVINDEX_MODEL_DIR=str(model_dir), TVINDEX_SHARED_DIR=str(shared_dir),
+               TVINDEX__TAGGERS__ACTIVE="[tflite-detector]", TVINDEX__SAMPLING__MODE="interval",
+               TVINDEX__SAMPLING__EVERY_S="1")
+    data = tmp_path / "data"
+    r = subprocess.run([sys.executable, "-m", "tvindex.cli", "index", str(manifest),
+                        "--data-dir", str(data), "--no-progress"], env=env, capture_output=True,
+                       text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    with SqliteStore(data / "catalogue.sqlite") as s:
+        whole, half, film = (s.episode(i) for i in ("whole", "second-half", "film"))
+        assert whole.timecodes() == {"frame_rate": "30000/1001", "start_tc": "01:00:00;00",
+                                     "end_tc": "01:00:04;00", "drop_frame": True, "vfr": False}
+        # 60 frames into the file: its own first frame's timecode, its times from there
+        assert half.timecodes()["start_tc"] == "01:00:02;00"
+        assert half.clock.timecode(3.003) == "01:00:03;00"
+        assert film.timecodes()["start_tc"] == "00:00:00:00"
+        assert film.timecodes()["frame_rate"] == "24000/1001"
+        segs = s.segments("second-half")
+        clip = episode_clips(s, "second-half").clips[0]
+        assert clip.tc_in == half.clock.timecode(segs[0].start_s)
