@@ -140,3 +140,17 @@ def test_spoken_phrase_found_by_search(tmp_path, model_dir):
     hits = json.loads(proc.stdout)["hits"]
     assert hits and hits[0]["episode_id"] == "talk"
     assert hits[0]["end_s"] > 6.0 and hits[0]["start_s"] < 9.0
+
+
+def test_words_skip_episodes_whose_pictures_failed(catalogue, tmp_path):
+    junk = catalogue.parent / "junk.mp4"
+    junk.write_text("not a video\n" * 100)
+    (catalogue.parent / "junk.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    manifest = catalogue.parent / "with-junk.csv"
+    manifest.write_text("programme,episode_id,media_path\nPle,ple-1,ple.mp4\nPle,junk,junk.mp4\n")
+    proc = cli("index", str(manifest), "--data-dir", str(tmp_path / "d"), "--taggers",
+               "tflite-detector", "--json", "--no-progress",
+               env={"TVINDEX__WORDS__ENABLED": "[subtitles]"})
+    assert proc.returncode == 1, proc.stderr  # the junk episode's pictures failed
+    words = json.loads(proc.stdout)["words"]
+    assert words["written"] == {"subtitles": 1} and words["not_indexed"] == 1, words

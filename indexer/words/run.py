@@ -35,12 +35,14 @@ class WordsReport:
     failed: dict[str, dict[str, str]] = field(default_factory=dict)
     cost: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    not_indexed: int = 0  # episodes left out: their pictures are not indexed
     error: str | None = None  # the pass could not run at all (e.g. the store keeps no words)
 
     def to_dict(self) -> dict:
         return {"written": dict(self.written), "unchanged": dict(self.unchanged),
                 "segments": dict(self.segments), "failed": self.failed, "cost": self.cost,
-                "seconds": round(self.seconds, 2), "error": self.error}
+                "seconds": round(self.seconds, 2), "not_indexed": self.not_indexed,
+                "error": self.error}
 
 
 def episode_version(extractor: WordExtractor, episode: EpisodeRecord, fingerprint: str) -> str:
@@ -84,7 +86,13 @@ def index_words(catalogue: Catalogue, store: CatalogueWriter,
         _say(progress, f"not indexed: {exc}")
         return report
     cache = fingerprints if fingerprints is not None else FingerprintCache(None)
-    episodes = [e for e in catalogue.episodes if select is None or select(e.id)]
+    # Words belong to indexed episodes: one whose pictures failed (or are not in the store)
+    # is left for the run that indexes it (the store drops a failed episode's words).
+    indexed = {st.id for st in store.episode_states() if st.status == "indexed"}
+    episodes = [e for e in catalogue.episodes
+                if (select is None or select(e.id)) and e.id in indexed]
+    report.not_indexed = sum(1 for e in catalogue.episodes
+                             if (select is None or select(e.id)) and e.id not in indexed)
     for n, ep in enumerate(episodes, 1):
         try:
             fp = cache.fingerprint(ep)
