@@ -20,6 +20,7 @@ _SHOT_HIT = {
     "level": "shot", "id": "bd2@0", "score": 0.924662, "programme_id": "beach-dogs",
     "programme_title": "Beach Dogs", "episode_id": "bd2", "episode_title": "Two",
     "air_date": "2019-05-01", "start_s": 0.0, "end_s": 5.0, "time_s": 2.5,
+    "start_tc": "00:00:00:00", "end_tc": "00:00:05:00", "time_tc": "00:00:02:12",
     "evidence": [
         {"label_set": "coco80", "label": "dog", "score": 0.95, "coverage": None,
          "excluded": False},
@@ -56,6 +57,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
                              "page": "/programmes/beach-dogs"}}]}),
     "Shot": ("bd1@0", {
         "id": "bd1@0", "index": 0, "start_s": 0.0, "end_s": 5.0, "time_s": 2.5, "n_frames": 2,
+        "start_tc": "00:00:00:00", "end_tc": "00:00:05:00", "time_tc": "00:00:02:12",
         "top_labels": {"coco80": [{"label": "person", "score": 0.8},
                                   {"label": "dog", "score": 0.8}],
                        "places365": [{"label": "beach", "score": 0.8},
@@ -70,7 +72,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
         "start_s": None, "end_s": None, "status": "indexed", "error": None,
         "duration_s": 10.0, "n_frames": 3, "n_segments": 2, "sampling": "shots",
         "programme_id": "beach-dogs", "programme_title": "Beach Dogs",
-        "reindex_requested": False,
+        "reindex_requested": False, "frame_rate": "25", "start_tc": "00:00:00:00",
+        "end_tc": "00:00:10:00", "drop_frame": False, "vfr": False,
         "top_labels": {"coco80": [{"label": "person", "score": 0.8333, "coverage": 1.0},
                                   {"label": "dog", "score": 0.6333, "coverage": 0.6667}],
                        "places365": [{"label": "beach", "score": 0.7333, "coverage": 1.0}]},
