@@ -18,6 +18,8 @@ import hashlib
 import json
 import logging
 import re
+import sys
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 
 from indexer.catalogue import Catalogue
-from indexer.claims import EpisodeClaims
+from indexer.claims import Claim, EpisodeClaims, NoClaims
 from indexer.fingerprints import FingerprintCache
 from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames
 from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
@@ -322,16 +324,102 @@ def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Ta
     ``fingerprints``: the data dir's fingerprint cache (None: every file is hashed);
     ``claims``: the data dir's episode claims, for runs that share it (None: this run is
     alone). Raises :class:`IndexAborted` when every episode tried fails the same way (see
-    :class:`_FailureGuard`). Decodes in this process; ``indexer.pipeline.engine`` runs the
-    same with decode workers and taggers built only when needed.
+    :class:`_FailureGuard`). The sequential engine: decodes, tags and writes in this
+    process, one episode after the other; ``indexer.pipeline.engine`` runs the same with
+    decode workers and taggers built only when needed (``tvindex index``).
     """
-    from indexer.pipeline.engine import index_catalogue
-    from indexer.pipeline.models import Models
+    from tqdm import tqdm
 
-    return index_catalogue(catalogue, store, Models.ready(taggers, embedder), sampling,
-                           aggregation, batch_size=batch_size, force=force, shard=shard,
-                           progress=progress, fingerprints=fingerprints, claims=claims,
-                           workers=0)
+    started = time.perf_counter()
+    started_wall = time.time()
+    builder = EpisodeBuilder(taggers, Sampler.from_section(sampling), aggregation,
+                             embedder=embedder, batch_size=batch_size)
+    version = config_version(taggers, embedder, sampling, aggregation)
+    store.upsert_catalogue(catalogue.programmes, catalogue.episodes)
+    store.register_label_sets(builder.label_sets)
+    states = {s.id: s for s in store.episode_states()}
+    report = IndexReport()
+    cache = fingerprints if fingerprints is not None else FingerprintCache(None)
+    hashed_before = cache.computed
+
+    todo: list[tuple[EpisodeRecord, str]] = []
+    for ep in catalogue.episodes:
+        if not in_shard(ep.id, shard):
+            continue
+        try:
+            fp = cache.fingerprint(ep)
+        except OSError as exc:
+            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
+            report.failed[ep.id] = str(exc)
+            continue
+        st = states.get(ep.id)
+        if (not force and st is not None and st.status == "indexed"
+                and st.fingerprint == fp and st.config_version == version):
+            report.skipped.append(ep.id)
+            continue
+        todo.append((ep, fp))
+    cache.save()
+    report.hashed = cache.computed - hashed_before
+    guard = _FailureGuard(store, report)
+    holder: EpisodeClaims | NoClaims = claims if claims is not None else NoClaims()
+
+    bar = tqdm(total=len(todo), unit="ep", file=sys.stderr, disable=not progress or None,
+               desc="indexing", dynamic_ncols=True)
+
+    def on_frame(_f: Frame) -> None:
+        report.frames += 1
+        elapsed = time.perf_counter() - started
+        bar.set_postfix(frames=report.frames,
+                        fps=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
+
+    def attempt(ep: EpisodeRecord, fp: str, claim: Claim) -> None:
+        if claim.finished_elsewhere(fp, version, started_wall):
+            report.by_other_run.append(ep.id)  # a run sharing the data dir did it meanwhile
+            return
+        bar.set_description(f"indexing {ep.id}")
+        st = states.get(ep.id)
+        unchanged_indexed = st is not None and st.status == "indexed" and st.fingerprint == fp
+        try:
+            tags = builder.tag(ep, fp, version, on_frame=on_frame)
+        except MediaError as exc:
+            claim.note("failed", fingerprint=fp, config_version=version)
+            log.warning("failed: %s", exc)
+            guard.failed(ep.id, exc.reason if hasattr(exc, "reason") else str(exc), str(exc),
+                         unchanged_indexed)
+            return
+        try:
+            store.write_episode(tags)
+        except StoreUnavailable as exc:
+            # The store's own bounded retries are spent and the write left nothing
+            # half-done: record why and go on; the next run redoes the episode.
+            reason = f"store unavailable: {exc}"
+            guard.settle()
+            _mark_failed(store, ep.id, reason)
+            report.failed[ep.id] = reason
+            log.warning("failed: %s: %s", ep.id, reason)
+            return
+        claim.note("done", fingerprint=fp, config_version=version)
+        guard.settle()
+        report.indexed.append(ep.id)
+
+    deferred: list[tuple[EpisodeRecord, str]] = []
+    with bar:
+        for ep, fp in todo:
+            claim = holder.claim(ep.id)
+            if claim is None:  # another run is on it: look again at the end
+                deferred.append((ep, fp))
+                continue
+            with claim:
+                attempt(ep, fp, claim)
+            bar.update(1)
+        for ep, fp in deferred:
+            bar.set_description(f"waiting for {ep.id}")
+            with holder.claim(ep.id, wait=True) as claim:  # type: ignore[union-attr]
+                attempt(ep, fp, claim)
+            bar.update(1)
+    guard.finish()
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def _mark_failed(store: CatalogueWriter, episode_id: str, reason: str) -> None:
