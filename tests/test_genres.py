@@ -314,3 +314,43 @@ def test_cli_fit_predict_and_search(cli_env, tmp_path: Path):
     assert HIDDEN not in [h["id"] for h in json.loads(meta_only.stdout)["hits"]]
     bad = cli(env, "genres", "predict", str(tmp_path / "nowhere"), "--data-dir", str(data))
     assert bad.returncode == 2 and "no config.yaml" in bad.stderr
+
+
+# --- the API, the pages and the report -----------------------------------------------------
+def test_api_pages_and_report_show_predicted_genres(tmp_path: Path):
+    from test_webui_catalogue import web_settings
+
+    from search.backends.sqlite.store import SqliteStore
+    from training.evaluation.page import render_html
+    from training.evaluation.report import build_report, summary_lines
+    from webui import create_app
+
+    store = SqliteStore(tmp_path / "cat.sqlite")
+    fill_catalogue(store)
+    app = create_app(web_settings(tmp_path), store)
+    client = app.test_client()
+    body = client.get(f"/api/v1/programmes/{HIDDEN}").get_json()
+    assert body["genres"] == [] and all(ep["genres"] == [] for ep in body["episodes"])
+    assert "genres" not in build_report(store, evaluated_location="t")
+    store.write_predicted_genres(
+        {f"{HIDDEN}-0": [GenreScore("news", 0.83, True)],
+         "esports-0": [GenreScore("sport", 0.9, True)]},
+        {HIDDEN: [GenreScore("news", 0.81, True)]})
+    body = client.get(f"/api/v1/programmes/{HIDDEN}").get_json()
+    assert body["genres"] == [{"genre": "news", "score": 0.81, "predicted": True}]
+    assert body["episodes"][0]["genres"] == [{"genre": "news", "score": 0.83,
+                                              "predicted": True}]
+    episode = client.get("/api/v1/episodes/esports-0").get_json()
+    assert episode["genres"] == [{"genre": "sport", "score": 1.0, "predicted": False},
+                                 {"genre": "news", "score": 1.0, "predicted": False}]
+    page = client.get(f"/programmes/{HIDDEN}").get_data(as_text=True)
+    assert "pill-predicted" in page and "predicted 0.81" in page and "news 0.83" in page
+    player = client.get(f"/episodes/{HIDDEN}-0").get_data(as_text=True)
+    assert "predicted 0.83" in player
+    report = build_report(store, evaluated_location="t")
+    section = report["genres"]
+    assert section["episodes_predicted"] == 2 and section["programmes_predicted"] == 1
+    assert section["agreement_with_catalogue"] == {  # esports-0: sport of {sport, news}
+        "episodes": 1, "micro_precision": 1.0, "micro_recall": 0.5, "micro_f1": 0.6667}
+    assert any(line.startswith("genres: 2 episodes") for line in summary_lines(report))
+    assert "Predicted genres" in render_html(report)

@@ -8,13 +8,6 @@ import datetime as dt
 import sqlite3
 
 import pytest
-
-from search.engine import run_search
-from search.query import parse_query
-from tvindex.core.genres import GenreScore, split_genres
-from tvindex.core.records import EpisodeRecord, ProgrammeRecord
-from tvindex.core.store import CatalogueStore, StoreError
-
 from test_store import (  # noqa: F401  (fixtures)
     OBJ,
     SCN,
@@ -24,6 +17,12 @@ from test_store import (  # noqa: F401  (fixtures)
     make_store,
     seg,
 )
+
+from search.engine import run_search
+from search.query import parse_query
+from tvindex.core.genres import GenreScore, split_genres
+from tvindex.core.records import EpisodeRecord, ProgrammeRecord
+from tvindex.core.store import CatalogueStore, StoreError
 
 
 def test_split_genres_normalises_and_dedups():

@@ -57,3 +57,12 @@ class GenreScore:
     def to_dict(self) -> dict[str, Any]:
         return {"genre": self.genre, "score": round(float(self.score), 4),
                 "predicted": self.predicted}
+
+
+def merged_genres(catalogue: str, predicted: list[GenreScore] | tuple[GenreScore, ...]
+                  ) -> list[GenreScore]:
+    """What an item shows: its catalogue genres (``predicted`` False, score 1) and then the
+    predicted ones that the catalogue does not already name."""
+    own = split_genres(catalogue)
+    return ([GenreScore(g, 1.0, False) for g in own]
+            + [g for g in predicted if g.genre not in own])
