@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from indexer.taggers.base import RuntimeContext, Tagger
-from indexer.taggers.registry import create_tagger, taggers_from_settings
+from indexer.taggers.registry import STUDENTS, create_tagger, taggers_from_settings
 
 
 def embedder_candidates(active: list[str], spec: str) -> list[str]:
@@ -28,7 +28,8 @@ def embedder_candidates(active: list[str], spec: str) -> list[str]:
     if spec == "none":
         return []
     if spec == "auto":
-        return (["student"] if "student" in active else []) + [n for n in active if n != "student"]
+        students = [n for n in active if n in STUDENTS]  # the PyTorch or the ONNX student
+        return students + [n for n in active if n not in students]
     return [spec] if spec in active else []
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from indexer.media import Frame
 from indexer.taggers.base import Tagger, TaggerError
+from indexer.taggers.registry import STUDENTS
 from tvindex.core.labels import LabelSet
 from tvindex.core.vectors import unit_rows
 
@@ -55,7 +56,7 @@ def choose_embedder(taggers: Sequence[Tagger], embedding: str) -> Tagger | None:
         return None
     capable = [t for t in taggers if t.embedding_dim > 0]
     if spec == "auto":
-        return next((t for t in capable if t.name == "student"), capable[0] if capable else None)
+        return next((t for t in capable if t.name in STUDENTS), capable[0] if capable else None)
     chosen = next((t for t in taggers if t.name == spec), None)
     if chosen is None:
         raise TaggerError(

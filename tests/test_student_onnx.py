@@ -227,6 +227,25 @@ def test_cuda_without_a_cuda_provider_is_refused(tmp_path: Path):
                                                            **{"taggers.device": "cuda"}))
 
 
+def test_auto_embedding_prefers_the_onnx_student_like_the_pytorch_one(tmp_path: Path):
+    from conftest import SHARED
+
+    from indexer.embedder import embedder_candidates
+    from indexer.frame_tagging import choose_embedder
+
+    active = ["tflite-detector", "timm-classifier", "student-onnx"]
+    assert embedder_candidates(active, "auto") == ["student-onnx", *active[:2]]
+    assert embedder_candidates(["timm-classifier", "student"], "auto") == [
+        "student", "timm-classifier"]
+    onnx_tagger = tagger_from_settings("student-onnx", onnx_settings(tiny_onnx_student(tmp_path)))
+    if SHARED is None or not (SHARED / "models").is_dir():
+        pytest.skip("needs the shared models (../shared/models) for a teacher with features")
+    teacher = tagger_from_settings("timm-classifier", load_settings(
+        overrides={"taggers.device": "cpu"}, environ={"TVINDEX_MODEL_DIR": str(SHARED / "models")}))
+    assert teacher.embedding_dim > 0
+    assert choose_embedder([teacher, onnx_tagger], "auto") is onnx_tagger
+
+
 def test_threads_setting_is_validated():
     from tvindex.settings import ConfigError
 

@@ -25,6 +25,9 @@ TAGGER_PATHS: dict[str, str] = {
     "yolo": "indexer.taggers.yolo:YoloTagger",
 }
 _CLASSES: dict[str, type[Tagger]] = {}
+# The student taggers (PyTorch and ONNX): taggers.embedding ``auto`` embeds with the first
+# one active (indexer.frame_tagging.choose_embedder, indexer.embedder).
+STUDENTS = ("student", "student-onnx")
 
 
 def register_tagger(name: str) -> Callable[[type[Tagger]], type[Tagger]]:
