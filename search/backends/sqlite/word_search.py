@@ -6,7 +6,7 @@ a programme: its episodes'), ranked with the label postings by ``search.ranking`
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,9 @@ from tvindex.core.store import StoreError
 MAX_SEGMENT_HITS = 200_000
 _FEW = 500  # keys bound into one SQL statement
 _LAST = threading.local()  # (query, level, chosen segments) of this thread's last ranking
+_CACHED_HITS = 20_000  # a word term's answer kept (until the next write) up to this size
+_CACHE_ENTRIES = 16
+_CACHE_LOCK = threading.Lock()
 
 
 def fts_expression(match: WordMatch) -> str:
@@ -48,10 +51,32 @@ class SqliteWordSearch(SqliteBase):
     def _segment_hits(self, ref: Any, level: Level = "episode",
                       allowed: np.ndarray | None = None) -> list[SegmentHit]:
         """The indexed episodes' segments a word term matches, with their text scores
-        (``allowed``: only these episode keys, programme keys at the programme level)."""
+        (``allowed``: at least these episode keys, programme keys at the programme level; the
+        caller filters). Answers of up to ``_CACHED_HITS`` segments are kept until the next
+        write (an episode search asks again for each hit's best shot; paging asks again)."""
         match = WordMatch.of(ref.value)
         if not match.tokens:
             return []
+        key = (fts_expression(match), ref.source, self.write_version())
+        cache = self.__dict__.setdefault("_fts_cache", OrderedDict())
+        with _CACHE_LOCK:
+            found = cache.get(key)
+            if found is not None:
+                cache.move_to_end(key)
+                return found
+        # A few allowed keys and a large answer: ask for those keys only, and keep nothing.
+        restrict = (allowed is not None and len(allowed) <= _FEW
+                    and self._fts_count(match) > _CACHED_HITS)
+        hits = self._segment_hits_uncached(ref, match, level, allowed if restrict else None)
+        if not restrict and len(hits) <= _CACHED_HITS:
+            with _CACHE_LOCK:
+                cache[key] = hits
+                while len(cache) > _CACHE_ENTRIES:
+                    cache.popitem(last=False)
+        return hits
+
+    def _segment_hits_uncached(self, ref: Any, match: WordMatch, level: Level,
+                               allowed: np.ndarray | None) -> list[SegmentHit]:
         # The full-text match first, materialised: joined the other way round, SQLite would
         # run the FTS query again for every segment of the allowed episodes.
         sql = ("WITH m AS MATERIALIZED (SELECT rowid AS id, -bm25(text_fts) AS s FROM text_fts "
@@ -65,7 +90,7 @@ class SqliteWordSearch(SqliteBase):
         if ref.source is not None:
             sql += " AND s.source = ?"
             params.append(ref.source)
-        if allowed is not None and len(allowed) <= _FEW:
+        if allowed is not None:
             col = "e.programme_key" if level == "programme" else "s.episode_key"
             sql += f" AND {col} IN ({','.join('?' * len(allowed))})"
             params += allowed.tolist()
@@ -75,6 +100,11 @@ class SqliteWordSearch(SqliteBase):
                              f"{MAX_SEGMENT_HITS} text segments; add a word or search a phrase")
         return [SegmentHit(ek, pk, start, end, src, lang, text, normalise_score(s))
                 for ek, pk, start, end, src, lang, text, s in rows]
+
+    def _fts_count(self, match: WordMatch) -> int:
+        """How many segments (any source, any episode) the match finds."""
+        return int(self.db.execute("SELECT count(*) FROM text_fts WHERE text_fts MATCH ?",
+                                   (fts_expression(match),)).fetchone()[0])
 
     def _word_postings(self, level: Level, hits: list[SegmentHit], allowed: np.ndarray | None,
                        only: set[int] | None = None
