@@ -313,3 +313,12 @@ def test_a_word_matching_too_many_segments_is_refused(store, monkeypatch):
     assert ids(store, "screen:alcaldessa") == ["n1@0"]
     with pytest.raises(StoreError, match="matches more than 1 text segments"):
         run_search(store, "text:alcaldessa")
+
+
+def test_new_words_are_found_at_once(store):
+    assert ids(store, "said:bicicleta", "episode") == []
+    assert ids(store, "said:pavelló", "episode") == ["n1"]
+    store.write_words(EpisodeWords("n1", "speech", "v2", [
+        seg("speech", 1.0, 2.0, "Una bicicleta vermella", "ca")]))
+    assert ids(store, "said:bicicleta", "episode") == ["n1"]
+    assert ids(store, "said:pavelló", "episode") == []  # the old speech is gone
