@@ -12,9 +12,11 @@ Prints one JSON object:
   the pre-check's recall on them (frames with text it lets through: edge test and the quick
   detector pass).
 - ``demo_screen``: the screen source over the demo catalogue's footage, with and without the
-  pre-check: ms per sampled frame, skip rate, frames read.
+  pre-check: ms per sampled frame, skip rate, frames read; ``demo_frame_parts``: what each
+  step costs on demo frames (decoding, edge test, quick detector, full reading).
 espeak-ng's voices are robotic (formant synthesis): Whisper hears them worse than people;
-the Spanish and Catalan numbers are as measured, not a target. The machine may be loaded by
+the Spanish and Catalan numbers are as measured, not a target. English sentences use American
+spelling, as Whisper writes it. The machine may be loaded by
 other work: ``loadavg`` is recorded at the start and the end.
 
 Usage: python bench/words.py [--rounds 2] [--skip-demo]
@@ -60,7 +62,7 @@ EN = [
     ("Train services were cancelled because of the strike.", "train services"),
     ("Thousands of people walked through the old town.", "old town"),
     ("The president met with teachers and students today.", "teachers and students"),
-    ("Fishermen returned to the harbour before the storm.", "harbour before the storm"),
+    ("Fishermen returned to the harbor before the storm.", "harbor before the storm"),
     ("The orchestra played music by a local composer.", "local composer"),
     ("Prices of fruit and vegetables rose again in March.", "fruit and vegetables"),
     ("Firefighters stopped the forest fire near the village.", "forest fire"),
@@ -68,7 +70,7 @@ EN = [
     ("Scientists found a rare bird on the island.", "rare bird"),
     ("The bridge across the river needs urgent repairs.", "urgent repairs"),
     ("Cyclists crossed the finish line in the rain.", "finish line"),
-    ("The airport expects more travellers this summer.", "more travellers"),
+    ("The airport expects more travelers this summer.", "more travelers"),
     ("Children planted trees in the school garden.", "school garden"),
     ("The mayor opened the new sports hall this morning.", "sports hall"),
 ]
@@ -122,7 +124,7 @@ def keywords(sentence: str) -> list[str]:
     return [w for w in norm_words(sentence) if len(w) >= 4 and w not in STOP]
 
 
-def asr_section(work: Path) -> dict:
+def asr_section(work: Path, beam_size: int) -> dict:
     """Index one clip per sentence through the CLI (speech only) and read the store."""
     from search.engine import run_search
     from search.store import open_store
@@ -140,7 +142,8 @@ def asr_section(work: Path) -> dict:
         truth[eid] = (sentence, lang)
     (work / "asr.csv").write_text("\n".join(rows) + "\n")
     data = work / "asr-data"
-    env = os.environ | {"TVINDEX__WORDS__ENABLED": "[speech]"}
+    env = os.environ | {"TVINDEX__WORDS__ENABLED": "[speech]",
+                        "TVINDEX__WORDS__SPEECH__BEAM_SIZE": str(beam_size)}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "tvindex.cli", "index", str(work / "asr.csv"),
                            "--data-dir", str(data), "--taggers", "tflite-detector", "--json",
@@ -179,7 +182,7 @@ def asr_section(work: Path) -> dict:
     return out
 
 
-def vad_section(rounds: int, ctx) -> dict:
+def vad_section(rounds: int, ctx, beam_size: int) -> dict:
     """RTF with and without VAD on one programme-like track (8 sentences, 3 s pauses)."""
     from indexer.words import create_word_extractor
     from tvindex.settings.words import SpeechWordSettings
@@ -192,8 +195,8 @@ def vad_section(rounds: int, ctx) -> dict:
     audio = np.concatenate(parts)
     audio += rng.normal(0, 0.003, audio.size).astype(np.float32)  # a quiet room, not silence
     seconds = audio.size / AUDIO_RATE
-    ex = {vad: create_word_extractor("speech", SpeechWordSettings(language="en", vad=vad), ctx)
-          for vad in (True, False)}
+    ex = {vad: create_word_extractor("speech", SpeechWordSettings(
+        language="en", vad=vad, beam_size=beam_size), ctx) for vad in (True, False)}
     for e in ex.values():
         e.model()
     times: dict[bool, list[float]] = {True: [], False: []}
@@ -270,11 +273,46 @@ def demo_section() -> dict:
     return out
 
 
+def parts_section(rounds: int) -> dict:
+    """What one demo frame costs in each step (interleaved rounds, medians): decoding is left
+    out (frames decoded first), so the shares show where the pre-check's time goes."""
+    from indexer.catalogue import load_manifest
+    from indexer.media import Sampler, probe
+    from indexer.words.screen import READ_MAX_SIDE, OcrEngine
+    from indexer.words.textcheck import has_text_lines
+    from tvindex.settings.words import ScreenWordSettings
+
+    cat = load_manifest(ROOT / "demo" / "catalogue.csv")
+    sampler = Sampler("interval", 5.0, max_side=READ_MAX_SIDE)
+    frames, decode = [], []
+    for ep in cat.episodes:
+        t0 = time.perf_counter()
+        got = list(sampler.frames(ep.media_path, probe(ep.media_path), ep.start_s or 0.0,
+                                  ep.end_s))
+        decode.append((time.perf_counter() - t0) / max(1, len(got)))
+        frames += [f.image for f in got[:2]]
+    engine = OcrEngine(ScreenWordSettings())
+    steps = {"edges": lambda im: has_text_lines(im), "quick_detector": engine.detects_text,
+             "full_read": engine.read}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            for im in frames:
+                fn(im)
+            times[name].append(1000 * (time.perf_counter() - t0) / len(frames))
+    return {"frames": len(frames), "ms_decode_per_sampled_frame_median": round(
+        1000 * statistics.median(decode), 1)} | {
+        f"ms_{k}": round(statistics.median(v), 1) for k, v in times.items()} | {
+        "spread_ms": {k: [round(min(v), 1), round(max(v), 1)] for k, v in times.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the VAD timing")
     ap.add_argument("--skip-demo", action="store_true")
-    ap.add_argument("--only", nargs="+", choices=["asr", "vad", "ocr", "demo"])
+    ap.add_argument("--beam-size", type=int, default=5, help="words.speech.beam_size")
+    ap.add_argument("--only", nargs="+", choices=["asr", "vad", "ocr", "demo", "parts"])
     args = ap.parse_args()
     from indexer.taggers.base import RuntimeContext
     from indexer.weights import ModelResolver
@@ -282,20 +320,23 @@ def main() -> None:
 
     settings = load_settings()
     ctx = RuntimeContext(device="cpu", models=ModelResolver.from_settings(settings))
-    want = set(args.only or ["asr", "vad", "ocr"] + ([] if args.skip_demo else ["demo"]))
+    want = set(args.only or ["asr", "vad", "ocr"] + ([] if args.skip_demo else ["demo", "parts"]))
     result: dict = {"loadavg_start": os.getloadavg(), "cpus": os.cpu_count(),
+                    "beam_size": args.beam_size,
                     "targets": {"wer_en": 0.15, "keyword_recall_en": 0.9,
                                 "ocr_exact_line_rate": 0.9, "asr_x_real_time_vad": 5.0,
                                 "ocr_s_per_sampled_frame_demo": 0.1}}
     with tempfile.TemporaryDirectory(prefix="words-bench-") as tmp:
         if "asr" in want:
-            result["asr"] = asr_section(Path(tmp))
+            result["asr"] = asr_section(Path(tmp), args.beam_size)
         if "vad" in want:
-            result["vad"] = vad_section(args.rounds, ctx)
+            result["vad"] = vad_section(args.rounds, ctx, args.beam_size)
         if "ocr" in want:
             result["ocr"] = ocr_section(args.rounds)
         if "demo" in want:
             result["demo_screen"] = demo_section()
+        if "parts" in want:
+            result["demo_frame_parts"] = parts_section(max(3, args.rounds))
     result["loadavg_end"] = os.getloadavg()
     met = {}
     if "asr" in result:
