@@ -9,6 +9,7 @@ The catalogue is written through the store (labels as ``EpisodeTags``, words as
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,11 +57,6 @@ WORDS = {
 }
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 def build(store: CatalogueStore) -> CatalogueStore:
     store.upsert_catalogue(
         [ProgrammeRecord("news", "Notícies", genre="news"),
@@ -77,19 +73,46 @@ def build(store: CatalogueStore) -> CatalogueStore:
     return store
 
 
-@pytest.fixture()
-def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
-          ) -> Iterator[CatalogueStore]:
+def open_store(backend: str, folder: Path, es_server: object | None = None
+               ) -> CatalogueStore:
     if backend == "sqlite":
-        s: CatalogueStore = SqliteStore(tmp_path / "cat.sqlite", top_k=0)
-    else:
-        from search.backends.elasticsearch.store import EsStore
+        return SqliteStore(folder / "cat.sqlite", top_k=0)
+    from es_server import SESSION, delete_prefix
 
-        s = EsStore(request.getfixturevalue("es_config"), top_k=0)
+    from search.backends.elasticsearch.store import EsStore
+
+    cfg = es_server.config(f"tvt-{SESSION}-{uuid.uuid4().hex[:8]}-")  # type: ignore[union-attr]
+    store = EsStore(cfg, top_k=0)
+    store._cleanup = lambda: delete_prefix(cfg)  # type: ignore[attr-defined]
+    return store
+
+
+def close_store(store: CatalogueStore) -> None:
+    store.close()
+    getattr(store, "_cleanup", lambda: None)()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[CatalogueStore]:
+    """The catalogue, built once per backend for the tests that only read it."""
+    server = request.getfixturevalue("es_server") if request.param != "sqlite" else None
+    s = build(open_store(request.param, tmp_path_factory.mktemp("words"), server))
     try:
-        yield build(s)
+        yield s
     finally:
-        s.close()
+        close_store(s)
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CatalogueStore]:
+    """A catalogue of its own, for a test that writes."""
+    server = request.getfixturevalue("es_server") if request.param != "sqlite" else None
+    s = build(open_store(request.param, tmp_path, server))
+    try:
+        yield s
+    finally:
+        close_store(s)
 
 
 def ids(store: CatalogueStore, text: str, level: str = "shot") -> list[str]:
@@ -304,7 +327,8 @@ def test_sqlite_and_elasticsearch_give_the_same_hits(tmp_path: Path,
             s.close()
 
 
-def test_a_word_matching_too_many_segments_is_refused(store, monkeypatch):
+def test_a_word_matching_too_many_segments_is_refused(fresh_store, monkeypatch):
+    store = fresh_store
     from search.backends.elasticsearch import words as es_words
     from search.backends.sqlite import word_search
 
@@ -315,7 +339,8 @@ def test_a_word_matching_too_many_segments_is_refused(store, monkeypatch):
         run_search(store, "text:alcaldessa")
 
 
-def test_new_words_are_found_at_once(store):
+def test_new_words_are_found_at_once(fresh_store):
+    store = fresh_store
     assert ids(store, "said:bicicleta", "episode") == []
     assert ids(store, "said:pavelló", "episode") == ["n1"]
     store.write_words(EpisodeWords("n1", "speech", "v2", [
