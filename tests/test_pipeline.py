@@ -79,7 +79,8 @@ def _catalogue(tmp_path: Path, video_dir: Path, bad_media: dict[str, Path]) -> P
         f"Broken,trunc,{bad_media['truncated']},,", f"Broken,text,{bad_media['text']},,"])
 
 
-@pytest.mark.parametrize("mode", ["interval", "shots"])
+@pytest.mark.parametrize("mode", ["interval",
+                                  pytest.param("shots", marks=pytest.mark.slow)])
 def test_pipelined_catalogue_equals_sequential_byte_for_byte(tmp_path, env, video_dir,
                                                              bad_media, monkeypatch, mode):
     """The same taggers, the same catalogue indexed by the sequential engine (run_index)
@@ -140,6 +141,7 @@ def test_cli_nothing_to_do_builds_no_tagger(tmp_path, env, video_dir):
     assert "indexed 1, unchanged 0, failed 0" in changed.stdout, changed.stderr
 
 
+@pytest.mark.slow  # two CLI runs over 78 frames: ~20-30 s on a quiet 2-core machine
 def test_killing_a_decode_worker_loses_nothing(tmp_path, env, video_dir):
     """SIGKILL one decode worker of a running `tvindex index --workers 2`: its episode is
     decoded again by a new worker, the run ends with every episode indexed, and the
