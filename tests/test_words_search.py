@@ -347,3 +347,22 @@ def test_new_words_are_found_at_once(fresh_store):
         seg("speech", 1.0, 2.0, "Una bicicleta vermella", "ca")]))
     assert ids(store, "said:bicicleta", "episode") == ["n1"]
     assert ids(store, "said:pavelló", "episode") == []  # the old speech is gone
+
+
+def test_cli_prints_the_matching_words(tmp_path: Path):
+    import json as _json
+    import subprocess
+    import sys
+
+    build(SqliteStore(tmp_path / "catalogue.sqlite", top_k=0)).close()
+    run = [sys.executable, "-m", "tvindex.cli", "search", 'said:"open the new" object:person',
+           "--data-dir", str(tmp_path)]
+    out = subprocess.run(run, check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "d1@1" in out.stdout
+    assert "said:'open the new' [6.00-9.00 s]" in out.stdout
+    assert "We «open» «the» «new» sports hall today" in out.stdout
+    out = subprocess.run([*run, "--json"], check=True, capture_output=True, text=True,
+                         timeout=120)
+    (hit,) = _json.loads(out.stdout)["hits"]
+    assert hit["words"][0]["snippet"].startswith("We <mark>open</mark>")

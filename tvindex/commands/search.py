@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 
 from search.engine import MAX_LIMIT
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   'tvindex search "object:car OR object:bicycle" --level episode --limit 5',
                   "tvindex search 'programme:\"La plaça\" -object:car' --json",
                   'tvindex search "object:person ~object:car" --min-score 0.4 --sort air_date',
-                  'tvindex search "object:car then object:person within 30s"'])
+                  'tvindex search "object:car then object:person within 30s"',
+                  'tvindex search \'said:"obrim el pavelló" object:person\' --level episode'])
     p.add_argument("query", help="query text, e.g. \"object:dog -object:car after:2020-01-01\"")
     p.add_argument("--level", choices=["shot", "episode", "programme"], default="shot",
                    help="what to rank (default shot)")
@@ -121,6 +123,11 @@ def _evidence(ev) -> str:
     return ", ".join(parts)
 
 
+def _plain(snippet: str) -> str:
+    """A word snippet (HTML, matched words in <mark>) as terminal text: matches in «»."""
+    return html.unescape(snippet.replace("<mark>", "«").replace("</mark>", "»"))
+
+
 def _span(start_s, end_s) -> str:
     return f"{start_s:.2f}-{end_s:.2f} s"
 
@@ -140,6 +147,9 @@ def print_hits(hits, first: int = 1) -> None:
         print(f"{n:3d}. {h.score:.3f}  {h.id}  {where}")
         if ev:
             print(f"       {ev}")
+        for w in getattr(h, "words", ()):  # word terms (issue 17): the matching text
+            print(f"       {w['field']}:{w['term']!r} [{_span(w['start_s'], w['end_s'])}]"
+                  f" {w['score']:.2f}  {_plain(w['snippet'])}")
         best = getattr(h, "best_shot", None)
         if best:
             print(f"       best shot {best['id']} [{_span(best['start_s'], best['end_s'])}]"
