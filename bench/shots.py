@@ -100,7 +100,7 @@ def _scenedetect(kind: str):
         detector = (scenedetect.ContentDetector() if kind == "content"
                     else scenedetect.AdaptiveDetector())
         scenes = scenedetect.detect(str(path), detector)
-        return [start.get_seconds() for start, _ in scenes[1:]]
+        return [float(start.seconds) for start, _ in scenes[1:]]
 
     return run, 0.0, None
 
