@@ -122,3 +122,7 @@ def test_cli_and_api(tmp_path: Path, api):  # noqa: F811
     assert nxt["hits"][0]["id"] == "e1@1"
     assert "shot level only" in get_error(
         client, schemas, "/api/v1/search?q=object:car then object:person&level=episode", 400)
+    html = client.get("/?q=object:car then object:person").get_data(as_text=True)
+    assert '<p class="card-then">then <a href="/episodes/e3?shot=1">' in html
+    html = client.get("/?q=object:person&level=episode").get_data(as_text=True)
+    assert 'data-best-shot="e1@0"' in html
