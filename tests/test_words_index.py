@@ -126,7 +126,7 @@ def test_spoken_phrase_found_by_search(tmp_path, model_dir):
     if not (model_dir / "faster-whisper-base" / "model.bin").is_file():
         pytest.skip("no faster-whisper-base in the shared model directory")
     make_clip(tmp_path / "talk.mp4", 12.0, speech=[
-        Utterance(6.0, "Children planted trees in the school garden.")])
+        Utterance(6.0, "The city council approved the new budget on Monday.")])
     make_clip(tmp_path / "other.mp4", 6.0, speech=[
         Utterance(1.0, "Heavy rain is expected in the mountains.")])
     (tmp_path / "m.csv").write_text("programme,episode_id,media_path,language\n"
@@ -136,10 +136,14 @@ def test_spoken_phrase_found_by_search(tmp_path, model_dir):
               env={"TVINDEX__WORDS__ENABLED": "[speech]"})
     assert r["words"]["written"] == {"speech": 2}
     assert r["words"]["cost"]["speech"]["audio_s"] == pytest.approx(18.0, abs=0.2)
-    proc = cli("search", 'said:"school garden"', "--data-dir", str(data), "--json")
+    proc = cli("search", 'said:"new budget"', "--data-dir", str(data), "--json")
     hits = json.loads(proc.stdout)["hits"]
     assert hits and hits[0]["episode_id"] == "talk"
-    assert hits[0]["end_s"] > 6.0 and hits[0]["start_s"] < 9.0
+    with store_at(data) as store:
+        said = [s for s in store.transcript("talk", "speech") if "budget" in s.text.lower()]
+    assert said and said[0].start_s < 9.0 and said[0].end_s > 6.0  # when it was spoken
+    # The shot found overlaps the speech segment that says it.
+    assert hits[0]["start_s"] < said[0].end_s and hits[0]["end_s"] > said[0].start_s
 
 
 def test_words_skip_episodes_whose_pictures_failed(catalogue, tmp_path):
