@@ -11,6 +11,7 @@ from typing import Any
 from search.query import ResolvedQuery, parse_query, resolve_query
 from search.ranking import parse_sort
 from search.temporal import temporal_search
+from search.timecodes import add_timecodes
 from tvindex.core.records import LEVELS, SearchPage
 from tvindex.core.store import CatalogueStore, StoreError
 
@@ -76,15 +77,16 @@ def search_resolved(store: CatalogueStore, query: Any, level: str, limit: int, o
     """``run_search`` after resolving (the cursor's snapshots call this too, without best
     shots: they add them to each page they cut, see ``best_shots``)."""
     if getattr(query, "temporal", False):
-        return temporal_search(store, query, level, limit, offset, min_score=min_score,
-                               sort=sort, descending=descending)
+        return add_timecodes(store, temporal_search(
+            store, query, level, limit, offset, min_score=min_score, sort=sort,
+            descending=descending))
     opts: dict[str, Any] = {}
     if min_score > 0 or sort != "score":  # stores without these options still answer the rest
         opts = {"min_score": min_score, "sort": sort, "descending": descending}
     page = store.search(query, level, limit, offset, **opts)  # type: ignore[arg-type]
     if with_best_shots:
         best_shots(store, query, page)
-    return page
+    return add_timecodes(store, page)
 
 
 def best_shots(store: CatalogueStore, query: Any, page: SearchPage) -> None:
