@@ -263,8 +263,26 @@ def test_undecodable_audio_is_a_reason(tmp_path, model_dir):
         data[pos:pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
     clip.path.write_bytes(bytes(data))
     ex = create_word_extractor("speech", SpeechWordSettings(language="en"), ctx)
-    with pytest.raises(WordsError, match="audio: cannot be decoded"):
+    with pytest.raises(WordsError, match=r"audio: cannot be decoded \(\d+ of \d+ packets"):
         ex.extract(episode(clip.path))
+
+
+@needs_espeak
+def test_a_few_damaged_audio_packets_are_silence(tmp_path, model_dir):
+    ctx = whisper_ctx(model_dir)
+    clip = make_clip(tmp_path / "glitch.mp4", 8.0, speech=[
+        Utterance(4.0, "The city council approved the new budget on Monday.")])
+    import av
+
+    data = bytearray(clip.path.read_bytes())
+    with av.open(str(clip.path)) as c:
+        spans = [(p.pos, p.size) for p in c.demux(c.streams.audio[0]) if p.size and p.pos]
+    for pos, size in spans[20:23]:  # ~0.2 s of silence before the sentence
+        data[pos:pos + size] = bytes(size)
+    clip.path.write_bytes(bytes(data))
+    segs = create_word_extractor("speech", SpeechWordSettings(language="en"), ctx).extract(
+        episode(clip.path))
+    assert any("budget" in s.text.lower() and 3.0 <= s.start_s <= 5.0 for s in segs), segs
 
 
 def test_registry_lists_the_three_sources():

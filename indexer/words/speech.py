@@ -84,23 +84,43 @@ def decode_audio(path: str, start_s: float, end_s: float | None
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
         first: float | None = None
+        bad, total, why = 0, 0, ""
         try:
             if start_s > 1.0:
                 container.seek(int((start_s + origin - 1.0) / stream.time_base),
                                stream=stream, backward=True)
-            for frame in container.decode(stream):
-                t = (frame.time if frame.time is not None else 0.0) - origin
-                if end_s is not None and t >= end_s:
+            for pkt in container.demux(stream):
+                if pkt.size:
+                    total += 1
+                try:
+                    frames = stream.decode(pkt)
+                except (av.FFmpegError, ValueError) as exc:
+                    # A damaged packet is silence of its length, not the end of the audio;
+                    # the episode fails only when most of its audio is damaged.
+                    bad, why = bad + 1, str(exc)
+                    if first is not None and pkt.duration:
+                        n = round(float(pkt.duration * pkt.time_base) * SAMPLE_RATE)
+                        chunks.append(np.zeros(n, np.float32))
+                    continue
+                done = False
+                for frame in frames:
+                    t = (frame.time if frame.time is not None else 0.0) - origin
+                    if end_s is not None and t >= end_s:
+                        done = True
+                        break
+                    for out in resampler.resample(frame):
+                        if first is None:
+                            first = t
+                        chunks.append(out.to_ndarray().reshape(-1))
+                if done:
                     break
-                for out in resampler.resample(frame):
-                    arr = out.to_ndarray().reshape(-1)
-                    if first is None:
-                        first = t
-                    chunks.append(arr)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except (av.FFmpegError, ValueError) as exc:
             raise WordsError(f"audio: cannot be decoded ({exc})") from None
+        if bad and (bad * 2 > total or first is None):
+            raise WordsError(f"audio: cannot be decoded ({bad} of {total} packets damaged; "
+                             f"{why})")
     if not chunks or first is None:
         return np.zeros(0, np.float32), start_s
     audio = np.concatenate(chunks).astype(np.float32, copy=False)
