@@ -46,6 +46,7 @@ class EsGenres(EsIndices):
     """Predicted genres of ``EsStore``: ``write_predicted_genres`` and ``predicted_genres``."""
 
     _genre_mapping_ok = False
+    _update_by_query: Any  # EsWriter's (both are parts of EsStore)
 
     def _ensure_genre_mapping(self) -> None:
         if self._genre_mapping_ok:
@@ -60,15 +61,13 @@ class EsGenres(EsIndices):
     def write_predicted_genres(self, episodes: Mapping[str, Sequence[GenreScore]],
                                programmes: Mapping[str, Sequence[GenreScore]],
                                *, replace_all: bool = False) -> None:
-        from search.backends.elasticsearch.writer import EsWriter
-
         self._ensure_genre_mapping()
         for kind, items in (("episodes", episodes), ("programmes", programmes)):
             found = self._mget(kind, list(items), source=["id"])
             missing = sorted(set(items) - set(found))
             if missing:
                 raise StoreError(f"unknown {kind[:-1]} {missing[0]!r}")
-        update = EsWriter._update_by_query
+        update = type(self)._update_by_query  # EsWriter's, beside this class in EsStore
         if replace_all:
             for kind in ("programmes", "episodes", "shots"):
                 values: dict[str, Any] = {"genres_predicted": []}
