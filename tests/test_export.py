@@ -353,6 +353,8 @@ def test_cli_export_status_and_search_show_timecodes(tmp_path, store):
     assert r.returncode == 2 and "unknown episode 'nope'" in r.stderr
     r = cli(tmp_path, "search", "object:dog", "--limit", "20")
     assert "[00:00:59;29-00:01:00;03, frame at 00:01:00;02]" in r.stdout, r.stdout
+    r = cli(tmp_path, "search", "object:dog", "--level", "episode")
+    assert "best shot ntsc-b@0 [00:01:00;02-00:01:00;17]" in r.stdout, r.stdout
     r = cli(tmp_path, "status")
     assert "starts 00:01:00;02 at 30000/1001 fps DF" in r.stdout, r.stdout
     assert "(variable rate: nominal)" in r.stdout

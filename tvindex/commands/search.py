@@ -132,6 +132,13 @@ def _span(start_s, end_s) -> str:
     return f"{start_s:.2f}-{end_s:.2f} s"
 
 
+def _moment_span(moment: dict) -> str:
+    """A best shot's or ``then`` moment's span: its timecodes, else seconds of the file."""
+    if moment.get("start_tc"):
+        return f"{moment['start_tc']}-{moment['end_tc']}"
+    return _span(moment["start_s"], moment["end_s"])
+
+
 def print_hits(hits, first: int = 1) -> None:
     """One line per hit (rank, score, id, where), a line of evidence (each query term's
     score), and the best shot of an episode/programme hit or moment B of a 'then' hit."""
@@ -152,9 +159,9 @@ def print_hits(hits, first: int = 1) -> None:
                   f" {w['score']:.2f}  {_plain(w['snippet'])}")
         best = getattr(h, "best_shot", None)
         if best:
-            print(f"       best shot {best['id']} [{_span(best['start_s'], best['end_s'])}]"
+            print(f"       best shot {best['id']} [{_moment_span(best)}]"
                   f" {best['score']:.3f}")
         then = getattr(h, "then", None)
         if then:
-            print(f"       then {then['id']} [{_span(then['start_s'], then['end_s'])}]"
+            print(f"       then {then['id']} [{_moment_span(then)}]"
                   f" {then['score']:.3f}")
