@@ -158,3 +158,25 @@ def test_words_skip_episodes_whose_pictures_failed(catalogue, tmp_path):
     assert proc.returncode == 1, proc.stderr  # the junk episode's pictures failed
     words = json.loads(proc.stdout)["words"]
     assert words["written"] == {"subtitles": 1} and words["not_indexed"] == 1, words
+
+
+def test_manifest_subtitles_and_language_columns(tmp_path):
+    from indexer.catalogue import ManifestError, load_manifest
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text("programme,episode_id,media_path,subtitles,language\n"
+                                    "P,e1,a.mp4,subs/a.ca.srt; a.en.vtt,CA\nP,e2,a.mp4,,\n")
+    eps = {e.id: e for e in load_manifest(tmp_path / "m.csv").episodes}
+    assert eps["e1"].subtitles == (str(tmp_path / "subs" / "a.ca.srt"),
+                                   str(tmp_path / "a.en.vtt"))
+    assert eps["e1"].language == "ca" and eps["e2"].subtitles == () and eps["e2"].language is None
+    (tmp_path / "m.jsonl").write_text(json.dumps({
+        "programme": "P", "episode_id": "e1", "media_path": "a.mp4",
+        "subtitles": ["x.srt", "y.vtt"], "language": "es"}) + "\n")
+    [ep] = load_manifest(tmp_path / "m.jsonl").episodes
+    assert ep.subtitles == (str(tmp_path / "x.srt"), str(tmp_path / "y.vtt"))
+    assert ep.language == "es"
+    (tmp_path / "bad.csv").write_text("programme,episode_id,media_path,language\nP,e1,a.mp4,"
+                                      "Catalan!\n")
+    with pytest.raises(ManifestError, match="language must be an ISO 639 code"):
+        load_manifest(tmp_path / "bad.csv")
