@@ -112,7 +112,7 @@ def test_documents_and_ids(store: EsStore):
     shot = store.es.get(index=store._idx["shots"], id=f"bd1@0#{gen}")["_source"]
     dog = str(store._first_ids()["coco80"] + 1)
     assert dog in shot["labels"] and shot["s"][dog] == pytest.approx(0.9)
-    assert shot["rf"][dog] == pytest.approx(0.9) and shot["genre_lc"] == "nature"
+    assert shot["rf"][dog] == pytest.approx(0.9) and shot["genre_lc"] == ["nature"]
     # a rank_feature query works on the stored scores (9 significant bits: not for ranking)
     resp = store.es.search(index=store._idx["shots"],
                            query={"rank_feature": {"field": f"rf.{dog}", "linear": {}}})

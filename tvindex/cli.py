@@ -39,7 +39,7 @@ log = logging.getLogger("tvindex")
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 COMMANDS = ("tag", "taggers", "index", "status", "search", "labels", "similar", "vectors",
-            "serve", "train", "report", "export")
+            "serve", "train", "report", "genres", "export")
 
 # The stable ``code`` of a --json error, by what went wrong.
 ERROR_CODES = {

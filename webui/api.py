@@ -25,6 +25,7 @@ from search.cursor import CursorExpired, CursorInvalid, CursorPager, SnapshotCac
 from search.engine import run_search
 from search.timecodes import add_timecodes, timecoded
 from tvindex import __version__
+from tvindex.core.genres import merged_genres
 from tvindex.core.labels import label_role
 from tvindex.core.records import Hit, SearchPage, parse_shot_id
 from tvindex.core.store import NotFound, StoreError
@@ -257,9 +258,15 @@ def programmes() -> Response:
 
 @bp.get("/programmes/<programme_id>")
 def programme(programme_id: str) -> Response:
-    body = ctx().store.programme(programme_id).to_dict()
+    store = ctx().store
+    body = store.programme(programme_id).to_dict()
+    # genres: catalogue and predicted (with score); each episode's predicted genres
+    body["genres"] = [g.to_dict() for g in merged_genres(
+        body["genre"], store.predicted_genres("programme", [programme_id]).get(programme_id, []))]
+    predicted = store.predicted_genres("episode", [ep["id"] for ep in body["episodes"]])
     for ep in body["episodes"]:
         ep["links"] = {"self": link("api.episode", episode_id=ep["id"])}
+        ep["genres"] = [g.to_dict() for g in predicted.get(ep["id"], [])]
     body["links"] = {"page": link("pages.programme", programme_id=programme_id),
                      "similar": link("api.similar", programme_id=programme_id)}
     return jsonify(body)
@@ -362,7 +369,12 @@ def _picture_body(image: Any, pid: str | None, limit: int) -> Response:
 
 
 def _episode_body(episode_id: str) -> dict[str, Any]:
-    body = ctx().store.episode(episode_id).to_dict()
+    store = ctx().store
+    body = store.episode(episode_id).to_dict()
+    # genres: the programme's catalogue genres and the episode's predicted ones (with score)
+    body["genres"] = [g.to_dict() for g in merged_genres(
+        store.programme(body["programme_id"]).genre,
+        store.predicted_genres("episode", [episode_id]).get(episode_id, []))]
     # The server's file path is not the client's business: it gets a URL instead.
     playable = is_playable(body.pop("media_path"))
     body["playable"] = playable

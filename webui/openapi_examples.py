@@ -78,6 +78,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
                                   {"label": "dog", "score": 0.6333, "coverage": 0.6667}],
                        "places365": [{"label": "beach", "score": 0.7333, "coverage": 1.0}]},
         "playable": True,
+        "genres": [{"genre": "nature", "score": 1.0, "predicted": False},
+                   {"genre": "documentary", "score": 0.71, "predicted": True}],
         "links": {"media": "/media/bd1", "page": "/episodes/bd1",
                   "timeline": "/api/v1/episodes/bd1/timeline",
                   "similar": "/api/v1/episodes/bd1/similar",

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from search.engine import run_search
 from search.query import QueryError, Term
 from search.recommend import RecommendError
+from tvindex.core.genres import merged_genres
 from tvindex.core.labels import role_of
 from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.core.records import LEVELS, Hit, SearchPage, parse_shot_id
@@ -172,7 +173,12 @@ def programme(programme_id: str) -> str:
     context = ctx()
     prog = context.store.programme(programme_id)
     recommender = context.recommender()
-    return render_template("programme.html", programme=prog,
+    store = context.store  # genres: catalogue and predicted (tvindex.core.genres)
+    genres = merged_genres(prog.genre, store.predicted_genres(
+        "programme", [programme_id]).get(programme_id, []))
+    episode_genres = store.predicted_genres("episode", [e.id for e in prog.episodes])
+    return render_template("programme.html", programme=prog, genres=genres,
+                           episode_genres=episode_genres,
                            similar=recommender.similar_programmes(programme_id, 6),
                            weights={"embedding": recommender.embedding_weight,
                                     "label": recommender.label_weight})
@@ -194,6 +200,8 @@ def player(episode_id: str) -> str:
     start_at = current.start_s if current else timeline["start_s"]
     return render_template("player.html", episode=episode, timeline=timeline, current=current,
                            start_at=start_at, playable=is_playable(episode.media_path),
+                           genres=store.predicted_genres("episode", [episode_id]).get(
+                               episode_id, []),
                            transcript=store.transcript(episode_id))  # _transcript.html
 
 

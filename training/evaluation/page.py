@@ -8,6 +8,7 @@ from typing import Any
 from training.evaluation.benchmarks import TAGGING_METRICS
 from training.evaluation.display import REPRESENTATION_NAMES, fmt, side_names
 from training.evaluation.recommendation import REPRESENTATIONS
+from training.genres.report import genre_html
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -145,6 +146,9 @@ def render_html(report: dict[str, Any]) -> str:
                           [[p["episode"], p["programme"], *[p["rank"][r] for r in
                                                             REPRESENTATIONS],
                             p["top"]["blend"]] for p in loo["per_episode"]]))
+
+    if "genres" in report:  # training/genres/report.py
+        out.append(genre_html(report["genres"]))
 
     # Latency.
     la = report["latency"]

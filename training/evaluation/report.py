@@ -38,6 +38,8 @@ from training.evaluation.plots import (
 from training.evaluation.recommendation import REPRESENTATIONS, leave_one_episode_out
 from training.evaluation.results import finite_json, not_available
 from training.evaluation.retrieval import retrieval_agreement
+from training.genres.report import genre_section
+from training.genres.report import summary_line as genre_summary_line
 from tvindex.core.store import CatalogueStore
 
 
@@ -89,6 +91,9 @@ def build_report(evaluated: CatalogueStore, *, evaluated_location: str,
                       else not_available("no reference catalogue")),
     }
     report["latency"] = latency(bench_dir)
+    genres = genre_section(evaluated)  # only when genres were predicted (training/genres)
+    if genres is not None:
+        report["genres"] = genres
     report["plots"] = {}
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return finite_json(report)
@@ -127,6 +132,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append("tagging agreement: " + (f"{len(ta['runs'])} run(s) from {ta['source']}"
                                           if ta.get("available") else
                                           f"not available ({ta.get('reason')})"))
+    if "genres" in report:
+        lines.append(genre_summary_line(report["genres"]))
     la = report["latency"]
     lines.append("latency: " + (f"{len(la['rows'])} percentile rows from "
                                 f"{len(la['files'])} file(s)" if la.get("available") else

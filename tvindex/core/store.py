@@ -12,11 +12,12 @@ see ``keep_mask``); its score is the geometric mean of the matched probabilities
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from tvindex.core.genres import GenreScore
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import (
     EpisodeDetail,
@@ -130,6 +131,15 @@ class CatalogueWriter(_Closable, ABC):
         redoes only the sources whose model or settings changed."""
         return {}
 
+    # --- predicted genres (tvindex.core.genres; training/genres) ---------------------------
+    def write_predicted_genres(self, episodes: Mapping[str, Sequence[GenreScore]],
+                               programmes: Mapping[str, Sequence[GenreScore]],
+                               *, replace_all: bool = False) -> None:
+        """Replace the predicted genres of the given episodes and programmes (id -> genres
+        with their probability), in one write; ``replace_all`` first drops every prediction
+        in the store. Catalogue genres are untouched. Unknown id: StoreError."""
+        raise StoreError(f"the {self.backend or 'this'} backend does not store genres")
+
 
 class CatalogueReader(_Closable, ABC):
     """What the web layer, search, recommendations and the report read."""
@@ -188,6 +198,12 @@ class CatalogueReader(_Closable, ABC):
         episode's weight in its programme is ``embedding_frames(tags)``; a row of zeros stays
         zeros (never NaN); no row at all (nothing stored, or nothing matches the filter)
         gives ``([], zeros((0, 0)))``."""
+
+    def predicted_genres(self, level: Level, ids: Sequence[str] | None = None
+                         ) -> dict[str, list[GenreScore]]:
+        """Predicted genres per episode or programme id (best first), of ``ids`` or of every
+        item that has some; an item without predictions is absent."""
+        return {}
 
     def episode_clocks(self, episode_ids: Sequence[str]) -> dict[str, EpisodeClock]:
         """The broadcast clock (frame rate, start timecode; ``tvindex.core.timecode``) of each

@@ -75,6 +75,11 @@ _DYNAMIC_LABELS = [
     {"label_q": {"path_match": "q.*", "mapping": {"type": "float"}}},
 ]
 _VECTORS = {"type": "object", "enabled": False}  # {set: {n_frames, score, coverage (base64)}}
+# Predicted genres (issue 19; search/backends/elasticsearch/genres.py): the filter's keyword
+# array, and (programmes, episodes) genre -> probability. Added to an older index's mapping by
+# put_mapping before the first prediction is written.
+GENRE_FIELDS: dict[str, Any] = {"genres_predicted": _KW,
+                                "genre_scores": {"type": "object", "enabled": False}}
 # An episode's broadcast clock (issue 15; tvindex.core.timecode): frame rate as text
 # ("30000/1001"), its first frame's timecode, drop-frame, variable rate. Added to an older
 # index's mapping by put_mapping before the first episode with a clock is written.
@@ -93,6 +98,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "genre": _KW, "genre_lc": _KW, "air_dates": {"type": "date", "format": "strict_date"},
         "indexed_episodes": {"type": "integer"}, "stale": {"type": "boolean"},
         "n_frames": {"type": "integer"}, "vectors": _VECTORS, **_LABEL_FIELDS,
+        **GENRE_FIELDS,
     },
     "episodes": {
         "id": _KW, "seq": {"type": "long"}, "programme_id": _KW, "genre_lc": _KW,
@@ -108,7 +114,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "vectors": _VECTORS, **_LABEL_FIELDS,
         "embedding": {"type": "binary"}, "embedding_model": _KW,
         "embedding_frames": {"type": "integer"}, "embedding_at": {"type": "long"},
-        **CLOCK_FIELDS,
+        **GENRE_FIELDS, **CLOCK_FIELDS,
     },
     "shots": {
         "episode_id": _KW, "programme_id": _KW, "genre_lc": _KW,
@@ -119,7 +125,7 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "top": {"type": "object", "enabled": False},
         "thumbnail": {"type": "binary"},
         "embedding": {"type": "binary"}, "embedding_model": _KW,
-        **_LABEL_FIELDS,
+        **_LABEL_FIELDS, "genres_predicted": _KW,
     },
 }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from search.backends.elasticsearch.genres import genre_clauses
 from search.ranking import EPS
 
 C = 2e6  # ln(C * EPS) = ln 2 > 0 even after EPS is rounded to float32 in the index
@@ -34,7 +35,8 @@ def ascii_lower(text: str) -> str:
 
 
 def has_filters(query: Any) -> bool:
-    return bool(query.programme_ids or query.genres or query.after or query.before)
+    return bool(query.programme_ids or query.genres or getattr(query, "any_genres", ())
+                or query.after or query.before)
 
 
 def filters(query: Any, level: str) -> list[dict[str, Any]]:
@@ -45,8 +47,8 @@ def filters(query: Any, level: str) -> list[dict[str, Any]]:
     if query.programme_ids:
         field = "id" if level == "programme" else "programme_id"
         out.append({"terms": {field: list(query.programme_ids)}})
-    if query.genres:
-        out.append({"terms": {"genre_lc": [ascii_lower(g) for g in query.genres]}})
+    # genre: catalogue genres; anygenre: or predicted ones (elasticsearch/genres.py)
+    out += genre_clauses(query.genres, getattr(query, "any_genres", ()))
     if query.after or query.before:
         bounds = {}
         if query.after:

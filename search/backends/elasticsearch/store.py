@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from search.backends.elasticsearch.client import EsClient
+from search.backends.elasticsearch.genres import EsGenres
 from search.backends.elasticsearch.mappings import KINDS, alias
 from search.backends.elasticsearch.reader import EsReader
 from search.backends.elasticsearch.search import EsSearch
@@ -60,15 +61,15 @@ from tvindex.core.store import CatalogueStore
 from tvindex.settings import ElasticsearchSettings
 
 
-class EsStore(EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
+class EsStore(EsGenres, EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
     """The Elasticsearch catalogue: indices and label sets (``indices``), the writer
     (``writer``), the reader (``reader``) and the search (``search``)."""
 
     backend = "elasticsearch"
     config_section = "elasticsearch"
     supports_facets = True
-
     single_machine = False  # every machine of a cluster writes to it
+
     def __init__(self, cfg: ElasticsearchSettings, *, min_score: float = 0.05,
                  top_k: int = 10, es: Any | None = None) -> None:
         self.cfg = cfg

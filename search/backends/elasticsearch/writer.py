@@ -20,7 +20,6 @@ from search.backends.derive import (
     segment_frames,
     segment_top,
 )
-from search.backends.elasticsearch import query as es_query
 from search.backends.elasticsearch.documents import (
     EMPTY_LABELS,
     EPISODE_META,
@@ -31,6 +30,7 @@ from search.backends.elasticsearch.documents import (
     stats_of,
     vector_fields,
 )
+from search.backends.elasticsearch.genres import genre_terms
 from search.backends.elasticsearch.indices import EsIndices
 from search.backends.elasticsearch.mappings import CLOCK_FIELDS
 from tvindex.core.records import EpisodeRecord, EpisodeTags, LabelStats, ProgrammeRecord, shot_id
@@ -62,7 +62,7 @@ class EsWriter(EsIndices):
         regenred: list[str] = []
         for p in programmes:
             meta = {"title": p.title, "description": p.description, "genre": p.genre,
-                    "genre_lc": es_query.ascii_lower(p.genre)}
+                    "genre_lc": genre_terms(p.genre)}  # a ';'-list: elasticsearch/genres.py
             if p.id in old_p:
                 if old_p[p.id].get("genre_lc") != meta["genre_lc"]:
                     regenred.append(p.id)
@@ -231,7 +231,9 @@ class EsWriter(EsIndices):
         # 2. the new generation beside the old one
         base = {"episode_id": eid, "programme_id": src["programme_id"],
                 "genre_lc": src.get("genre_lc", ""), "air_date": src.get("air_date"),
-                "ep_seq": src["seq"], "gen": gen}
+                "ep_seq": src["seq"], "gen": gen,
+                **({"genres_predicted": src["genres_predicted"]}  # elasticsearch/genres.py
+                   if src.get("genres_predicted") else {})}
 
         def shot_docs() -> Iterator[tuple[dict, dict]]:
             for seg in tags.segments:

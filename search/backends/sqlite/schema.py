@@ -126,7 +126,27 @@ MIGRATIONS: dict[int, str] = {
     CREATE VIRTUAL TABLE text_fts USING fts5(
         surface, stems, tokenize = 'unicode61 remove_diacritics 2');
     """,
-    5: "",  # genres: predicted genres per episode and programme (issue 19)
+    # genres (issue 19; search/backends/sqlite/genres.py): catalogue genres as rows
+    # (predicted 0, split on ';' here for an existing catalogue, by the writer afterwards)
+    # and predicted genres (predicted 1, with the model's probability) per programme and
+    # episode. No ';' inside a statement (the runner splits on it): char(59) is ';'.
+    5: """
+    CREATE TABLE programme_genres (
+        programme_key INTEGER NOT NULL, genre TEXT NOT NULL, predicted INTEGER NOT NULL,
+        score REAL NOT NULL, PRIMARY KEY (programme_key, predicted, genre)) WITHOUT ROWID;
+    CREATE INDEX programme_genres_genre ON programme_genres(genre, predicted);
+    CREATE TABLE episode_genres (
+        episode_key INTEGER NOT NULL, genre TEXT NOT NULL, predicted INTEGER NOT NULL,
+        score REAL NOT NULL, PRIMARY KEY (episode_key, predicted, genre)) WITHOUT ROWID;
+    CREATE INDEX episode_genres_genre ON episode_genres(genre, predicted);
+    WITH RECURSIVE parts(key, part, rest) AS (
+        SELECT key, '', lower(genre) || char(59) FROM programmes
+        UNION ALL
+        SELECT key, trim(substr(rest, 1, instr(rest, char(59)) - 1)),
+               substr(rest, instr(rest, char(59)) + 1) FROM parts WHERE rest <> '')
+    INSERT OR IGNORE INTO programme_genres (programme_key, genre, predicted, score)
+        SELECT key, part, 0, 1.0 FROM parts WHERE part <> '';
+    """,
 }
 
 

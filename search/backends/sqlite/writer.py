@@ -22,6 +22,7 @@ from search.backends.derive import (
     segment_frames,
     segment_top,
 )
+from search.backends.sqlite.genres import sync_programme_genres
 from search.backends.sqlite.schema import SqliteBase, f32
 from tvindex.core.labels import LabelSet
 from tvindex.core.records import EpisodeRecord, EpisodeTags, LabelStats, ProgrammeRecord
@@ -51,6 +52,7 @@ class SqliteWriter(SqliteBase):
                     "ON CONFLICT(id) DO UPDATE SET title=excluded.title, "
                     "description=excluded.description, genre=excluded.genre",
                     (p.id, p.title, p.description, p.genre))
+                sync_programme_genres(db, p.id, p.genre)  # genre rows: sqlite/genres.py
             for e in episodes:
                 pk = db.execute("SELECT key FROM programmes WHERE id=?",
                                 (e.programme_id,)).fetchone()
@@ -192,6 +194,7 @@ class SqliteWriter(SqliteBase):
             key, prog_key = self._episode_key(db, episode_id)
             self._delete_episode_tags(db, key)
             self._delete_words(db, key)  # type: ignore[attr-defined]  # sqlite/words.py
+            db.execute("DELETE FROM episode_genres WHERE episode_key=?", (key,))
             db.execute("DELETE FROM episodes WHERE key=?", (key,))
             self._refresh_programme(db, prog_key, self._set_keys(db))
 
