@@ -34,7 +34,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "Transcript": TRANSCRIPT_EXAMPLE,  # words (issue 17): webui/openapi_words.py
     "Health": ("a healthy catalogue", {
         "status": "ok", "version": "0.1.0", "api": "v1", "backend": "sqlite", "programmes": 4,
-        "episodes": {"total": 5, "indexed": 4, "pending": 1, "failed": 0}}),
+        "episodes": {"total": 5, "indexed": 4, "pending": 1, "failed": 0},
+        "embedder": "ready"}),
     "SearchPage": ("q=object:dog scene:beach&limit=1", {
         "level": "shot", "total": 6, "offset": 0, "limit": 1, "query": _DOG_BEACH_QUERY,
         "hits": [_SHOT_HIT], "q": "object:dog scene:beach", "next_offset": 1,
@@ -46,7 +47,9 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "LabelPage": ("match=dog", {
         "total": 1, "offset": 0, "limit": 100, "next_offset": None, "next": None,
         "items": [{"label_set": "coco80", "label_id": 2, "name": "dog",
-                   "activation": "sigmoid", "shots": 5, "episodes": 4}]}),
+                   "activation": "sigmoid", "shots": 5, "episodes": 4,
+                   "label_set_name": "COCO objects", "role": "object",
+                   "query": "object:dog"}]}),
     "ProgrammePage": ("limit=1", {
         "total": 4, "offset": 0, "limit": 1, "next_offset": 1,
         "next": "/api/v1/programmes?limit=1&offset=1",
