@@ -217,7 +217,8 @@ def _walk(parser: argparse.ArgumentParser, name: str = "tvindex"):
 def test_every_command_and_option_has_help_and_an_example():
     parsers = list(_walk(build_parser()))
     names = [name for name, _ in parsers]
-    assert len(parsers) == 1 + 11 + 4, names  # tvindex, its commands, the train steps
+    # tvindex, its commands, the train steps, the genres steps
+    assert len(parsers) == 1 + 13 + 5 + 3, names
     for name, parser in parsers:
         assert parser.description, f"{name}: no description"
         assert parser.epilog and "examples:\n  tvindex " in parser.epilog, \
