@@ -133,26 +133,37 @@ class LocalRun:
         self.version = hint if hint is not None else self.models.version(self.sampling,
                                                                         self.aggregation)
         todo = self._todo()
-        if todo and hint is not None:
-            real = self.models.version(self.sampling, self.aggregation)
-            if real != hint:  # the shortcut was wrong: never trust it over the real thing
-                log.info("configuration version %s (cached %s): selecting again", real, hint)
-                self.version = real
-                todo = self._todo()
-        if todo:
-            self._load()
-        self.guard = _FailureGuard(self.store, self.report)
-        from tqdm import tqdm
+        pool = None
+        if todo and self.workers > 0 and not self.models.loaded:
+            # Forked before any model is loaded: the workers carry no tagger state.
+            pool = WorkerPool(min(self.workers, len(todo)))
+        try:
+            if todo and hint is not None:
+                real = self.models.version(self.sampling, self.aggregation)
+                if real != hint:  # the shortcut was wrong: never trust it over the real one
+                    log.info("configuration version %s (cached %s): selecting again", real,
+                             hint)
+                    self.version = real
+                    todo = self._todo()
+            if todo:
+                self._load()
+            self.guard = _FailureGuard(self.store, self.report)
+            from tqdm import tqdm
 
-        self.bar = tqdm(total=len(todo), unit="ep", file=sys.stderr,
-                        disable=not self.progress or None, desc="indexing", dynamic_ncols=True)
-        self._t0 = started
-        with self.bar:
-            if todo and self.workers > 0:
-                with WorkerPool(min(self.workers, len(todo))) as pool:
+            self.bar = tqdm(total=len(todo), unit="ep", file=sys.stderr,
+                            disable=not self.progress or None, desc="indexing",
+                            dynamic_ncols=True)
+            self._t0 = started
+            with self.bar:
+                if todo and self.workers > 0:
+                    if pool is None:
+                        pool = WorkerPool(min(self.workers, len(todo)))
                     self._pooled(todo, pool)
-            elif todo:
-                self._inline(todo)
+                elif todo:
+                    self._inline(todo)
+        finally:
+            if pool is not None:
+                pool.close()
         self.guard.finish()
         self.report.seconds = time.perf_counter() - started
         return self.report
