@@ -207,7 +207,8 @@ def query_set(counts: dict[str, dict[str, int]], n_shots: int) -> dict:
     obj = pick_labels(counts["coco80"], n_shots, prefer=("person", "car"))
     scn = pick_labels(counts["imagenet1k"], n_shots)
     o = {k: [_term("object", n) for n, _ in v] for k, v in obj.items()}
-    s = {k: [_term("scene", n) for n, _ in v] for k, v in scn.items()}
+    # imagenet1k: names the set (scene: means its place classes only, issue 15 item 8)
+    s = {k: [_term("imagenet1k", n) for n, _ in v] for k, v in scn.items()}
     headline = f"{o['common'][0]} {o['common'][1]} {s['common'][0]}"
     q = {
         "one_label": [(t, c) for c in ("common", "medium", "rare") for t in o[c] + s[c][:2]],
