@@ -77,9 +77,9 @@ class ScreenWordSettings(_Section):
 
 
 class WordsSettings(_Section):
-    # The word sources `tvindex index` runs after the pictures (an empty list: none).
-    enabled: list[WordSource] = Field(
-        default_factory=lambda: ["subtitles", "speech", "screen"])
+    # The word sources `tvindex index` runs after the pictures (an empty list: none). The
+    # screen source is opt-in: about 1 s per frame read on a 2-core CPU (docs/words.md).
+    enabled: list[WordSource] = Field(default_factory=lambda: ["subtitles", "speech"])
     subtitles: SubtitlesWordSettings = Field(default_factory=SubtitlesWordSettings)
     speech: SpeechWordSettings = Field(default_factory=SpeechWordSettings)
     screen: ScreenWordSettings = Field(default_factory=ScreenWordSettings)
