@@ -229,6 +229,13 @@ class CatalogueReader(_Closable, ABC):
         ``search.ranking``: presence, hard exclusion, ``min_score`` (a floor on the score; the
         total counts what is left) and the order (``sort``: score, air_date or duration)."""
 
+    def facets(self, query: Any, level: Level = "shot", size: int = 10, *,
+               min_score: float = 0.0) -> dict[str, list[tuple[str, int]]]:
+        """Counts over every item ``query`` matches (not a page) per programme id, catalogue
+        genre, air year and present label ("set:name"), each by count, at most ``size``
+        (the rules: ``search/facets.py``). Backends without facets raise StoreError."""
+        raise StoreError(f"the {self.backend or 'this'} backend does not compute facets")
+
     # Vocabulary protocol for the query resolver.
     def vocabulary_label_sets(self) -> dict[str, list[tuple[int, str]]]:
         out: dict[str, list[tuple[int, str]]] = {}

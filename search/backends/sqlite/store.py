@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from search.backends.sqlite.facets import SqliteFacets
 from search.backends.sqlite.genres import SqliteGenres
 from search.backends.sqlite.reader import SqliteReader
 from search.backends.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, SHOT_BITS
@@ -29,7 +30,7 @@ from tvindex.core.store import CatalogueStore
 DEFAULT_FILE = "catalogue.sqlite"
 
 
-class SqliteStore(SqliteGenres, SqliteWords, SqliteWordSearch, SqliteWriter, SqliteReader,
+class SqliteStore(SqliteFacets, SqliteGenres, SqliteWords, SqliteWordSearch, SqliteWriter, SqliteReader,
                   SqliteSearch, CatalogueStore):
     backend = "sqlite"
     config_section = "catalogue"
