@@ -134,14 +134,13 @@ def test_parse_and_errors(store):
 
 
 def test_api_facets(tmp_path):
+    from test_webui_catalogue import web_settings
+
     from webui.app import create_app
 
-    path = tmp_path / "catalogue.sqlite"
-    s = SqliteStore(path, min_score=0.05, top_k=0)
+    s = SqliteStore(tmp_path / "catalogue.sqlite", min_score=0.05, top_k=0)
     fill(s)
-    s.close()
-    app = create_app(data_dir=tmp_path)
-    client = app.test_client()
+    client = create_app(web_settings(tmp_path), s).test_client()
     body = client.get("/api/v1/search?q=object:person&facets=programme,label").get_json()
     assert body["total"] == 5
     assert [(r["value"], r["count"]) for r in body["facets"]["programme"]] == \
@@ -149,6 +148,8 @@ def test_api_facets(tmp_path):
     assert set(body["facets"]) == {"programme", "label"}
     assert "facets" not in client.get("/api/v1/search?q=object:person").get_json()
     bad = client.get("/api/v1/search?q=object:person&facets=colour")
+    assert bad.status_code == 400 and "unknown facet 'colour'" in bad.get_json()["detail"]
+    bad = client.get("/api/v1/search?q=object:person+then+object:dog&facets=1")
     assert bad.status_code == 400
 
 

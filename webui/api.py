@@ -23,6 +23,7 @@ from werkzeug.exceptions import Forbidden, Gone, Unauthorized
 
 from search.cursor import CursorExpired, CursorInvalid, CursorPager, SnapshotCache
 from search.engine import run_search
+from search.facets import parse_facets, run_facets
 from search.timecodes import add_timecodes, timecoded
 from tvindex import __version__
 from tvindex.core.genres import merged_genres
@@ -213,6 +214,10 @@ def search() -> Response:
         raise BadParameter(f"q is required: the query text, e.g. q={example or 'object:dog'}")
     level, limit, offset = level_arg(), limit_arg(), offset_arg()
     options = {"sort": sort_arg(), "min_score": min_score_arg()}
+    try:
+        facet_names = parse_facets(request.args.get("facets"))
+    except StoreError as exc:
+        raise BadParameter(str(exc)) from None
     if request.args.get("offset", "") == "":  # a first page: it also offers a cursor
         page = _pager().first_page(ctx().store, q, level, limit, **options)
     else:
@@ -220,6 +225,9 @@ def search() -> Response:
     body = page.to_dict()
     body["hits"] = serialise_hits(page.hits)
     body.update(q=q, **_page_links(page.total, offset, limit))
+    if facet_names:  # issue 15: counts over every matched item (search/facets.py)
+        body["facets"] = run_facets(ctx().store, q, level, facet_names,
+                                    min_score=options["min_score"])
     return jsonify(body)
 
 

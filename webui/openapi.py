@@ -19,6 +19,8 @@ from webui.openapi_media import MEDIA_PATHS
 from webui.openapi_pictures import PICTURE_ID, SIMILARITY_FLOOR, picture_get
 from webui.openapi_search import (
     EVIDENCE_WHY,
+    FACETS_PARAM,
+    FACETS_PROP,
     HIT_WHY,
     MIN_SCORE_PARAM,
     QUERY_TEMPORAL,
@@ -157,8 +159,9 @@ SCHEMAS: dict[str, Any] = {
                                           "`cursor`); null on the last page and on offset "
                                           "pages. Following it to the end lists every hit of "
                                           "the first page's ranking once, even while the "
-                                          "catalogue is written"}},
-                      optional=("next_cursor",)),
+                                          "catalogue is written"},
+                       "facets": FACETS_PROP},
+                      optional=("next_cursor", "facets")),
     "Suggestion": obj({"text": {"type": "string", "description": "query text to insert"},
                        "name": STR,
                        "kind": {"type": "string", "enum": ["label", "programme", "genre"]},
@@ -385,7 +388,7 @@ def document(version: str) -> dict[str, Any]:
                     "the `next_cursor` of the previous page (not with offset; q, level and "
                     "limit may be left out, or must match the cursor's): a 400 when it is "
                     "damaged or for another query, a 410 when it expired (start again)"),
-             MIN_SCORE_PARAM, SORT_PARAM, format_param()],
+             MIN_SCORE_PARAM, SORT_PARAM, FACETS_PARAM, format_param()],
             400, 410, op="search")),
         "/suggest": _get(
             "Completions of the query token being typed", "Suggestions",

@@ -63,3 +63,28 @@ SORT_PARAM: dict[str, Any] = {
                    "programme's indexed episodes together); add :asc or :desc to choose the "
                    "direction. Missing values come last; ties by score, then catalogue order",
     "example": "air_date:desc"}
+# Facets (issue 15; search/facets.py): counts over every matched item, each with the query
+# narrowed to it.
+FACETS_PARAM: dict[str, Any] = {
+    "name": "facets", "in": "query", "required": False,
+    "schema": {"type": "string", "pattern": r"^(|0|1|true|false|all|((programme|genre|year|"
+                                           r"label)(,(programme|genre|year|label))*))$"},
+    "description": "facets to count over every matched item (not the page): a comma-separated "
+                   "subset of programme, genre, year, label, or 1 for all; the answer's "
+                   "`facets` holds them (not for 'A then B' queries or word terms: a 400)",
+    "example": "programme,genre,year,label"}
+_FACET_VALUE = {"type": "object", "additionalProperties": False,
+                "required": ["value", "count", "query"],
+                "properties": {"value": {"type": "string", "description": "programme id, genre, "
+                                         "air year or set:label"},
+                               "count": {"type": "integer", "minimum": 1},
+                               "query": {"type": "string", "description": "the query narrowed "
+                                         "to this value (its total is count)"},
+                               "title": {"type": "string", "description": "programmes: title"}}}
+FACETS_PROP: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {k: {"type": "array", "items": _FACET_VALUE}
+                   for k in ("programme", "genre", "year", "label")},
+    "description": "only with the facets parameter: per facet, values by count (largest "
+                   "first, ties by value, at most 10); labels are those present in the matched "
+                   "items, the query's own left out"}

@@ -43,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sort", type=_sort, default="score", metavar="ORDER",
                    help="score (default, best first), air_date (newest first) or duration "
                         "(longest first); add :asc or :desc, e.g. air_date:asc")
+    p.add_argument("--facets", nargs="?", const="1", default="", metavar="NAMES",
+                   help="also count every matched item per programme, genre, air year and "
+                        "present label (all, or a comma-separated subset of programme,genre,"
+                        "year,label); each value with the query that narrows to it")
     p.add_argument("--cursor", metavar="C",
                    help="the next page of an earlier search: the cursor it printed (not with "
                         "--offset; QUERY, --level and --limit must be the same)")
@@ -59,6 +63,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cursor and args.offset:
         raise CommandError("--cursor and --offset cannot be used together: a cursor carries "
                            "its own position", code="usage")
+    from search.facets import parse_facets, run_facets
+    from tvindex.core.store import StoreError
+
+    try:
+        facet_names = parse_facets(args.facets)
+    except StoreError as exc:
+        raise CommandError(str(exc), code="usage") from None
+    facets = None
     require_catalogue(settings)
     # One page per process: no snapshot is kept, so a cursor's later page is recomputed while
     # the catalogue is unchanged (its write version); the key only checks the cursor's text.
@@ -78,14 +90,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             page = pager.first_page(store, args.query, args.level, args.limit,
                                     sort=args.sort, min_score=args.min_score)
+        if facet_names:  # issue 15 (search/facets.py): over every matched item
+            try:
+                facets = run_facets(store, args.query, args.level, facet_names,
+                                    min_score=args.min_score)
+            except StoreError as exc:
+                raise CommandError(str(exc), code="input") from None
     if args.json:
-        print(json.dumps(page.to_dict(), indent=1))
+        body = page.to_dict()
+        if facets is not None:
+            body["facets"] = facets
+        print(json.dumps(body, indent=1))
         return 0
     print(f"{page.total} {args.level}(s) match; showing {page.offset + 1 if page.hits else 0}"
           f"-{page.offset + len(page.hits)}")
     print_hits(page.hits, page.offset + 1)
     if page.next_cursor:
         print(f"next page: --cursor {page.next_cursor}")
+    for name, rows in (facets or {}).items():  # one line per facet: value (title) count
+        print(f"{name}: " + (", ".join(
+            f"{r['value']}{' (' + r['title'] + ')' if r.get('title') else ''} {r['count']}"
+            for r in rows) or "-"))
     return 0
 
 
