@@ -1,5 +1,4 @@
-// tvindex web UI: query autocompletion, form niceties, search by picture, and the player's
-// seeking and timeline.
+// tvindex web UI: query autocompletion, form niceties, search by picture (the player: player.js).
 // Plain JavaScript, no build step, no inline scripts (the CSP forbids them): pages pass data
 // in data-* attributes.
 "use strict";
@@ -83,6 +82,7 @@
       list.hidden = true;
       list.replaceChildren();
       input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
       items = [];
       active = -1;
     }
@@ -105,6 +105,9 @@
         li.setAttribute("aria-selected", j === i ? "true" : "false");
         if (j === i) li.scrollIntoView({ block: "nearest" });
       });
+      // The option the arrows reached, for screen readers (focus stays in the box).
+      if (i >= 0) input.setAttribute("aria-activedescendant", "suggestion-" + i);
+      else input.removeAttribute("aria-activedescendant");
     }
 
     function render(data) {
@@ -156,80 +159,5 @@
       else if (ev.key === "Escape") { close(); }
     });
     input.addEventListener("blur", function () { window.setTimeout(close, 120); });
-  }
-
-  // ---- player -----------------------------------------------------------------------------
-  const video = document.getElementById("player");
-  const timeline = document.getElementById("timeline");
-  const playhead = document.getElementById("playhead");
-
-  function markCurrentShot(t) {
-    let current = null;
-    document.querySelectorAll(".shot-card[data-seek]").forEach(function (el) {
-      if (parseFloat(el.dataset.seek) <= t + 0.01) current = el.dataset.index;
-    });
-    document.querySelectorAll("[data-index]").forEach(function (el) {
-      el.classList.toggle("is-current", el.dataset.index === current);
-    });
-    // The side panel's "shots like this one" follows the current shot.
-    const similar = document.getElementById("current-similar");
-    const card = current !== null ? document.getElementById("shot-" + current) : null;
-    const action = card && card.parentElement.querySelector(".similar-action");
-    if (similar && action) {
-      similar.href = action.getAttribute("href");
-      similar.textContent = "Shots like shot " + current;
-    }
-  }
-
-  if (video) {
-    const start = parseFloat(video.dataset.start || "0");
-    const epStart = parseFloat(video.dataset.episodeStart || "0");
-    const epEnd = parseFloat(video.dataset.episodeEnd || "0");
-    let positioned = false;
-
-    function seekToStart() {
-      if (positioned) return;
-      positioned = true;
-      if (Math.abs(video.currentTime - start) < 0.01) {
-        video.dataset.ready = "1";
-        return;
-      }
-      video.addEventListener("seeked", function once() {
-        video.removeEventListener("seeked", once);
-        video.dataset.ready = "1";
-      });
-      video.currentTime = start;
-    }
-
-    if (video.readyState >= 1) seekToStart();
-    else video.addEventListener("loadedmetadata", seekToStart);
-
-    video.addEventListener("timeupdate", function () {
-      const t = video.currentTime;
-      // An episode may be a time range of its file: stop at the episode's end.
-      if (epEnd > epStart && t >= epEnd && !video.paused) video.pause();
-      if (playhead && timeline) {
-        const span = parseFloat(timeline.dataset.span || "1");
-        const frac = Math.min(1, Math.max(0, (t - parseFloat(timeline.dataset.start)) / span));
-        playhead.hidden = false;
-        playhead.style.left = "calc(var(--label-width) + (100% - var(--label-width)) * " + frac.toFixed(4) + ")";
-      }
-      markCurrentShot(t);
-    });
-    video.addEventListener("error", function () {
-      const note = document.getElementById("player-error");
-      if (note) note.hidden = false;
-    });
-
-    document.addEventListener("click", function (ev) {
-      const target = ev.target.closest("[data-seek]");
-      if (!target || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
-      ev.preventDefault();
-      video.currentTime = parseFloat(target.dataset.seek);
-      if (target.dataset.index !== undefined) {
-        history.replaceState(null, "", "?shot=" + encodeURIComponent(target.dataset.index));
-      }
-      video.play().catch(function () { /* autoplay refused: the frame is shown anyway */ });
-    });
   }
 })();
