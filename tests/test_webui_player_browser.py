@@ -89,17 +89,17 @@ def player_server(tmp_path_factory):
         yield url
 
 
-def _problems(page) -> list[str]:
+def _problems(pg) -> list[str]:
     """Console errors but the 404s of thumbnails this catalogue has none of."""
-    return [p for p in page.problems if "404" not in p]
+    return [p for p in pg.problems if "404" not in p]
 
 
-def _ready(page) -> None:
-    page.locator('video#player[data-ready="1"]').wait_for(state="attached")
+def _ready(pg) -> None:
+    pg.locator('video#player[data-ready="1"]').wait_for(state="attached")
 
 
-def _t(page) -> float:
-    return page.evaluate("document.getElementById('player').currentTime")
+def _t(pg) -> float:
+    return pg.evaluate("document.getElementById('player').currentTime")
 
 
 def test_stops_within_one_frame_of_the_episode_end(page, player_server):  # noqa: F811
