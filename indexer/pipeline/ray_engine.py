@@ -152,6 +152,11 @@ class RayRun(LocalRun):
         self.decoders = decoders
 
     def run(self) -> IndexReport:
+        _ray()  # a clear error at once when Ray is missing
+        return super().run()
+
+    def _connect(self) -> None:
+        """Join (or start) the cluster: only when some episode needs tagging."""
         ray = _ray()
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
@@ -165,11 +170,11 @@ class RayRun(LocalRun):
                 "Ray cluster")
         self._gpus = int(ray.cluster_resources().get("GPU", 0))
         self._nodes = len(nodes)
-        return super().run()
 
     def _inline(self, todo) -> None:  # the local engine's decode loop, replaced
         from indexer.pipeline.engine import _Feed
 
+        self._connect()
         feed = _Feed(self, todo)
         while not feed.empty:
             jobs: list[_Job] = []
