@@ -169,3 +169,45 @@ def test_cli_facets(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "programme: beach (Beach life) 2, city (City news) 2, quiz (The quiz) 1" \
         in proc.stdout
+
+
+PARITY = ["object:person", "object:person -object:car", "object:car OR object:bicycle",
+          "genre:news", "object:dog after:2020-01-01", "scene:street object:person",
+          'programme:beach -scene:kitchen', "object:person ~object:car"]
+
+
+@pytest.fixture()
+def es_store(es_config):
+    from search.backends.elasticsearch.store import EsStore
+
+    s = EsStore(es_config, min_score=0.05, top_k=0)
+    fill(s)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("level", ["shot", "episode", "programme"])
+def test_same_facets_on_sqlite_and_elasticsearch(store, es_store, level):
+    names = ("programme", "genre", "label")  # year: test_year_facet_parity
+    for text in PARITY:
+        want = store.facets(resolve(store, text), level, 10, names=names)
+        got = es_store.facets(resolve(es_store, text), level, 10, names=names)
+        assert got == want, text
+
+
+def test_year_facet_parity(store, es_store):
+    for level in ("shot", "episode", "programme"):
+        for text in PARITY:
+            want = store.facets(resolve(store, text), level, 10, names=("year",))
+            got = es_store.facets(resolve(es_store, text), level, 10, names=("year",))
+            assert got == want and want, (level, text)
+
+
+def test_min_score_facet_parity(store, es_store):
+    for text, floor in (("object:person", 0.8), ("object:person object:car", 0.9)):
+        want = store.facets(resolve(store, text), "shot", 10, min_score=floor,
+                            names=("programme", "label"))
+        got = es_store.facets(resolve(es_store, text), "shot", 10, min_score=floor,
+                              names=("programme", "label"))
+        assert got == want and got != es_store.facets(
+            resolve(es_store, text), "shot", 10, names=("programme", "label")), text

@@ -1,6 +1,6 @@
 """Running a ``ResolvedQuery`` on the Elasticsearch catalogue: the query (``query``), the
 fetch in score order with ``search_after``, the exact re-scoring (``search.ranking``), the hits
-with their evidence, and facets. A part of ``EsStore`` (``store``), whose ``indices`` part
+with their evidence. A part of ``EsStore`` (``store``), whose ``indices`` part
 provides the connection (``_call``, ``_idx``, ``_mget``) and the label registry.
 
 Shots are only visible in their episode's committed generation: the few episodes being
@@ -29,7 +29,7 @@ MAX_DIRTY = 10_000
 
 
 class EsSearch:
-    """Search, ranking and facets over the indices of an ``EsStore``."""
+    """Search and ranking over the indices of an ``EsStore`` (facets: ``facets``)."""
 
     _idx: dict[str, str]
     es: Any
@@ -182,39 +182,6 @@ class EsSearch:
                     v = np.nan if src.get("duration_s") is None else float(src["duration_s"])
                 values[self._key(level, src)] = v
         return lambda ids: np.asarray([values.get(int(i), np.nan) for i in ids], np.float64)
-
-    def facets(self, query: Any, level: Level = "shot", size: int = 10
-               ) -> dict[str, list[tuple[str, int]]]:
-        """How the hits of a query (all of them, not a page) spread over programmes, genres
-        and the labels present, by ``terms`` aggregations on the query's filter clauses.
-        Labels are "set:name". An Elasticsearch capability (``supports_facets``)."""
-        if level not in LEVELS:
-            raise StoreError(f"unknown level {level!r}")
-        clauses = es_query.filters(query, level) + es_query.group_filters(query)
-        must_not: list[dict[str, Any]] = es_query.exclusions(query)
-        if level == "shot":
-            kind, programme_field = "shots", "programme_id"
-            must_not += self._hidden_shots()
-        elif level == "episode":
-            kind, programme_field = "episodes", "programme_id"
-            clauses.append({"term": {"status": "indexed"}})
-        else:
-            kind, programme_field = "programmes", "id"
-            clauses.append({"range": {"indexed_episodes": {"gt": 0}}})
-        resp = self._call(f"facets of {kind}", self.es.search, index=self._idx[kind], size=0,
-                          query={"bool": {"filter": clauses, "must_not": must_not}},
-                          aggs={"programme": {"terms": {"field": programme_field,
-                                                        "size": size}},
-                                "genre": {"terms": {"field": "genre_lc", "size": size}},
-                                "label": {"terms": {"field": "present", "size": size}}})
-        aggs = resp["aggregations"]
-        by_id = self._labels_by_id()
-        out = {name: [(b["key"], int(b["doc_count"])) for b in aggs[name]["buckets"]]
-               for name in ("programme", "genre")}
-        out["label"] = [(f"{by_id[int(b['key'])][0]}:{by_id[int(b['key'])][2]}",
-                         int(b["doc_count"])) for b in aggs["label"]["buckets"]
-                        if int(b["key"]) in by_id]
-        return out
 
     @staticmethod
     def _key(level: Level, src: dict[str, Any]) -> int:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from search.backends.elasticsearch.client import EsClient
+from search.backends.elasticsearch.facets import EsFacets
 from search.backends.elasticsearch.genres import EsGenres
 from search.backends.elasticsearch.mappings import KINDS, alias
 from search.backends.elasticsearch.reader import EsReader
@@ -61,7 +62,7 @@ from tvindex.core.store import CatalogueStore
 from tvindex.settings import ElasticsearchSettings
 
 
-class EsStore(EsGenres, EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
+class EsStore(EsFacets, EsGenres, EsWords, EsWriter, EsReader, EsSearch, CatalogueStore):
     """The Elasticsearch catalogue: indices and label sets (``indices``), the writer
     (``writer``), the reader (``reader``) and the search (``search``)."""
 
