@@ -14,12 +14,14 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from search.engine import run_search
+from search.facets import FACETS, run_facets
 from search.query import QueryError, Term
 from search.recommend import RecommendError
 from tvindex.core.genres import merged_genres
 from tvindex.core.labels import role_of
 from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.core.records import LEVELS, Hit, SearchPage, parse_shot_id
+from tvindex.core.store import StoreError
 from webui.context import ctx
 from webui.errors import BadParameter
 from webui.example import ACCEPT, Example, preview_data_url, read_example, shot_value
@@ -145,6 +147,12 @@ def search() -> tuple[str, int]:
             known = {i.name for i in store.labels(counts=False)} | {
                 p.title for p in programmes}
             fixes = did_you_mean(effective, exc, known)
+    facets: dict[str, Any] = {}
+    if page is not None and page.total:  # the side panel (_facets.html; search/facets.py)
+        try:
+            facets = run_facets(store, effective, level, FACETS, min_score=min_score)
+        except StoreError:
+            facets = {}  # 'then' queries and word terms have no facets
     suggestions: list[dict[str, Any]] = []
     if page is not None and page.total == 0:
         suggestions = _no_result_suggestions(q)
@@ -159,7 +167,7 @@ def search() -> tuple[str, int]:
         programme_id=programme_id, after=after, before=before, programmes=programmes,
         effective=effective, page=page, error=error, fixes=fixes, suggestions=suggestions,
         popular=_popular_labels() if not effective else [], nav=nav, sort=sort,
-        min_score=min_score,
+        min_score=min_score, facets=facets,
         empty_catalogue=not programmes, examples=ctx().examples.get()), status
 
 
