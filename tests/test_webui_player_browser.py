@@ -218,3 +218,25 @@ def test_timeline_is_a_keyboard_slider_in_drop_frame_timecode(page, player_serve
     page.wait_for_timeout(300)
     assert _t(page) <= secs(SPLIT)
     assert not _problems(page), page.problems
+
+
+def test_a_track_for_each_searched_label(page, player_server):  # noqa: F811
+    # From the results: the link carries the query, the player draws where each label is.
+    page.goto(player_server + "/?q=object:dog&level=episode")
+    hit = page.locator('article.hit[data-hit-id="ep-a"] a.card-link')
+    href = hit.get_attribute("href")
+    assert "shot=1" in href and "q=object" in href, href  # the best shot: dog 0.8
+    page.goto(player_server + "/episodes/ep-a?shot=0&q=object:dog+-object:car+object:person")
+    page.locator('#timeline[data-tracks="2"]').wait_for(state="attached")
+    rows = page.locator(".timeline-searched")
+    assert [rows.nth(i).get_attribute("data-term") for i in range(rows.count())] == [
+        "object:dog", "object:person"]  # an excluded term draws no track
+    dog = [float(x) for x in rows.nth(0).locator("rect").evaluate_all(
+        "rs => rs.map(r => r.dataset.seek)")]
+    person = [float(x) for x in rows.nth(1).locator("rect").evaluate_all(
+        "rs => rs.map(r => r.dataset.seek)")]
+    assert dog == [secs(40), secs(80)] and person == [secs(0)]  # ep-b's shots stay out
+    rows.nth(0).locator("rect").nth(1).click(force=True)  # seeks there
+    page.wait_for_function(
+        f"() => Math.abs(document.getElementById('player').currentTime - {secs(80)}) < 0.05")
+    assert not _problems(page), page.problems

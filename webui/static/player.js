@@ -379,6 +379,99 @@
     });
   }
 
+  // ---- a track for each searched label (the page's ?q=, passed on by the results) ----------
+  // Where in this episode each positive label term of the query is present: the search API
+  // answers with the shots where it is (its presence rule), in this programme.
+  const timelineBox = document.getElementById("timeline");
+  const query = new URLSearchParams(window.location.search).get("q") || "";
+  const svgNS = "http://www.w3.org/2000/svg";
+
+  function labelTerms(text) {
+    const terms = [];
+    const re = /(^|\s)([-~]?)([a-z][\w-]*):("[^"]+"|[^\s"]+)/gi;
+    let m;
+    while ((m = re.exec(text)) !== null) {
+      const field = m[3].toLowerCase();
+      if (m[2] || ["programme", "genre", "after", "before", "said", "screen", "subtitle", "text"]
+        .includes(field)) continue;
+      const term = m[3] + ":" + m[4];
+      if (!terms.includes(term) && terms.length < 6) terms.push(term);
+    }
+    return terms;
+  }
+
+  function drawTrack(term, shots) {
+    const span = bounded ? epEnd - epStart : 1;
+    const row = document.createElement("div");
+    row.className = "timeline-row timeline-searched";
+    row.dataset.term = term;
+    const name = document.createElement("span");
+    name.className = "track-label";
+    name.textContent = term;
+    name.title = "searched: " + term + " (" + shots.length + " shot" + (shots.length === 1 ? "" : "s") + ")";
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("class", "track track-searched");
+    svg.setAttribute("viewBox", "0 0 1000 12");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", term + " present in " + shots.length + " shot" +
+      (shots.length === 1 ? "" : "s") + (shots.length ? ": " + shots.map(function (h) {
+        return timecode(h.start_s);
+      }).join(", ") : ""));
+    for (const h of shots) {
+      const r = document.createElementNS(svgNS, "rect");
+      r.setAttribute("x", (1000 * (h.start_s - epStart) / span).toFixed(2));
+      r.setAttribute("y", "0");
+      r.setAttribute("width", Math.max(1000 * (h.end_s - h.start_s) / span - 1, 1).toFixed(2));
+      r.setAttribute("height", "12");
+      r.setAttribute("fill-opacity", (0.35 + 0.65 * Math.min(1, h.score)).toFixed(2));
+      r.dataset.seek = String(h.start_s);
+      const title = document.createElementNS(svgNS, "title");
+      title.textContent = term + " " + h.score.toFixed(2) + " · " + timecode(h.start_s);
+      r.append(title);
+      svg.append(r);
+    }
+    row.append(name, svg);
+    const shotsRow = timelineBox.querySelector(".timeline-shots");
+    shotsRow.after(row);
+  }
+
+  function loadTrack(term) {
+    const programme = timelineBox.dataset.programmeTitle || "";
+    const scoped = programme && !programme.includes('"')
+      ? term + ' programme:"' + programme + '"' : term;
+    const found = [];
+    function page(url, left) {
+      return fetch(url, { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { hits: [] }; })
+        .then(function (body) {
+          for (const h of body.hits || []) {
+            if (h.episode_id === timelineBox.dataset.episode && h.start_s !== null) found.push(h);
+          }
+          if (body.next && left > 0) return page(body.next, left - 1);
+          return null;
+        });
+    }
+    return page(timelineBox.dataset.searchUrl + "?level=shot&limit=100&q=" +
+      encodeURIComponent(scoped), 20)
+      .then(function () {
+        found.sort(function (a, b) { return a.start_s - b.start_s; });
+        return found;
+      })
+      .catch(function () { return null; /* no track: the rest of the page works */ });
+  }
+
+  if (timelineBox && timelineBox.dataset.searchUrl && query) {
+    const terms = labelTerms(query);
+    Promise.all(terms.map(loadTrack)).then(function (results) {
+      // each row goes right under the shots: the last first, so they read in query order
+      for (let i = terms.length - 1; i >= 0; i--) {
+        if (results[i]) drawTrack(terms[i], results[i]);
+      }
+      timelineBox.dataset.tracks = String(terms.length);
+    });
+  }
+
   // ---- the timeline's shots and tracks, the shot list: seek without leaving the page -------
   document.addEventListener("click", function (ev) {
     const target = ev.target.closest("[data-seek]");
