@@ -60,12 +60,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _synthetic as syn  # noqa: E402
+import _synthetic as syn
 
-from search.backends.sqlite.store import SCHEMA_VERSION, SqliteStore  # noqa: E402
-from search.engine import resolve, run_search  # noqa: E402
+from search.backends.sqlite.store import SCHEMA_VERSION, SqliteStore
+from search.engine import resolve, run_search
+from search.facets import FACETS, run_facets
 
 TARGET_P99_MS = 50.0
+TARGET_FACETS_P99_MS = 100.0  # issue 15: any query type, facets on
 BUILD_FORMAT = 1  # bump when the synthesis changes
 
 # --- build ----------------------------------------------------------------------------------
@@ -302,6 +304,49 @@ def run_queries(store: SqliteStore, qs: dict, repeats: int, seed: int) -> dict:
     return {"cold_first_query": cold, "warm": per_type}
 
 
+def run_facet_queries(store: SqliteStore, qs: dict, repeats: int, seed: int) -> dict:
+    """Issue 15: each query with and without facets (all four, ``search.facets.run_facets``
+    after ``run_search``, as the API answers ``facets=1``), interleaved in the same shuffled
+    rounds so both see the same load; also the facets alone and the first facet call (it
+    builds the per-write-version tables and the shot presence matrix)."""
+    flat = [(t, text) for t, items in qs["queries"].items() for text, _ in items]
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    run_facets(store, qs["headline"], "shot", FACETS)
+    cold_ms = round(1000 * (time.perf_counter() - t0), 1)
+    for _, text in flat:  # warm-up pass (label columns, facet tables)
+        run_search(store, text, "shot", limit=20)
+        run_facets(store, text, "shot", FACETS)
+    lat: dict[str, list[float]] = {}
+    rng = random.Random(seed + 7)
+    for _ in range(repeats):
+        order = [(typ, text, mode) for typ, text in flat for mode in ("plain", "facets")]
+        rng.shuffle(order)
+        for typ, text, mode in order:
+            t0 = time.perf_counter()
+            run_search(store, text, "shot", limit=20)
+            t1 = time.perf_counter()
+            if mode == "facets":
+                run_facets(store, text, "shot", FACETS)
+                lat.setdefault(f"facets_only:{typ}", []).append(time.perf_counter() - t1)
+            lat.setdefault(f"{mode}:{typ}", []).append(time.perf_counter() - t0)
+    keep = ("p50_ms", "p99_ms", "max_ms", "n")
+    out: dict = {"first_facets_call_ms": cold_ms, "per_type": {},
+                 "loadavg_before": [round(x, 2) for x in load0],
+                 "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    for typ in [*qs["queries"], "all"]:
+        def pct(mode: str, typ: str = typ) -> dict:
+            xs = (lat[f"{mode}:{typ}"] if typ != "all" else
+                  [x for t in qs["queries"] for x in lat[f"{mode}:{t}"]])
+            return {k: v for k, v in syn.percentiles(xs).items() if k in keep}
+        out["per_type"][typ] = {"without_facets": pct("plain"), "with_facets": pct("facets"),
+                                "facets_alone": pct("facets_only")}
+    p99 = out["per_type"]["all"]["with_facets"]["p99_ms"]
+    out["target"] = {"p99_with_facets_ms": p99, "limit_ms": TARGET_FACETS_P99_MS,
+                     "met": bool(p99 < TARGET_FACETS_P99_MS)}
+    return out
+
+
 def profile(store: SqliteStore, texts: list[str], repeats: int, top: int = 18) -> dict:
     prof = cProfile.Profile()
     prof.enable()
@@ -362,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
                     help="cProfile the three-label queries (auto: when the target is missed)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-facets", dest="facets", action="store_false",
+                    help="skip the with/without facets rounds (issue 15)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 100 episodes x 50 shots, 2 repeats, 8 tagger frames")
     args = ap.parse_args(argv)
@@ -418,6 +465,10 @@ def main(argv: list[str] | None = None) -> int:
     syn.log("running queries...")
     queries = run_queries(store, qs, args.repeats, args.seed)
     brk = breakdown(store, qs["headline"], runs=3 if args.quick else 7)
+    facet_lat = None
+    if args.facets:
+        syn.log("running queries with and without facets...")
+        facet_lat = run_facet_queries(store, qs, args.repeats, args.seed)
     p99_three = queries["warm"]["three_label"]["p99_ms"]
     met = p99_three < TARGET_P99_MS
     prof = None
@@ -464,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"p99_three_label_ms": p99_three, "limit_ms": TARGET_P99_MS,
                    "met": bool(met)},
     }
+    if facet_lat:
+        out["facets"] = facet_lat
     if prof:
         out["profile_three_label"] = prof
     if rew:

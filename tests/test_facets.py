@@ -69,6 +69,9 @@ def facets(store, text: str, level: str = "shot", size: int = 10, **kw):
 
 def test_shot_facets_exact(store):
     assert facets(store, "object:person") == PERSON_SHOT
+    # one matched shot: its own presence rows are read (not a mask over every pair)
+    assert facets(store, "object:bicycle")["label"] == [
+        ("coco80:car", 1), ("coco80:person", 1), ("places365:street", 1)]
     # size cuts each list (ties by value)
     assert facets(store, "object:person", size=2)["label"] == [("coco80:car", 3),
                                                                ("places365:street", 3)]

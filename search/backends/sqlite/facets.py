@@ -108,6 +108,17 @@ class FacetTables:
         order = np.argsort(pos, kind="stable")
         return pos[order].astype(np.int32), lab[order]
 
+    def row_starts(self, level: Level) -> np.ndarray:
+        """CSR row pointers of the shot presence pairs: shot row r owns pairs
+        ``starts[r]:starts[r + 1]``."""
+        with self._lock:
+            got = self._presence.get("shot-rows")
+            if got is None:
+                items = self._presence["shot"][0]
+                got = (np.searchsorted(items, np.arange(len(self._shot_ids()) + 1)), items)
+                self._presence["shot-rows"] = got  # type: ignore[assignment]
+            return got[0]
+
     def counts(self, level: Level, matched: np.ndarray, query: Any, size: int,
                names: tuple[str, ...]) -> FacetCounts:
         out: FacetCounts = {}
@@ -150,12 +161,24 @@ class FacetTables:
         if level == "shot":
             shot_ids = self._shot_ids()
             rows = np.searchsorted(shot_ids, matched)
+            starts = self.row_starts(level)
+            lo, n = starts[rows], starts[rows + 1] - starts[rows]
+            total = int(n.sum())
+            if total * 4 < len(items):
+                # Few matched shots: gather only their pairs (CSR rows), not every pair.
+                ends = np.cumsum(n)
+                pick = np.arange(total) + np.repeat(lo - (ends - n), n)
+                per_label = np.bincount(labels[pick])
+                return self._top_labels(per_label, query, size)
             mask = np.zeros(len(shot_ids) + 1, bool)
             mask[rows] = True
         else:
             mask = np.zeros(int(max(items.max(), matched.max())) + 1, bool)
             mask[matched] = True
-        per_label = np.bincount(labels[mask[items]])
+        return self._top_labels(np.bincount(labels[mask[items]]), query, size)
+
+    def _top_labels(self, per_label: np.ndarray, query: Any, size: int
+                    ) -> list[tuple[str, int]]:
         own = own_labels(query)
         return top_counts(((self.label_names.get(int(lid), str(lid)), int(per_label[lid]))
                            for lid in np.flatnonzero(per_label) if int(lid) not in own), size)
