@@ -93,7 +93,8 @@ def two_stores(tmp_path: Path, reference: CatalogueStore | None = None,
                evaluated: CatalogueStore | None = None
                ) -> tuple[CatalogueStore, CatalogueStore]:
     """Reference and evaluated stores of the same catalogue (two shots per episode, equal
-    dog scores within an episode) that disagree on 'dog'."""
+    dog scores within an episode) that disagree on how to rank 'dog' (present everywhere in
+    both: every score reaches coco80's threshold of 0.5, so search ranks all three)."""
     def episodes(dog: dict[str, float], extra: dict[str, dict[str, float]]):
         out = {}
         for e, p in (("a1", "alpha"), ("a2", "alpha"), ("b1", "beta")):
@@ -102,9 +103,9 @@ def two_stores(tmp_path: Path, reference: CatalogueStore | None = None,
         return out
 
     reference = make_store(reference or tmp_path / "ref.sqlite",
-                           episodes({"a1": 0.8, "a2": 0.4, "b1": 0.1}, {}))
+                           episodes({"a1": 0.8, "a2": 0.6, "b1": 0.5}, {}))
     evaluated = make_store(evaluated or tmp_path / "eval.sqlite",
-                           episodes({"a1": 0.2, "a2": 0.6, "b1": 0.3},
+                           episodes({"a1": 0.5, "a2": 0.9, "b1": 0.7},
                                     {"b1": {"car": 0.9}}))
     return reference, evaluated
 
@@ -134,12 +135,12 @@ def test_retrieval_agreement_hand_checked(tmp_path: Path):
         return next(r["ndcg"] for r in result["levels"][level]["per_label"]
                     if r["label"] == "dog")
 
-    # Episodes: evaluated order a2 (.6), b1 (.3), a1 (.2); reference scores .4, .1, .8.
-    assert dog("episode") == pytest.approx(dcg([0.4, 0.1, 0.8]) / dcg([0.8, 0.4, 0.1]))
+    # Episodes: evaluated order a2 (.9), b1 (.7), a1 (.5); reference scores .6, .5, .8.
+    assert dog("episode") == pytest.approx(dcg([0.6, 0.5, 0.8]) / dcg([0.8, 0.6, 0.5]))
     # Shots: two per episode, ties broken by id.
-    assert dog("shot") == pytest.approx(dcg([0.4, 0.4, 0.1, 0.1, 0.8, 0.8])
-                                        / dcg([0.8, 0.8, 0.4, 0.4, 0.1, 0.1]))
-    # Programmes: alpha .4 vs beta .3 evaluated, .6 vs .1 reference: same order.
+    assert dog("shot") == pytest.approx(dcg([0.6, 0.6, 0.5, 0.5, 0.8, 0.8])
+                                        / dcg([0.8, 0.8, 0.6, 0.6, 0.5, 0.5]))
+    # Programmes: alpha .7 vs beta .7 evaluated (a tie: by id), .7 vs .5 reference.
     assert dog("programme") == pytest.approx(1.0)
     assert result["levels"]["episode"]["worst"][0]["label"] == "dog"
     others = [r["ndcg"] for r in result["levels"]["shot"]["per_label"] if r["label"] != "dog"]
