@@ -117,8 +117,8 @@ def tagger_sets(args) -> dict[str, dict]:
 
 def inference(env_sets: dict[str, dict], episodes: list[dict], every: float,
               repeats: int) -> dict:
-    """Frames/s of each tagger set on the keyframes frames (one process, as indexing runs
-    them), interleaved rounds, median."""
+    """Frames/s of each tagger set on the keyframes frames of the episodes (repeated to at
+    least 64; one process, as indexing runs them), interleaved rounds, median."""
     code = r'''
 import json, os, sys, time
 from indexer.media import Sampler, probe
@@ -128,6 +128,7 @@ from tvindex.settings import load_settings
 paths, every, repeats = json.loads(sys.argv[1])
 s = load_settings(None, {})
 frames = [f for p in paths for f in Sampler("keyframes", every, max_side=720).frames(p, probe(p))]
+frames = (frames * (1 + 64 // max(1, len(frames))))[:max(64, len(frames))]  # >= 64 timed
 taggers = taggers_from_settings(s)
 emb = choose_embedder(taggers, s.taggers.embedding)
 list(tag_frames(frames[:s.taggers.batch_size], taggers, s.taggers.batch_size, embedder=emb))
@@ -139,7 +140,7 @@ for _ in range(repeats):
     times.append(time.perf_counter() - t0)
 print(json.dumps({"frames": len(frames), "times": times}))
 '''
-    arg = json.dumps([[e["path"] for e in episodes[:1]], every, 1])
+    arg = json.dumps([[e["path"] for e in episodes], every, 1])
     out: dict[str, dict] = {name: {"times": []} for name in env_sets}
     for _ in range(repeats):  # interleaved: one pass of each set per round
         for name, env in env_sets.items():
