@@ -79,7 +79,7 @@ def test_search_results_link_to_the_player_at_the_shot(client):
     cards = doc.by_class("hit")
     assert len(cards) == 5  # the shots where dog is present
     links = [a["href"] for a in doc.find("a") if a.get("class") == "card-link"]
-    assert "/episodes/bd2?shot=0" in links
+    assert "/episodes/bd2?shot=0&q=object:dog" in links  # the query: the player's label tracks
     assert "/thumbnails/bd2/0.jpg" in [i["src"] for i in doc.find("img")]
     assert "5</strong> shots match" in html
     assert re.search(r"dog <span class=\"chip-score\">0\.9[0-9]</span>", html)
