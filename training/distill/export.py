@@ -178,7 +178,7 @@ def onnx_path_settings(settings, model: str | Path):
 
 def export_student(settings, checkpoint: str | Path | None, out: str | Path, *,
                    int8: bool = False, calibration: str | Path | None = None,
-                   calibration_frames: int = 256, calibration_method: str = "minmax",
+                   calibration_frames: int = 256, calibration_method: str = "percentile",
                    check: str | Path | None = None, check_frames: int = 64) -> dict[str, Any]:
     """``tvindex train export``: the checkpoint (default ``taggers.student.checkpoint``) to
     ONNX at ``out``, and with ``int8`` to ``NAME.int8.onnx`` too. Both are checked against

@@ -127,7 +127,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--calibration-frames", type=int_in(1, 100_000), default=256, metavar="N",
                    help="at most N calibration frames, evenly spread (default 256)")
     x.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"],
-                   default="minmax", help="activation ranges from (default minmax)")
+                   default="percentile",
+                   help="how activation ranges are found (default percentile)")
     x.add_argument("--check", type=Path, metavar="DIR",
                    help="frames to check the export against PyTorch: a transfer set (val "
                         "split) or a folder of images (default: the checkpoint's transfer set)")
