@@ -14,7 +14,8 @@ from webui.openapi_words import TRANSCRIPT_EXAMPLE
 _DOG_BEACH_QUERY = {
     "groups": [[{"label_id": 2, "label_set": "coco80", "name": "dog"}],
                [{"label_id": 6, "label_set": "places365", "name": "beach"}]],
-    "excluded": [], "programme_ids": [], "genres": [], "after": None, "before": None}
+    "excluded": [], "soft_excluded": [], "then_groups": [], "within_s": None,
+    "programme_ids": [], "genres": [], "after": None, "before": None}
 
 _SHOT_HIT = {
     "level": "shot", "id": "bd2@0", "score": 0.924662, "programme_id": "beach-dogs",
