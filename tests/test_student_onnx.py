@@ -268,8 +268,9 @@ def test_production_student_onnx_quality_within_001_of_pytorch(tmp_path: Path):
     if not PRODUCTION.is_file() or not (TRANSFER / "index.json").is_file():
         pytest.skip("needs the trained student (var/models/student.pt) and its transfer set "
                     "(var/transfer/offline): README, 'Student network'")
+    from training.distill.deploy import export_student
     from training.distill.evaluate import checkpoint_path_settings, evaluate_tagger
-    from training.distill.export import export_student, onnx_path_settings
+    from training.distill.export import onnx_path_settings
     from training.distill.transfer import TransferSet
 
     settings = load_settings(overrides={"taggers.device": "cpu"}, environ={})

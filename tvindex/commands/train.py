@@ -251,7 +251,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration DIR (a transfer set or a folder of images)")
-    from training.distill.export import export_student
+    from training.distill.deploy import export_student
 
     report = export_student(settings, args.checkpoint, args.out, int8=args.int8,
                             calibration=args.calibration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from tvindex.settings.sections import _Section
+from tvindex.settings.base import _Section
 
 
 class StudentOnnxSettings(_Section):
