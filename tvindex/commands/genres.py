@@ -23,9 +23,10 @@ from tvindex.commands._common import (
     command_parser,
     require_catalogue,
 )
-from tvindex.settings import Settings
+from tvindex.settings import REPO_ROOT, Settings
 
-DEFAULT_CONFIG = Path("config/train/genres-lstm.yaml")
+# The default run: found beside the code, whatever the working directory.
+DEFAULT_CONFIG = REPO_ROOT / "config" / "train" / "genres-lstm.yaml"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "tvindex genres fit --holdout la-placa --output-dir /tmp/runs --json",
                   "tvindex genres fit --resume     # continue a stopped run"])
     f.add_argument("--config", dest="genre_config", type=Path, metavar="FILE",
-                   help=f"training configuration (default {DEFAULT_CONFIG})")
+                   help="training configuration (default config/train/genres-lstm.yaml)")
     f.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="KEY=VALUE", help="override a configuration value (repeatable)")
     f.add_argument("--output-dir", type=Path, metavar="DIR",
