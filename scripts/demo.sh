@@ -21,6 +21,9 @@ run status
 run search "object:bicycle" --level shot --limit 3
 run search "object:person" --level programme --limit 3
 run search 'object:car -object:person programme:"Ciutat en bici"' --level shot --limit 3
+run search "object:car then object:person" --limit 3
+run search "object:person" --level episode --sort air_date --facets --limit 3
+run export search "object:bicycle" --format edl
 run labels --set coco80 --match bi
 run vectors status
 run similar programme la-placa --limit 3

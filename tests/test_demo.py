@@ -67,8 +67,13 @@ def test_cli_recommendations_and_query_by_example(tmp_path_factory, shared_dir: 
     assert programmes == sorted(programmes, key=lambda p: (-p["similarity"], p["id"]))
     shots = json.loads(cli("similar", "shot", "bici-01@2", "--limit", "3", "--json").stdout)
     assert len(shots) == 3 and "bici-01@2" not in [h["id"] for h in shots]
-    picture = json.loads(cli("similar", "image", str(shared_dir / "media" / "images" / "dog.jpg"),
-                             "--limit", "2", "--json").stdout)
+    dog = str(shared_dir / "media" / "images" / "dog.jpg")
+    # No dog in the footage: under the similarity floor (pictures.min_similarity) nothing is
+    # a close match; without the floor, the nearest shots.
+    floor = cli("similar", "image", dog, "--limit", "2", "--json")
+    assert json.loads(floor.stdout) == [] and "no close match" in floor.stderr
+    picture = json.loads(cli("similar", "image", dog, "--limit", "2", "--min-similarity", "0",
+                             "--json").stdout)
     assert len(picture) == 2 and all("@" in h["id"] for h in picture)
     refused = cli("similar", "image", str(REPO / "README.md"))
     assert refused.returncode == 2 and "not an image of a supported format" in refused.stderr

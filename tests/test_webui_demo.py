@@ -67,7 +67,7 @@ def test_real_responses_match_the_document(base, schemas):
         ("/api/v1/suggest?q=traff", "Suggestions"),
         ("/api/v1/search?q=" + quote("object:person -object:car") + "&level=programme",
          "SearchPage"),
-        ("/api/v1/search?q=" + quote("scene:cab OR object:car after:2021-01-01") + "&level=episode",
+        ("/api/v1/search?q=" + quote("imagenet1k:cab OR object:car after:2021-01-01") + "&level=episode",
          "SearchPage"),
     ]:
         status, body = get(base + path)

@@ -6,6 +6,8 @@ The same application object serves tests (``app.test_client()``) and production
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 from flask import Flask, Response, request
@@ -80,6 +82,17 @@ def axis_max(values: Any) -> float:
     return next((step for step in AXIS_STEPS if top <= step), 1.0)
 
 
+def snippet_parts(snippet: str) -> list[tuple[str, bool]]:
+    """A word snippet (``search.words``: HTML-escaped text with ``<mark>`` around matched
+    words) as plain ``(text, marked)`` parts, which the template escapes again itself: no
+    markup from data ever reaches a page unescaped."""
+    parts: list[tuple[str, bool]] = []
+    for i, piece in enumerate(re.split(r"</?mark>", snippet)):
+        if piece:
+            parts.append((html.unescape(piece), i % 2 == 1))
+    return parts
+
+
 def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     """Build the web application over ``store`` (opened from ``settings`` when None, and
     closed with the app). ``settings`` is a ``tvindex.settings.Settings``."""
@@ -107,6 +120,7 @@ def create_app(settings: Any, store: CatalogueStore | None = None) -> Flask:
     register_error_handlers(app)
 
     app.jinja_env.filters["clock"] = format_time
+    app.jinja_env.filters["snippet_parts"] = snippet_parts
     # A label set's name for editors (vocabulary.display_names) and its role.
     app.jinja_env.globals["set_title"] = lambda name: display_name(settings, name)
     app.jinja_env.globals["set_role"] = role_of

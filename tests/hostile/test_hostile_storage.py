@@ -317,14 +317,33 @@ def test_read_only_data_dir_refuses_index(data_dir: Path, tmp_path: Path, index_
     assert dump(data_dir / "catalogue.sqlite") == before
 
 
+def _undo_migrations_after(version: int) -> list[str]:
+    """Statements that take a current catalogue back to ``version``: each later migration's
+    tables dropped and its added columns removed, newest first."""
+    from search.backends.sqlite.schema import MIGRATIONS
+
+    undo: list[str] = []
+    for v in sorted((v for v in MIGRATIONS if v > version), reverse=True):
+        for statement in reversed(MIGRATIONS[v].split(";")):
+            words = statement.split()
+            if words[:2] == ["CREATE", "TABLE"] or words[:3] == ["CREATE", "VIRTUAL", "TABLE"]:
+                name = words[words.index("TABLE") + 1].split("(")[0]
+                undo.append(f"DROP TABLE IF EXISTS {name}")
+            elif words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "COLUMN"]:
+                undo.append(f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}")
+    return undo
+
+
 def test_read_only_catalogue_that_needs_a_migration_says_so(tmp_path: Path):
     data = tmp_path / "data"
     data.mkdir()
     db_path = data / "catalogue.sqlite"
     build_catalogue(db_path, n_episodes=2, n_segments=2)
     db = sqlite3.connect(db_path)  # make it a schema-1 catalogue, as an older tvindex left it
-    db.executescript("DROP TABLE episode_embeddings; DROP TABLE segment_embeddings; "
-                     "UPDATE meta SET value='1' WHERE key='schema_version';")
+    for statement in _undo_migrations_after(1):
+        db.execute(statement)
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.commit()
     db.close()
     with read_only(data, tmp_path / "ro") as ro:
         m = one_error(tvindex("status", "--data-dir", str(ro)), READ_ONLY)
