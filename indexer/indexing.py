@@ -310,6 +310,30 @@ class _FailureGuard:
             "again")
 
 
+def select_todo(catalogue: Catalogue, states: dict, version: str, cache: FingerprintCache,
+                shard: tuple[int, int] | None, force: bool, store: CatalogueWriter,
+                report: IndexReport) -> list[tuple[EpisodeRecord, str]]:
+    """The episodes of this shard that need tagging, with their fingerprints; unchanged ones
+    go to ``report.skipped``, unreadable ones are marked failed."""
+    todo: list[tuple[EpisodeRecord, str]] = []
+    for ep in catalogue.episodes:
+        if not in_shard(ep.id, shard):
+            continue
+        try:
+            fp = cache.fingerprint(ep)
+        except OSError as exc:
+            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
+            report.failed[ep.id] = str(exc)
+            continue
+        st = states.get(ep.id)
+        if (not force and st is not None and st.status == "indexed"
+                and st.fingerprint == fp and st.config_version == version):
+            report.skipped.append(ep.id)
+            continue
+        todo.append((ep, fp))
+    return todo
+
+
 def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Tagger],
               sampling: SamplingSettings, aggregation: AggregationSettings, *,
               embedder: Tagger | None, batch_size: int = 16, force: bool = False,
@@ -342,22 +366,7 @@ def run_index(catalogue: Catalogue, store: CatalogueWriter, taggers: Sequence[Ta
     cache = fingerprints if fingerprints is not None else FingerprintCache(None)
     hashed_before = cache.computed
 
-    todo: list[tuple[EpisodeRecord, str]] = []
-    for ep in catalogue.episodes:
-        if not in_shard(ep.id, shard):
-            continue
-        try:
-            fp = cache.fingerprint(ep)
-        except OSError as exc:
-            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
-            report.failed[ep.id] = str(exc)
-            continue
-        st = states.get(ep.id)
-        if (not force and st is not None and st.status == "indexed"
-                and st.fingerprint == fp and st.config_version == version):
-            report.skipped.append(ep.id)
-            continue
-        todo.append((ep, fp))
+    todo = select_todo(catalogue, states, version, cache, shard, force, store, report)
     cache.save()
     report.hashed = cache.computed - hashed_before
     guard = _FailureGuard(store, report)

@@ -31,7 +31,7 @@ from indexer.indexing import (
     IndexReport,
     _FailureGuard,
     _mark_failed,
-    in_shard,
+    select_todo,
 )
 from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
 from indexer.pipeline.decode import CRASH, DONE, ERROR, FRAMES, decode_task
@@ -55,30 +55,6 @@ class _Job:
     unchanged_indexed: bool
     aggregate: EpisodeAggregate | None = None
     attempts: int = 0
-
-
-def select_todo(catalogue: Catalogue, states: dict, version: str, cache: FingerprintCache,
-                shard: tuple[int, int] | None, force: bool, store: CatalogueWriter,
-                report: IndexReport) -> list[tuple[EpisodeRecord, str]]:
-    """The episodes of this shard that need tagging, with their fingerprints; unchanged ones
-    go to ``report.skipped``, unreadable ones are marked failed."""
-    todo: list[tuple[EpisodeRecord, str]] = []
-    for ep in catalogue.episodes:
-        if not in_shard(ep.id, shard):
-            continue
-        try:
-            fp = cache.fingerprint(ep)
-        except OSError as exc:
-            _mark_failed(store, ep.id, f"cannot read {ep.media_path}: {exc.strerror or exc}")
-            report.failed[ep.id] = str(exc)
-            continue
-        st = states.get(ep.id)
-        if (not force and st is not None and st.status == "indexed"
-                and st.fingerprint == fp and st.config_version == version):
-            report.skipped.append(ep.id)
-            continue
-        todo.append((ep, fp))
-    return todo
 
 
 class LocalRun:
