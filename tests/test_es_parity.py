@@ -26,6 +26,7 @@ QUERIES = [
     "object:person genre:news", "object:car after:2021-01-01", "object:person before:2020-12-31",
     'object:car -object:person programme:"Ciutat en bici"', "programme:\"La plaça\"",
     "genre:nature", "object:person OR object:car object:traffic_light",
+    "object:person ~object:car", "object:car OR object:bicycle ~object:person -object:dog",
 ]
 
 
@@ -84,6 +85,37 @@ def test_same_top_10(stores, text: str, level: str):
     for h in run_search(es, text, level, limit=10).hits:
         if h.id in ev:
             assert [(e.label, e.score, e.excluded) for e in h.evidence] == ev[h.id]
+
+
+@pytest.mark.parametrize("options", [{"min_score": 0.3}, {"sort": "air_date"},
+                                     {"sort": "duration:asc"}, {"sort": "score"}])
+@pytest.mark.parametrize("level", ["shot", "episode", "programme"])
+def test_same_totals_and_order_with_a_floor_or_a_sort(stores, level: str, options: dict):
+    """Presence, hard and soft exclusion, min_score and the sorts (issue 15): the same totals,
+    hits, scores and order on both backends."""
+    sqlite, es = stores
+    for text in ("object:person", "object:person -object:car", "object:person ~object:car",
+                 "object:car then object:person within 30s", "object:car then object:person"):
+        if " then " in text and level != "shot":
+            continue
+        a = run_search(sqlite, text, level, limit=50, **options)
+        b = run_search(es, text, level, limit=50, **options)
+        assert a.total == b.total, text
+        assert [(h.id, h.score, h.then) for h in a.hits] == [
+            (h.id, h.score, h.then) for h in b.hits], text
+        if level != "shot":
+            assert [h.best_shot for h in a.hits] == [h.best_shot for h in b.hits], text
+
+
+def test_one_label_totals_are_the_label_counts(stores):
+    """A one-label search finds as many shots and episodes as the Labels page counts."""
+    for store in stores:
+        for info in store.labels("coco80"):
+            if info.episodes == 0 or " " in info.name:
+                continue
+            text = f"coco80:{info.name}"
+            assert run_search(store, text, "shot").total == info.shots, text
+            assert run_search(store, text, "episode").total == info.episodes, text
 
 
 def test_same_catalogue(stores):
