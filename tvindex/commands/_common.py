@@ -37,6 +37,17 @@ def command_parser(sub: argparse._SubParsersAction, name: str, help: str, descri
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def score_arg(text: str) -> float:
+    """An argparse ``type``: a score in [0, 1] (``--min-score``; a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def int_in(low: int, high: int | None = None):
     """An argparse ``type``: an integer in [low, high] (a usage error, exit 2, otherwise)."""
     def parse(text: str) -> int:

@@ -13,20 +13,11 @@ from tvindex.commands._common import (
     command_parser,
     int_in,
     require_catalogue,
+    score_arg,
 )
 from tvindex.settings import Settings
 
 FORMATS = ("csv", "edl", "otio", "json")  # search.export.EXPORT_FORMATS (imported lazily)
-
-
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write to FILE (default: standard output)")
     p.add_argument("--limit", type=int_in(1, 5000), default=500, metavar="N",
                    help="search: the most shots to export, 1 to 5000 (default 500)")
-    p.add_argument("--min-score", type=_score, default=0.0, metavar="X",
+    p.add_argument("--min-score", type=score_arg, default=0.0, metavar="X",
                    help="search: leave out shots scoring below X, 0 to 1 (default 0)")
     add_data_dir(p)
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})

@@ -14,6 +14,7 @@ from tvindex.commands._common import (
     command_parser,
     int_in,
     require_catalogue,
+    score_arg,
 )
 from tvindex.core.limits import DEFAULT_LIMIT
 from tvindex.settings import Settings
@@ -37,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"hits to show, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
     p.add_argument("--offset", type=int_in(0), default=0, metavar="N",
                    help="hits to skip first, for the next page (default 0)")
-    p.add_argument("--min-score", type=_score, default=0.0, metavar="S",
+    p.add_argument("--min-score", type=score_arg, default=0.0, metavar="S",
                    help="drop hits scoring below S, 0 to 1 (default 0); the total counts the "
                         "rest")
     p.add_argument("--sort", type=_sort, default="score", metavar="ORDER",
@@ -115,16 +116,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 _CLI_CURSOR_KEY = b"tvindex-cli-cursor-v1"
-
-
-def _score(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _sort(text: str) -> str:
