@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from search.backends.elasticsearch.genres import genre_clauses
 from search.ranking import EPS
 
@@ -111,3 +113,21 @@ def label_ids(query: Any) -> list[int]:
 def clamp(p: float) -> float:
     """The value stored in ``p.<id>`` (and, for 1 - p, ``q.<id>``): ln never sees 0."""
     return max(p, EPS)
+
+
+def fetched_postings(by_key: dict[int, dict[str, Any]], keys: np.ndarray, label_id: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One label's posting list (``search.ranking``: ids, scores, present) over hits already
+    fetched (``by_key``: item key -> hit, ``keys``: their sorted keys): the items whose stored
+    scores (``s``) carry the label."""
+    ids, scores, present = [], [], []
+    lid = str(label_id)
+    for k in keys.tolist():
+        src = by_key[k]["_source"]
+        v = (src.get("s") or {}).get(lid)
+        if v is not None:
+            ids.append(k)
+            scores.append(v)
+            present.append(lid in (src.get("present") or ()))
+    return (np.asarray(ids, np.int64), np.asarray(scores, np.float32),
+            np.asarray(present, bool))

@@ -196,17 +196,7 @@ class EsSearch:
         keys = np.asarray(sorted(by_key), np.int64)
 
         def postings(label_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            ids, scores, present = [], [], []
-            lid = str(label_id)
-            for k in keys:
-                src = by_key[int(k)]["_source"]
-                v = (src.get("s") or {}).get(lid)
-                if v is not None:
-                    ids.append(k)
-                    scores.append(v)
-                    present.append(lid in (src.get("present") or ()))
-            return (np.asarray(ids, np.int64), np.asarray(scores, np.float32),
-                    np.asarray(present, bool))
+            return es_query.fetched_postings(by_key, keys, label_id)
 
         groups = [[postings(ref.label_id) for ref in g] for g in query.groups]
         excluded = [postings(ref.label_id) for ref in query.excluded]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from search.backends.elasticsearch import query as es_query
 from search.backends.elasticsearch.mappings import (
     WORDS_PROPERTIES,
     WORDS_SETTINGS,
@@ -333,17 +334,7 @@ class EsWords:
     def _label_postings(self, query: Any, by_key: dict[int, dict], keys: np.ndarray
                         ) -> dict[str, list]:
         def postings(label_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            ids, scores, present = [], [], []
-            lid = str(label_id)
-            for k in keys.tolist():
-                src = by_key[k]["_source"]
-                v = (src.get("s") or {}).get(lid)
-                if v is not None:
-                    ids.append(k)
-                    scores.append(v)
-                    present.append(lid in (src.get("present") or ()))
-            return (np.asarray(ids, np.int64), np.asarray(scores, np.float32),
-                    np.asarray(present, bool))
+            return es_query.fetched_postings(by_key, keys, label_id)
 
         return {"groups": [[postings(r.label_id) for r in g] for g in query.groups],
                 "excluded": [postings(r.label_id) for r in query.excluded],
