@@ -69,11 +69,13 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sampling:\n  every_s: 3\n  mode: keyframes\n")
     env = {"TVINDEX__SAMPLING__EVERY_S": "4", "TVINDEX_MODEL_DIR": "/models",
-           "TVINDEX__TAGGERS__TFLITE_DETECTOR__THREADS": "1"}
+           "TVINDEX__TAGGERS__TFLITE_DETECTOR__THREADS": "1",
+           "TVINDEX__TAGGERS__STUDENT_ONNX__MODEL": "/models/s.onnx"}
     s = load_settings(cfg, environ=env)
     assert (s.sampling.every_s, s.sampling.mode) == (4.0, "keyframes")
     assert s.paths.model_dir == Path("/models")
     assert s.taggers.tflite_detector.threads == 1
+    assert str(s.taggers.student_onnx.model) == "/models/s.onnx"
     s = load_settings(cfg, {"sampling.every_s": 5, "sampling.mode": None}, environ=env)
     assert (s.sampling.every_s, s.sampling.mode) == (5.0, "keyframes")
 

@@ -146,9 +146,9 @@ class LocalRun:
 
     # -- one episode ----------------------------------------------------------------------
 
-    def _begin(self, ep: EpisodeRecord, fp: str, claim: Claim) -> _Job | None:
-        """Probe the claimed episode's file (the one probe); None when there is nothing to
-        decode (done by another run meanwhile, or unreadable: recorded)."""
+    def _new_job(self, ep: EpisodeRecord, fp: str, claim: Claim) -> _Job | None:
+        """A job for the claimed episode, not yet probed; None when another run finished it
+        meanwhile (recorded, claim released)."""
         if claim.finished_elsewhere(fp, self.version, self.started_wall):
             self.report.by_other_run.append(ep.id)
             claim.release()
@@ -157,7 +157,14 @@ class LocalRun:
         st = self.states.get(ep.id)
         unchanged = st is not None and st.status == "indexed" and st.fingerprint == fp
         self._next_id += 1
-        job = _Job(self._next_id, ep, fp, claim, None, unchanged)  # type: ignore[arg-type]
+        return _Job(self._next_id, ep, fp, claim, None, unchanged)  # type: ignore[arg-type]
+
+    def _begin(self, ep: EpisodeRecord, fp: str, claim: Claim) -> _Job | None:
+        """Probe the claimed episode's file (the one probe); None when there is nothing to
+        decode (done by another run meanwhile, or unreadable: recorded)."""
+        job = self._new_job(ep, fp, claim)
+        if job is None:
+            return None
         self.bar.set_description(f"indexing {ep.id}")
         try:
             job.info = probe(ep.media_path)

@@ -192,15 +192,7 @@ class RayRun(LocalRun):
 
     def _begin(self, ep, fp, claim):
         # The file is probed once, by the decode task on the cluster: no probe here.
-        if claim.finished_elsewhere(fp, self.version, self.started_wall):
-            self.report.by_other_run.append(ep.id)
-            claim.release()
-            self.bar.update(1)
-            return None
-        st = self.states.get(ep.id)
-        unchanged = st is not None and st.status == "indexed" and st.fingerprint == fp
-        self._next_id += 1
-        return _Job(self._next_id, ep, fp, claim, None, unchanged)  # type: ignore[arg-type]
+        return self._new_job(ep, fp, claim)
 
     def _on_cluster(self, jobs: list[_Job]) -> None:
         import ray.data

@@ -72,6 +72,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 # documentation, is about 12 KiB; pure-Python YAML parses some 100 KiB a second).
 CONFIG_MAX_BYTES = 256 * 1024
 _MAX_ENV_KEYS = 8  # parts of a TVINDEX__A__B__... name
+# Tagger sections spelled with '-' in YAML, as their environment names spell them.
+_HYPHENATED = ("tflite_detector", "timm_classifier", "student_onnx")
 _MAX_ERRORS = 10  # validation problems listed in one message
 
 
@@ -158,8 +160,7 @@ def _env_tree(environ: Mapping[str, str] | None) -> tuple[dict[str, Any], dict[t
         if len(keys) > _MAX_ENV_KEYS:
             raise ConfigError(f"{one_line(var)}: nested deeper than {_MAX_ENV_KEYS} keys")
         # Tagger sections are spelled with '-' in YAML; env names cannot hold '-'.
-        keys = [k.replace("_", "-") if k in ("tflite_detector", "timm_classifier") else k
-                for k in keys]
+        keys = [k.replace("_", "-") if k in _HYPHENATED else k for k in keys]
         _set_dotted(tree, keys, yaml_value(raw), one_line(var))
         names[tuple(keys)] = one_line(var)
     return tree, names
