@@ -18,7 +18,8 @@ Measured, in one run:
    frames, and the decode+inference limit of one core for each mode
    (``video_s / (decode_s + frames / frames_per_s)``).
    ``keyframes`` runs over the ``--catalogue-hours`` catalogue; ``interval`` and ``shots``
-   (which decode far more per hour) over the generated episodes once.
+   (which decode far more per hour) over the generated episodes once (each as two halves
+   when their number is odd, so two workers share the work evenly).
 3. ``index``: ``tvindex index`` as a user runs it (a fresh process and data dir, start-up,
    model loading and writing included) for each mode x tagger set x ``--workers`` (1, 2) on
    the local engine, and with ``--ray`` the Ray engine for keyframes (the job starts its own
@@ -75,13 +76,22 @@ def generate(folder: Path, episodes: int, duration: float, width: int, height: i
     return out
 
 
-def manifest(folder: Path, episodes: list[dict], hours: float | None) -> tuple[Path, float]:
-    """A CSV catalogue listing the episodes, repeated until ``hours`` of video."""
+def manifest(folder: Path, episodes: list[dict], hours: float | None, parts: int = 1
+             ) -> tuple[Path, float]:
+    """A CSV catalogue listing the episodes, repeated until ``hours`` of video; ``parts`` > 1
+    lists each file as that many consecutive episodes (time ranges of it), so the work
+    divides evenly between workers (3 files on 2 workers leave one idle a third of the
+    time)."""
     rows, total, k = [], 0.0, 0
     target = hours * 3600 if hours else sum(e["duration_s"] for e in episodes)
     while total < target - 1e-6:
         e = episodes[k % len(episodes)]
-        rows.append(f"Archive,ep{k:04d},{e['path']},,")
+        if parts > 1:
+            cut = [round(e["duration_s"] * i / parts, 3) for i in range(parts + 1)]
+            rows += [f"Archive,ep{k:04d}-{i},{e['path']},{cut[i]},{cut[i + 1]}"
+                     for i in range(parts)]
+        else:
+            rows.append(f"Archive,ep{k:04d},{e['path']},,")
         total += e["duration_s"]
         k += 1
     m = folder / "catalogue.csv"
@@ -165,10 +175,11 @@ print(json.dumps({"frames": len(frames), "times": times}))
     return out
 
 
-def run_index(manifest_path: Path, env: dict, workers: int, engine: str) -> dict:
+def run_index(manifest_path: Path, env: dict, workers: int, engine: str,
+              threads: int = 0) -> dict:
     data = tempfile.mkdtemp(prefix="archive-bench-")
     cmd = [sys.executable, "-m", "tvindex.cli", "index", str(manifest_path), "--no-progress",
-           "--json", "--data-dir", data, "--engine", engine]
+           "--json", "--data-dir", data, "--engine", engine, "--decode-threads", str(threads)]
     if engine == "local":
         cmd += ["--workers", str(workers)]
     elif engine == "ray-cluster":  # the one-machine cluster started by ray_cluster()
@@ -234,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ray-cluster", action="store_true",
                    help="also the Ray engine on a one-machine cluster started once before "
                         "the runs (keyframes; its start-up left out, as in production)")
+    p.add_argument("--decode-threads", nargs="+", type=int, default=[0],
+                   help="threads per decoder for the local runs (0: FFmpeg's choice; each "
+                        "value is a run of its own, keys end /tN when N > 0)")
     p.add_argument("--sets", nargs="+", choices=["teachers", "student", "student-onnx"],
                    help="only these tagger sets (default: every one given)")
     p.add_argument("--dir", type=Path, default=REPO / "var" / "bench" / "archive")
@@ -255,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     long_dir.mkdir(exist_ok=True)
     base_dir.mkdir(exist_ok=True)
     man, video_s = manifest(long_dir, episodes, args.catalogue_hours)
-    base_man, base_video_s = manifest(base_dir, episodes, None)
+    base_man, base_video_s = manifest(base_dir, episodes, None,
+                                      parts=2 if len(episodes) % 2 else 1)
     common = {"TVINDEX__SAMPLING__EVERY_S": str(args.every)}
     sets = tagger_sets(args)
     if args.sets:
@@ -279,16 +294,15 @@ def main(argv: list[str] | None = None) -> int:
                 limits[f"{mode}/{name}"] = round(one_video / s, 1)
     out["decode_inference_limit_x_realtime"] = limits
 
-    runs = [(mode, name, w, "local") for mode in args.modes for name in sets
-            for w in args.workers]
+    runs = [(mode, name, w, "local", t) for mode in args.modes for name in sets
+            for w in args.workers for t in args.decode_threads]
     if args.ray:
-        runs += [("keyframes", name, 0, "ray") for name in sets]
+        runs += [("keyframes", name, 0, "ray", 0) for name in sets]
     if args.ray_cluster:
-        runs += [("keyframes", name, 0, "ray-cluster") for name in sets]
+        runs += [("keyframes", name, 0, "ray-cluster", 0) for name in sets]
     walls: dict[str, list[float]] = {}
     results: dict[str, dict] = {}
-    with ray_cluster(args.ray_cluster):
-        _index_rounds(args, runs, sets, common, man, base_man, walls, results)
+    _index_rounds(args, runs, sets, common, man, base_man, walls, results)
     index = {}
     for key, r in results.items():
         if key not in walls:
@@ -309,16 +323,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _index_rounds(args, runs: list, sets: dict, common: dict, man: Path, base_man: Path,
                   walls: dict[str, list[float]], results: dict[str, dict]) -> None:
-    """``args.rounds`` interleaved rounds of every run: each round runs each once."""
+    """``args.rounds`` interleaved rounds of every run: each round runs each once, the
+    ``ray-cluster`` runs last, inside a cluster started for them (outside it, a plain ``ray``
+    run would join that cluster instead of starting its own)."""
     for _ in range(args.rounds):
-        for mode, name, w, engine in runs:
-            key = f"{mode}/{name}/{engine}" + (f"/w{w}" if engine == "local" else "")
-            env = dict(common, TVINDEX__SAMPLING__MODE=mode, **sets[name])
-            r = run_index(man if mode == "keyframes" else base_man, env, w, engine)
-            results[key] = r
-            if "error" not in r:
-                walls.setdefault(key, []).append(r["wall_s"])
-            print(f"{key}: {r}", file=sys.stderr)
+        for on_cluster in (False, True):
+            batch = [r for r in runs if (r[3] == "ray-cluster") == on_cluster]
+            if not batch:
+                continue
+            with ray_cluster(on_cluster):
+                for mode, name, w, engine, threads in batch:
+                    key = f"{mode}/{name}/{engine}" + (f"/w{w}" if engine == "local" else "")
+                    key += f"/t{threads}" if threads else ""
+                    env = dict(common, TVINDEX__SAMPLING__MODE=mode, **sets[name])
+                    r = run_index(man if mode == "keyframes" else base_man, env, w, engine,
+                                  threads)
+                    results[key] = r
+                    if "error" not in r:
+                        walls.setdefault(key, []).append(r["wall_s"])
+                    print(f"{key}: {r}", file=sys.stderr)
 
 
 def targets(index: dict, limits: dict, video_s: float) -> dict:
@@ -337,10 +360,12 @@ def targets(index: dict, limits: dict, video_s: float) -> dict:
                                round(video_s / 3600, 2), "target": 200, "met": k2 >= 200}
     for mode in MODES:
         for name in ("teachers", "student", "student-onnx"):
-            a, b = x(f"{mode}/{name}/local/w1"), x(f"{mode}/{name}/local/w2")
-            if a and b:
-                t[f"workers_2_vs_1/{mode}/{name}"] = {"ratio": round(b / a, 2),
-                                                      "target": 1.8, "met": b / a >= 1.8}
+            for th in ("", "/t1"):
+                a, b = x(f"{mode}/{name}/local/w1{th}"), x(f"{mode}/{name}/local/w2{th}")
+                if a and b:
+                    t[f"workers_2_vs_1/{mode}/{name}{th}"] = {
+                        "ratio": round(b / a, 2), "target": 1.8, "met": b / a >= 1.8,
+                        "cores_busy_w1": index[f"{mode}/{name}/local/w1{th}"]["cores_busy"]}
         for name in ("teachers", "student", "student-onnx"):
             for engine in ("ray", "ray-cluster"):
                 r, loc = x(f"{mode}/{name}/{engine}"), x(f"{mode}/{name}/local/w2")

@@ -231,6 +231,22 @@ def test_interval_bikes_every_2s(bikes: Path) -> None:
         assert np.array_equal(f.image, image)
 
 
+def test_decoder_threads_are_set_and_change_no_picture(bikes: Path, monkeypatch) -> None:
+    from indexer.media import set_decode_threads, source
+
+    monkeypatch.setattr(source, "_decode_threads", 0)
+    default = list(sample_frames(bikes, "interval", 0.5))
+    set_decode_threads(1)
+    with source._Source(bikes) as src:
+        assert src.stream.codec_context.thread_count == 1
+    one = list(sample_frames(bikes, "interval", 0.5))
+    assert len(one) == len(default) == 20
+    assert all(a.time_s == b.time_s and np.array_equal(a.image, b.image)
+               for a, b in zip(one, default, strict=True))
+    with pytest.raises(ValueError):
+        set_decode_threads(-1)
+
+
 def test_interval_bikes_seeking_matches_sequential(bikes: Path) -> None:
     # every 3 s is longer than the ~1.9 s key-frame interval: each sample seeks
     requested = [0.5, 3.5, 6.5, 9.5]

@@ -83,9 +83,10 @@ def _catalogue(tmp_path: Path, video_dir: Path, bad_media: dict[str, Path]) -> P
                                   pytest.param("shots", marks=pytest.mark.slow)])
 def test_pipelined_catalogue_equals_sequential_byte_for_byte(tmp_path, env, video_dir,
                                                              bad_media, monkeypatch, mode):
-    """The same taggers, the same catalogue indexed by the sequential engine (run_index)
-    and by the pipelined one with 2 decode workers: every table and every read model are
-    equal, failures included."""
+    """The same taggers, the same catalogue indexed by the sequential engine (run_index,
+    FFmpeg's decoder threads) and by the pipelined one with 2 decode workers decoding in
+    one thread each (--decode-threads 1): every table and every read model are equal,
+    failures included."""
     from indexer.catalogue import load_catalogue
     from indexer.fingerprints import FingerprintCache
     from indexer.indexing import run_index
@@ -105,6 +106,10 @@ def test_pipelined_catalogue_equals_sequential_byte_for_byte(tmp_path, env, vide
     with SqliteStore(seq_db) as store:
         seq = run_index(catalogue, store, taggers, settings.sampling, settings.aggregation,
                         embedder=embedder, batch_size=4, progress=False)
+    import indexer.media.source as source
+
+    monkeypatch.setattr(source, "_decode_threads", 0)
+    source.set_decode_threads(1)  # the workers fork with it
     with SqliteStore(piped_db) as store:
         piped = index_catalogue(catalogue, store, models, settings.sampling,
                                 settings.aggregation, batch_size=4, progress=False,

@@ -24,7 +24,9 @@ file, one open stream with its clock), ``probing``, ``cursor`` (moving through f
 from indexer.media.probing import probe
 from indexer.media.sampling import Sampler, sample_frames
 from indexer.media.shots import detect_shots
+from indexer.media.source import set_decode_threads
 from indexer.media.types import Frame, MediaError, MediaInfo, Shot
 
 __all__ = ["Frame", "MediaError", "MediaInfo", "Sampler", "Shot", "detect_shots", "probe",
+           "set_decode_threads",
            "sample_frames"]

@@ -60,11 +60,14 @@ def _ray():
 
 # -- the tasks (run on the cluster) --------------------------------------------------------
 
-def decode_episodes(batch: dict[str, np.ndarray], sampler: Sampler, chunk: int
-                    ) -> Iterator[dict[str, list]]:
-    """One episode row in, its chunks out (``kind`` frames), then a ``done``/``error`` row."""
-    from indexer.media import probe
+def decode_episodes(batch: dict[str, np.ndarray], sampler: Sampler, chunk: int,
+                    threads: int = 0) -> Iterator[dict[str, list]]:
+    """One episode row in, its chunks out (``kind`` frames), then a ``done``/``error`` row;
+    ``threads``: per video decoder (0: FFmpeg's choice)."""
+    from indexer.media import probe, set_decode_threads
     from indexer.pipeline.decode import decode_task
+
+    set_decode_threads(threads)
 
     for job, path, start_s, end_s in zip(batch["job"], batch["path"], batch["start_s"],
                                          batch["end_s"]):
@@ -146,10 +149,11 @@ class RayRun(LocalRun):
     tagging on the cluster."""
 
     def __init__(self, *args: Any, address: str | None, decoders: int | None,
-                 **kwargs: Any) -> None:
+                 decode_threads: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, workers=0, **kwargs)
         self.address = address
         self.decoders = decoders
+        self.decode_threads = decode_threads
 
     def run(self) -> IndexReport:
         _ray()  # a clear error at once when Ray is missing
@@ -210,7 +214,8 @@ class RayRun(LocalRun):
         # fusing it into the tagging actors, where it would run one episode at a time).
         ds = ds.map_batches(decode_episodes, batch_size=1,
                             ray_remote_args_fn=lambda: {"num_cpus": 1},
-                            fn_kwargs={"sampler": self.sampler, "chunk": self.batch_size},
+                            fn_kwargs={"sampler": self.sampler, "chunk": self.batch_size,
+                                       "threads": self.decode_threads},
                             compute=ray.data.TaskPoolStrategy(size=self.decoders)
                             if self.decoders else None)
         actors = self._gpus or self._nodes
@@ -263,17 +268,19 @@ class RayRun(LocalRun):
 def index_on_ray(catalogue: Catalogue, store: CatalogueWriter, models: Models,
                  sampling: SamplingSettings, aggregation: AggregationSettings, *,
                  address: str | None = None, decoders: int | None = None,
-                 batch_size: int = 16, force: bool = False,
+                 decode_threads: int = 0, batch_size: int = 16, force: bool = False,
                  shard: tuple[int, int] | None = None, progress: bool = True,
                  fingerprints: FingerprintCache | None = None,
                  claims: EpisodeClaims | None = None) -> IndexReport:
     """Index every episode of the catalogue that needs it on a Ray cluster (``address``:
     as ``ray.init``'s; None: ``RAY_ADDRESS`` or a new local cluster; a Ray already
     initialised in this process is used as it is). ``decoders``: at most that many decode
-    tasks at once (None: as the cluster's CPUs allow). The rest as the local engine's."""
+    tasks at once (None: as the cluster's CPUs allow); ``decode_threads``: threads per video
+    decoder in those tasks (0: FFmpeg's choice). The rest as the local engine's."""
     t0 = time.perf_counter()
     report = RayRun(catalogue, store, models, sampling, aggregation, batch_size=batch_size,
                     force=force, shard=shard, progress=progress, fingerprints=fingerprints,
-                    claims=claims, address=address, decoders=decoders).run()
+                    claims=claims, address=address, decoders=decoders,
+                    decode_threads=decode_threads).run()
     report.seconds = time.perf_counter() - t0
     return report

@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int_in(0, 256), metavar="N", default=None,
                    help="decode processes (default: the number of cores; 0: decode in the "
                         "tagging process)")
+    p.add_argument("--decode-threads", type=int_in(0, 64), metavar="N", default=0,
+                   help="threads per video decoder (default 0: FFmpeg's choice, every core; "
+                        "1: one per decode process, for as many workers as cores)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this machine (default); ray: a Ray cluster (pip install "
                         "'tvindex[ray]')")
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
     from indexer.claims import EpisodeClaims
     from indexer.fingerprints import FingerprintCache
+    from indexer.media import set_decode_threads
     from indexer.pipeline.engine import index_catalogue
     from indexer.pipeline.models import Models
     from search.store import open_store
@@ -123,6 +127,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # nothing to do); the configuration version is remembered in the data dir meanwhile.
     models = Models.from_settings(settings, data_dir)
     workers = args.workers if args.workers is not None else default_workers()
+    set_decode_threads(args.decode_threads)  # forked decode workers inherit it
     with open_store(settings) as store:
         # Runs sharing the data dir claim episodes there (each is tagged once), and keep
         # the files' fingerprints there (a resume hashes only what changed).
@@ -135,7 +140,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
             report = index_on_ray(catalogue, store, models, settings.sampling,
                                   settings.aggregation, address=args.ray_address,
-                                  decoders=args.workers, **common)
+                                  decoders=args.workers,
+                                  decode_threads=args.decode_threads, **common)
         else:
             report = index_catalogue(catalogue, store, models, settings.sampling,
                                      settings.aggregation, workers=workers, **common)
