@@ -78,7 +78,8 @@ class ScreenWordSettings(_Section):
 
 class WordsSettings(_Section):
     # The word sources `tvindex index` runs after the pictures (an empty list: none). The
-    # screen source is opt-in: about 1 s per frame read on a 2-core CPU (docs/words.md).
+    # screen source is opt-in: ~0.1 s per frame read, ~5 minutes of OCR per hour of video at
+    # one frame a second on an idle 2-core CPU, several times that under load (docs/words.md).
     enabled: list[WordSource] = Field(default_factory=lambda: ["subtitles", "speech"])
     subtitles: SubtitlesWordSettings = Field(default_factory=SubtitlesWordSettings)
     speech: SpeechWordSettings = Field(default_factory=SpeechWordSettings)
