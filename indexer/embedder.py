@@ -49,3 +49,12 @@ def build_embedder(settings: Any) -> Tagger | None:
 
     # The named tagger is not active or has no features: the indexer's own error.
     return choose_embedder(taggers_from_settings(settings), settings.taggers.embedding)
+
+
+def build_text_encoder(settings: Any):
+    """The text tower of ``taggers.openclip``'s model (``visual:`` query terms), built alone:
+    an ``indexer.taggers.openclip.OpenClipTextEncoder``. Errors as the tagger's (the clip
+    extra missing, weights not found)."""
+    from indexer.taggers.openclip import OpenClipTextEncoder
+
+    return OpenClipTextEncoder(settings.taggers.openclip, RuntimeContext.from_settings(settings))

@@ -21,11 +21,13 @@ EMBEDDING_KEY = "taggers.embedding"
 @dataclass
 class TaggedFrame:
     """A sampled frame with the logits of every active label set ({name: [n] float32}) and,
-    when an embedder runs, its unit-length (L2-normalised) embedding [D] float32."""
+    when an embedder runs, its unit-length (L2-normalised) embedding [D] float32; when a
+    visual tagger runs (:func:`visual_tagger`), its unit-length image embedding too."""
 
     frame: Frame
     logits: dict[str, np.ndarray] = field(default_factory=dict)
     embedding: np.ndarray | None = None
+    visual: np.ndarray | None = None
 
 
 def label_sets_of(taggers: Sequence[Tagger]) -> list[LabelSet]:
@@ -71,6 +73,16 @@ def choose_embedder(taggers: Sequence[Tagger], embedding: str) -> Tagger | None:
     return chosen
 
 
+def visual_tagger(taggers: Sequence[Tagger]) -> Tagger | None:
+    """The active tagger with visual (text-aligned) embeddings (``visual_dim > 0``: openclip),
+    or None. Two would fill the same space, so two are an error."""
+    visual = [t for t in taggers if t.visual_dim > 0]
+    if len(visual) > 1:
+        raise TaggerError(f"taggers {', '.join(t.name for t in visual)} all make visual "
+                          "embeddings; activate only one of them")
+    return visual[0] if visual else None
+
+
 def batched(items: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
     it = iter(items)
     while batch := list(islice(it, size)):
@@ -86,10 +98,13 @@ def tag_frames(
     ``embedder`` (one of ``taggers``, see :func:`choose_embedder`) runs through
     ``predict_with_embeddings`` instead of ``predict``: its logits and features come from the
     same forward pass, so no tagger runs twice; each frame gets its unit-length embedding.
+    The visual tagger (:func:`visual_tagger`) also gives each frame its unit-length
+    ``visual`` embedding.
 
     Streams: at most one batch of frames is held, whatever the video's length.
     """
     label_sets_of(taggers)  # fail early on clashing label sets
+    visual = visual_tagger(taggers)
     if embedder is not None and not any(t is embedder for t in taggers):
         raise ValueError(f"the embedder {embedder.name!r} is not one of the taggers")
     for batch in batched(frames, batch_size):
@@ -108,4 +123,7 @@ def tag_frames(
             for name, values in logits.items():
                 for t, row in zip(tagged, values):
                     t.logits[name] = row
+            if tagger is visual:
+                for t, row in zip(tagged, unit_rows(tagger.predict_visual(images))):
+                    t.visual = row
         yield from tagged

@@ -30,7 +30,7 @@ import numpy as np
 from indexer.catalogue import Catalogue
 from indexer.claims import Claim, EpisodeClaims, NoClaims
 from indexer.fingerprints import FingerprintCache
-from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames
+from indexer.frame_tagging import TaggedFrame, label_sets_of, tag_frames, visual_tagger
 from indexer.media import Frame, MediaError, MediaInfo, Sampler, probe
 from indexer.taggers.base import Tagger
 from tvindex.core.labels import LabelSet
@@ -93,6 +93,7 @@ class _OpenSegment:
     end_s: float | None
     accumulators: dict[str, StatsAccumulator]
     embedding: EmbeddingAccumulator | None = None
+    visual: EmbeddingAccumulator | None = None
     thumb_time: float = 0.0
     thumb: np.ndarray | None = None
 
@@ -117,6 +118,9 @@ class EpisodeBuilder:
         self.batch_size = batch_size
         self.label_sets: list[LabelSet] = label_sets_of(self.taggers)
         self.embedder = embedder
+        # The openclip tagger's image embeddings, aggregated like the embedder's features
+        # but kept apart (their own space; SegmentTags.visual).
+        self.visual = visual_tagger(self.taggers)
         self.thresholds = {ls.name: threshold_for(ls, aggregation.coverage_threshold)
                            for ls in self.label_sets}
 
@@ -128,6 +132,9 @@ class EpisodeBuilder:
         if self.embedder is None:
             return None
         return EmbeddingAccumulator(self.embedder.embedding_dim)
+
+    def _visual_accumulator(self) -> EmbeddingAccumulator | None:
+        return EmbeddingAccumulator(self.visual.visual_dim) if self.visual is not None else None
 
     def frames(self, episode: EpisodeRecord, info: MediaInfo | None = None) -> Iterator[Frame]:
         """The episode's sampled frames; ``info``: its file's probe when already made (else
@@ -157,7 +164,8 @@ class EpisodeBuilder:
 
     def _add(self, tagged: TaggedFrame, seg: _OpenSegment,
              episode_acc: dict[str, StatsAccumulator],
-             episode_emb: EmbeddingAccumulator | None = None) -> None:
+             episode_emb: EmbeddingAccumulator | None = None,
+             episode_visual: EmbeddingAccumulator | None = None) -> None:
         for ls in self.label_sets:
             probs = ls.probabilities(tagged.logits[ls.name])
             seg.accumulators[ls.name].add(probs)
@@ -165,6 +173,9 @@ class EpisodeBuilder:
         if seg.embedding is not None and episode_emb is not None:
             seg.embedding.add(tagged.embedding)
             episode_emb.add(tagged.embedding)
+        if seg.visual is not None and episode_visual is not None:
+            seg.visual.add(tagged.visual)
+            episode_visual.add(tagged.visual)
         f = tagged.frame
         # Thumbnail: the frame nearest the middle of the shot (the first frame otherwise).
         mid = (f.shot.start_s + f.shot.end_s) / 2 if f.shot else f.time_s
@@ -185,6 +196,7 @@ class EpisodeAggregate:
         self.version = version
         self.episode_acc = builder._accumulators()
         self.episode_emb = builder._embedding_accumulator()
+        self.episode_visual = builder._visual_accumulator()
         self.segments: list[SegmentTags] = []
         self.current: _OpenSegment | None = None
 
@@ -195,7 +207,8 @@ class EpisodeAggregate:
             time_s=round(seg.thumb_time, 3),
             stats={k: a.result() for k, a in seg.accumulators.items()},
             thumbnail=thumbnail_jpeg(seg.thumb, width) if seg.thumb is not None else b"",
-            embedding=seg.embedding.result() if seg.embedding is not None else None))
+            embedding=seg.embedding.result() if seg.embedding is not None else None,
+            visual=seg.visual.result() if seg.visual is not None else None))
 
     def add(self, tagged: TaggedFrame) -> None:
         f = tagged.frame
@@ -207,8 +220,9 @@ class EpisodeAggregate:
             current = self.current = _OpenSegment(
                 key, f.shot.start_s if f.shot else f.time_s,
                 f.shot.end_s if f.shot else None, self.builder._accumulators(),
-                self.builder._embedding_accumulator())
-        self.builder._add(tagged, current, self.episode_acc, self.episode_emb)
+                self.builder._embedding_accumulator(), self.builder._visual_accumulator())
+        self.builder._add(tagged, current, self.episode_acc, self.episode_emb,
+                          self.episode_visual)
 
     def finish(self) -> EpisodeTags:
         """The episode's tags; MediaError when no frame came."""
@@ -229,8 +243,17 @@ class EpisodeAggregate:
             sampling=builder.sampler.mode,
             embedding=episode_emb.result() if episode_emb is not None else None,
             embedding_model=builder.embedder.identity() if builder.embedder is not None else "",
+            **_visual_fields(builder.visual, self.episode_visual),
             clock=EpisodeClock.for_episode(info.frame_rate, info.timecode, episode.start_s,
                                            info.vfr) if info.frame_rate else None)
+
+
+def _visual_fields(tagger: Tagger | None, acc: EmbeddingAccumulator | None) -> dict:
+    """EpisodeTags' visual_* fields from the visual tagger and the episode's accumulator."""
+    if tagger is None or acc is None:
+        return {}
+    return {"visual_embedding": acc.result(), "visual_model": tagger.identity(),
+            "visual_frames": acc.n}
 
 
 @dataclass

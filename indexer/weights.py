@@ -95,6 +95,20 @@ class ModelResolver:
         return resolve_weights(name, self, config_key=config_key)
 
 
+def find_local(relative: str | Path, models: ModelResolver) -> tuple[Path | None, list[Path]]:
+    """``relative`` under the model directory, else under the cache: (the file, or None when
+    neither holds it; the paths tried before, for the error message)."""
+    tried: list[Path] = []
+    for folder in (models.model_dir, models.cache_dir):
+        if folder is None:
+            continue
+        path = Path(folder) / relative
+        if path.is_file():
+            return path, tried
+        tried.append(path)
+    return None, tried
+
+
 def resolve_weights(name: str | Path, models: ModelResolver, *, config_key: str = "") -> Path:
     """Return the path of a weights (or label) file, looking where the module docstring says.
 
@@ -108,14 +122,10 @@ def resolve_weights(name: str | Path, models: ModelResolver, *, config_key: str 
             return candidate
         raise ModelNotFoundError(f"model file {candidate}{where} does not exist")
 
-    looked: list[str] = []
-    for folder in (models.model_dir, models.cache_dir):
-        if folder is None:
-            continue
-        path = Path(folder) / text
-        if path.is_file():
-            return path
-        looked.append(str(folder))
+    found, tried = find_local(text, models)
+    if found is not None:
+        return found
+    looked = [str(path.parent) for path in tried]
 
     source = KNOWN_WEIGHTS.get(text)
     if source is not None and models.allow_download:

@@ -51,6 +51,10 @@ def settings_for(name: str, tmp_path: Path, shared: Path | None):
         from test_student_onnx import tiny_onnx_student  # exported once per session
 
         overrides["taggers.student-onnx.model"] = str(tiny_onnx_student(tmp_path))
+    elif name == "openclip":
+        from test_openclip import clip_settings  # a tiny random OpenCLIP, as a weights file
+
+        return clip_settings(tmp_path, **{"taggers.batch_size": 3})
     elif name in ("tflite-detector", "timm-classifier"):
         if shared is None or not (shared / "models").is_dir():
             pytest.skip("needs the shared models (../shared/models)")
@@ -69,10 +73,18 @@ def _shared() -> Path | None:
 @pytest.mark.parametrize("name", list_taggers())
 def test_every_tagger_label_sets_and_shapes(name: str, tmp_path: Path):
     tagger = tagger_from_settings(name, settings_for(name, tmp_path, _shared()))
-    assert tagger.label_sets, "a tagger emits at least one label set"
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
               for h, w in [(144, 176), (272, 640), (300, 300), (90, 160)]]
+    if tagger.visual_dim:  # openclip: no labels, image embeddings for visual: terms
+        assert tagger.label_sets == () and tagger.predict(frames) == {}
+        visual = tagger.predict_visual(frames)
+        assert visual.shape == (4, tagger.visual_dim) and visual.dtype == np.float32
+        assert np.isfinite(visual).all() and not np.allclose(visual[0], visual[1])
+        assert tagger.predict_visual([]).shape == (0, tagger.visual_dim)
+        assert name in tagger.identity()
+        return
+    assert tagger.label_sets, "a tagger emits at least one label set"
     out = tagger.predict(frames)
     assert set(out) == {ls.name for ls in tagger.label_sets}
     for ls in tagger.label_sets:
@@ -88,7 +100,8 @@ def test_every_tagger_label_sets_and_shapes(name: str, tmp_path: Path):
     assert name in tagger.identity()
 
 
-EMBEDDING_DIMS = {"yolo": 0, "tflite-detector": 0, "timm-classifier": 1280, "places365": 512}
+EMBEDDING_DIMS = {"yolo": 0, "tflite-detector": 0, "timm-classifier": 1280, "places365": 512,
+                  "openclip": 0}
 
 
 @pytest.mark.parametrize("name", list_taggers())

@@ -57,6 +57,10 @@ class Tagger(ABC):
     # Size of the pooled penultimate features ``predict_with_embeddings`` returns; 0 for
     # taggers that have none (detectors).
     embedding_dim: int = 0
+    # Size of the image embeddings ``predict_visual`` returns, in a space shared with a text
+    # encoder (CLIP: the openclip tagger); 0 for every other tagger. They are kept apart
+    # from ``embedding_dim``'s features: visual: query terms search them, nothing else.
+    visual_dim: int = 0
 
     @abstractmethod
     def predict(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -71,6 +75,11 @@ class Tagger(ABC):
         features [B, embedding_dim] float32 (raw, not normalised); None when the tagger has
         no features (``embedding_dim == 0``)."""
         return self.predict(frames), None
+
+    def predict_visual(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames -> image embeddings [B, visual_dim] float32 (raw; ``tag_frames`` normalises
+        them). Only taggers with ``visual_dim > 0`` have them."""
+        raise TaggerError(f"{self.name}: no visual embeddings (visual_dim is 0)")
 
     def identity(self) -> str:
         """A string that changes whenever the model's outputs could change (architecture,

@@ -17,6 +17,7 @@ from indexer.taggers.base import RuntimeContext, Tagger, TaggerError
 
 # name -> "module:Class". The order is irrelevant; listings are sorted.
 TAGGER_PATHS: dict[str, str] = {
+    "openclip": "indexer.taggers.openclip:OpenClipTagger",
     "places365": "indexer.taggers.places365:Places365Tagger",
     "student": "indexer.taggers.student:StudentTagger",
     "student-onnx": "indexer.taggers.student_onnx:StudentOnnxTagger",

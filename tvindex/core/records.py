@@ -71,6 +71,10 @@ class SegmentTags:
     # Mean of the segment's frames' unit-length embeddings [D] float32 (not renormalised, so
     # groups combine exactly by frame-weighted means); None when no tagger embeds.
     embedding: np.ndarray | None = None
+    # The same mean of the frames' unit CLIP image embeddings (the openclip tagger: its own
+    # space, for visual: query terms); None without that tagger. Kept beside the store
+    # (search.visual_vectors), not in it.
+    visual: np.ndarray | None = None
 
 
 @dataclass
@@ -90,6 +94,11 @@ class EpisodeTags:
     embedding_model: str = ""
     # Its broadcast clock (frame rate, start timecode; tvindex.core.timecode); None: unknown.
     clock: EpisodeClock | None = None
+    # The openclip tagger's output (see SegmentTags.visual): the mean over all the episode's
+    # frames, the tagger's identity and how many frames it embedded; None/""/0 without it.
+    visual_embedding: np.ndarray | None = None
+    visual_model: str = ""
+    visual_frames: int = 0
 
 
 @dataclass(frozen=True)

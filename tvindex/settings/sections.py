@@ -85,6 +85,7 @@ class StudentSettings(_Section):
 
 
 from tvindex.settings.student_onnx import StudentOnnxSettings  # noqa: E402  (subclasses _Section)
+from tvindex.settings.visual import OpenClipSettings, VisualSettings  # noqa: E402
 
 
 class TaggersSettings(_Section):
@@ -103,6 +104,7 @@ class TaggersSettings(_Section):
     student: StudentSettings = Field(default_factory=StudentSettings)
     student_onnx: StudentOnnxSettings = Field(default_factory=StudentOnnxSettings,
                                               alias="student-onnx")
+    openclip: OpenClipSettings = Field(default_factory=OpenClipSettings)
     # Which active tagger's pooled features become the frame embeddings (similar shots,
     # episodes, programmes; query by example): "auto" = the student when active, else the
     # first active tagger that has features (timm-classifier, places365); "none" = none.
@@ -246,3 +248,4 @@ class Settings(_Section):
     pictures: PicturesSettings = Field(default_factory=PicturesSettings)
     vocabulary: VocabularySettings = Field(default_factory=VocabularySettings)
     words: WordsSettings = Field(default_factory=WordsSettings)
+    visual: VisualSettings = Field(default_factory=VisualSettings)
