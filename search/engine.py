@@ -1,6 +1,8 @@
 """The query engine's front door: text -> parsed -> resolved against the catalogue -> ranked.
 
 The CLI and the web layer call :func:`run_search`; they never talk to a backend's query code.
+Queries with ``visual:`` terms go through ``search.visual_search`` (the CLIP index, then the
+backend for the rest).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from search.query import ResolvedQuery, parse_query, resolve_query
 from search.ranking import parse_sort
 from search.temporal import temporal_search
 from search.timecodes import add_timecodes
+from search.visual_search import visual_page
 from tvindex.core.records import LEVELS, SearchPage
 from tvindex.core.store import CatalogueStore, StoreError
 
@@ -83,7 +86,11 @@ def search_resolved(store: CatalogueStore, query: Any, level: str, limit: int, o
     opts: dict[str, Any] = {}
     if min_score > 0 or sort != "score":  # stores without these options still answer the rest
         opts = {"min_score": min_score, "sort": sort, "descending": descending}
-    page = store.search(query, level, limit, offset, **opts)  # type: ignore[arg-type]
+    if getattr(query, "visual_terms", ()):
+        page = visual_page(store, query, level, limit, offset,  # type: ignore[arg-type]
+                           min_score=min_score, sort=sort, descending=descending)
+    else:
+        page = store.search(query, level, limit, offset, **opts)  # type: ignore[arg-type]
     if with_best_shots:
         best_shots(store, query, page)
     return add_timecodes(store, page)
@@ -93,14 +100,16 @@ def best_shots(store: CatalogueStore, query: Any, page: SearchPage) -> None:
     """Give each episode/programme hit of ``page`` its best shot for the same query (the
     top shot-level hit inside it), so a player can open there: one shot search per hit."""
     if page.level == "shot" or getattr(query, "temporal", False) or not (
-            query.groups or getattr(query, "word_groups", ())):  # words: issue 17
+            query.groups or getattr(query, "word_groups", ())  # words: issue 17
+            or getattr(query, "visual_terms", ())):
         return
     for hit in page.hits:
         if page.level == "episode" and hit.episode_id:
             sub = replace(query, episode_ids=(hit.episode_id,))
         else:
             sub = replace(query, programme_ids=(hit.programme_id,))
-        shots = store.search(sub, "shot", 1, 0)  # type: ignore[arg-type]
+        shots = (visual_page(store, sub, "shot", 1, 0) if getattr(query, "visual_terms", ())
+                 else store.search(sub, "shot", 1, 0))  # type: ignore[arg-type]
         if shots.hits:
             s = shots.hits[0]
             hit.best_shot = {"id": s.id, "episode_id": s.episode_id, "start_s": s.start_s,

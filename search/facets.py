@@ -105,6 +105,8 @@ def run_facets(store: CatalogueStore, text: str, level: str = "shot",
         raise StoreError("facets are not computed for 'A then B' queries")
     if getattr(query, "word_groups", ()) or getattr(query, "word_excluded", ()):
         raise StoreError("facets are not computed for word terms (said:, screen:, ...)")
+    if getattr(query, "visual_terms", ()):
+        raise StoreError("facets are not computed for visual: terms")
     facets = getattr(store, "facets", None)
     if facets is None:
         raise StoreError(f"the {store.backend or 'this'} backend does not compute facets")

@@ -38,6 +38,7 @@ class WebContext:
 
     def __post_init__(self) -> None:
         self.suggester = Suggester(self.store)
+        self._attach_visual()
         self.examples = CatalogueExamples(self.store)
         self.decode_slots = threading.BoundedSemaphore(
             int(self.settings.server.max_concurrent_decodes))
@@ -80,6 +81,18 @@ class WebContext:
         from indexer.embedder import build_embedder
 
         return build_embedder(self.settings)
+
+    def _attach_visual(self) -> None:
+        """Answer visual: terms (search/visual_search.py) from the CLIP index beside the
+        store; the text encoder (torch, the CLIP network) is built on the first such term."""
+        from search.visual_search import VisualSearch, attach
+
+        def encoder():
+            from indexer.embedder import build_text_encoder
+
+            return build_text_encoder(self.settings)
+
+        attach(self.store, VisualSearch.from_settings(self.store, self.settings, encoder))
 
     def use_recommender(self, recommender: Recommender) -> None:
         """Serve recommendations from this recommender instead (tests, embedders)."""

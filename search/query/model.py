@@ -27,6 +27,9 @@ WORD_FIELDS: dict[str, str | None] = {"said": "speech", "screen": "screen",
 WORD_FIELD_ALIASES = {"said": "said", "speech": "said", "screen": "screen",
                       "subtitle": "subtitle", "subtitles": "subtitle", "sub": "subtitle",
                       "text": "text"}
+# visual:"a man riding a bicycle": shots whose CLIP image embedding is near the text's (the
+# openclip tagger; search/visual_search.py).
+VISUAL_FIELD = "visual"
 # Bare words with a meaning of their own (quote them to search the word itself).
 KEYWORDS = frozenset({"or", "then", "within"})
 
@@ -90,11 +93,13 @@ class Term:
     @property
     def kind(self) -> str:
         """``"any"`` (free term), ``"object"``, ``"scene"``, ``"label"``, ``"words"``
-        (``said:``, ``screen:``, ``subtitle:``, ``text:``) or ``"set"``."""
+        (``said:``, ``screen:``, ``subtitle:``, ``text:``), ``"visual"`` or ``"set"``."""
         if self.field is None:
             return "any"
         if self.field in WORD_FIELD_ALIASES:
             return "words"
+        if self.field == VISUAL_FIELD:
+            return "visual"
         if self.field in ("object", "scene", "label"):
             return self.field
         return "set"
@@ -246,6 +251,9 @@ class ResolvedQuery:
     then_word_groups: tuple[tuple[WordRef, ...], ...] = ()  # moment B's word terms
     # anygenre: (issue 19): items whose catalogue genres or own predicted genres hold one.
     any_genres: tuple[str, ...] = ()
+    # visual: terms (issue 17; search/visual_search.py): each text required, answered by
+    # the CLIP shot index before the rest of the query narrows its shots.
+    visual_terms: tuple[str, ...] = ()
 
     @property
     def temporal(self) -> bool:
@@ -271,4 +279,5 @@ class ResolvedQuery:
             **({"then_word_groups": [[r.to_dict() for r in g] for g in self.then_word_groups]}
                if self.then_word_groups else {}),
             **({"any_genres": list(self.any_genres)} if self.any_genres else {}),
+            **({"visual_terms": list(self.visual_terms)} if self.visual_terms else {}),
         }

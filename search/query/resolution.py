@@ -278,6 +278,31 @@ def _split_words(groups: Sequence[tuple[Term, ...]], excluded: Sequence[Term],
             dedup(ref(t) for t in excluded if t.kind == "words"))
 
 
+def _split_visual(parsed: ParsedQuery) -> tuple[list[tuple[Term, ...]], tuple[str, ...]]:
+    """``visual:`` terms apart from the others: (the other required groups, the visual texts).
+    A visual term stands alone: required, not OR-ed, not excluded, not in a temporal query
+    (its answer is a set of nearest shots, with nothing to OR, exclude or pair)."""
+    groups, texts = [], []
+    for group in parsed.groups:
+        visual = [t for t in group if t.kind == "visual"]
+        if visual and len(group) > 1:
+            raise QueryError(f"'{' OR '.join(t.to_query() for t in group)}': visual: terms "
+                             "cannot be OR-ed; search them as separate terms")
+        if visual:
+            texts.append(collapse_spaces(visual[0].value))
+        else:
+            groups.append(group)
+    for what, terms in (("with - (exclusion)", parsed.excluded),
+                        ("with ~ (soft exclusion)", parsed.soft_excluded),
+                        ("after 'then'", [t for g in parsed.then_groups for t in g])):
+        for t in terms:
+            if t.kind == "visual":
+                raise QueryError(f"'{t.to_query()}': visual: terms cannot be used {what}")
+    if texts and parsed.then_groups:
+        raise QueryError("visual: terms cannot be used in an 'A then B' query")
+    return groups, dedup(texts)
+
+
 def resolve_query(
     parsed: ParsedQuery,
     vocabulary: Vocabulary,
@@ -299,8 +324,9 @@ def resolve_query(
     """
     index = _cached_index(vocabulary, tuple(scene_sets), tuple(object_sets))
     programme_ids: list[str] = []
+    other_groups, visual_terms = _split_visual(parsed)
     label_groups, label_excluded, word_groups, word_excluded = _split_words(
-        parsed.groups, parsed.excluded,
+        other_groups, parsed.excluded,
         [("with ~ (soft exclusion)", parsed.soft_excluded)])
     then_label_groups, _, then_word_groups, _ = _split_words(parsed.then_groups, (), ())
     groups, group_terms = _resolve_groups(index, label_groups, programme_ids)
@@ -337,4 +363,5 @@ def resolve_query(
         any_genres=parsed.any_genres,
         after=parsed.after,
         before=parsed.before,
+        visual_terms=visual_terms,
     )

@@ -131,3 +131,16 @@ def _require_es_indices(cfg: Any) -> None:
             f"no catalogue at {cfg.url} (index prefix {cfg.index_prefix}: no index "
             f"{', '.join(missing)}); index one first with tvindex index SOURCE",
             "no_catalogue")
+
+
+def attach_visual(store: Any, settings: Any) -> None:
+    """Let searches on ``store`` answer visual: terms (search/visual_search.py): the CLIP index
+    beside it, and the openclip text encoder, built on the first visual term only."""
+    from search.visual_search import VisualSearch, attach
+
+    def encoder():
+        from indexer.embedder import build_text_encoder
+
+        return build_text_encoder(settings)
+
+    attach(store, VisualSearch.from_settings(store, settings, encoder))

@@ -10,6 +10,7 @@ from pathlib import Path
 from tvindex.commands._common import (
     CommandError,
     add_data_dir,
+    attach_visual,
     command_parser,
     int_in,
     require_catalogue,
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     require_catalogue(settings)
     fmt = exporter(args.format)
     with open_store(settings) as store:
+        attach_visual(store, settings)  # visual: terms (the CLIP index), if any
         try:
             if args.kind == "search":
                 clips = search_clips(store, args.target, limit=args.limit,

@@ -110,6 +110,17 @@ def print_words(report: dict | None) -> None:
             print(f"  words {source} {ep}: {why}", file=sys.stderr)
 
 
+def sync_visual(store, vectors, settings: Settings) -> dict | None:
+    """Bring the CLIP index (visual: terms) up to date, when the openclip tagger is active or
+    the index exists (so that deactivating the tagger empties it); None otherwise."""
+    from search.visual_vectors import visual_catalogue
+
+    visual = visual_catalogue(store, vectors)
+    if "openclip" not in settings.taggers.active and not visual.dir.is_dir():
+        return None
+    return visual.sync().to_dict()
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.catalogue import load_catalogue
     from indexer.claims import EpisodeClaims
@@ -119,6 +130,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.pipeline.models import Models
     from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
+    from search.visual_vectors import visual_writer
     from tvindex.core.store import StoreUnavailable
 
     catalogue = load_catalogue(args.source)
@@ -129,6 +141,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     workers = args.workers if args.workers is not None else default_workers()
     set_decode_threads(args.decode_threads)  # forked decode workers inherit it
     with open_store(settings) as store:
+        vectors = VectorCatalogue.from_settings(store, settings)
+        # The openclip tagger's embeddings go beside the store (search/visual_vectors.py).
+        writer = visual_writer(store, vectors)
         # Runs sharing the data dir claim episodes there (each is tagged once), and keep
         # the files' fingerprints there (a resume hashes only what changed).
         common = {"batch_size": settings.taggers.batch_size, "force": args.force,
@@ -138,18 +153,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.engine == "ray":
             from indexer.pipeline.ray_engine import index_on_ray
 
-            report = index_on_ray(catalogue, store, models, settings.sampling,
+            report = index_on_ray(catalogue, writer, models, settings.sampling,
                                   settings.aggregation, address=args.ray_address,
                                   decoders=args.workers,
                                   decode_threads=args.decode_threads, **common)
         else:
-            report = index_catalogue(catalogue, store, models, settings.sampling,
+            report = index_catalogue(catalogue, writer, models, settings.sampling,
                                      settings.aggregation, workers=workers, **common)
         # Keep the vector indexes (similar shots, query by example) in step with the store.
         # A store that went away is not this run's failure: the episodes already say what
         # happened, and the next run (or the web server) syncs.
         try:
-            report_vectors = VectorCatalogue.from_settings(store, settings).sync().to_dict()
+            report_vectors = vectors.sync().to_dict()
+            visual = sync_visual(store, vectors, settings)
+            if visual is not None:
+                report_vectors["visual"] = visual
         except StoreUnavailable as exc:
             print(f"tvindex: warning: vector indexes not synced ({exc}); the next run syncs",
                   file=sys.stderr)

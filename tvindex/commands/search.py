@@ -11,6 +11,7 @@ from tvindex.commands._common import (
     CommandError,
     add_data_dir,
     add_json,
+    attach_visual,
     command_parser,
     int_in,
     require_catalogue,
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # the catalogue is unchanged (its write version); the key only checks the cursor's text.
     pager = CursorPager(CursorCodec(_CLI_CURSOR_KEY))
     with open_store(settings) as store:
+        attach_visual(store, settings)  # visual: terms (the CLIP index), if any
         if args.cursor:
             try:
                 page = pager.page(store, pager.decode(args.cursor, args.query, args.level,

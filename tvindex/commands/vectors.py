@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["status", "sync", "rebuild"],
                    help="status: counts and freshness; sync: bring up to date with the store; "
                         "rebuild: remake from the store")
+    p.add_argument("--visual", action="store_true",
+                   help="the CLIP indexes of visual: terms (the openclip tagger; "
+                        "<vectors>/visual) instead")
     add_data_dir(p)
     add_json(p, "print the status or the sync report as JSON")
     p.set_defaults(settings_overrides=lambda a: {"paths.data_dir": a.data_dir})
@@ -43,6 +46,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         require_catalogue(settings)
     with open_store(settings) as store:
         vectors = VectorCatalogue.from_settings(store, settings)
+        if args.visual:
+            from search.visual_vectors import visual_catalogue
+
+            vectors = visual_catalogue(store, vectors)
         if args.action != "status" and store.read_only:
             from tvindex.core.store import CatalogueReadOnly
 

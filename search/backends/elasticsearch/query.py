@@ -37,8 +37,10 @@ def ascii_lower(text: str) -> str:
 
 
 def has_filters(query: Any) -> bool:
+    """Whether anything restricts the items (episode_ids too: the engine's best shots and
+    visual: terms restrict a search to episodes, as SQLite's ``_allowed`` does)."""
     return bool(query.programme_ids or query.genres or getattr(query, "any_genres", ())
-                or query.after or query.before)
+                or query.after or query.before or getattr(query, "episode_ids", ()))
 
 
 def filters(query: Any, level: str) -> list[dict[str, Any]]:
