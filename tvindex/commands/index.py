@@ -185,7 +185,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{r['frames']} frames in {r['seconds']} s "
               f"({r['frames_per_s'] or 0} frames/s); vectors: "
               + (", ".join(f"{n} {level}s" for level, n in report_vectors["counts"].items())
-                 or "not synced"))
+                 or "not synced")
+              + (f"; CLIP (visual:): {report_vectors['visual']['counts'].get('shot', 0)} shots"
+                 if "visual" in report_vectors else ""))
         for ep, why in report.failed.items():
             print(f"  failed {ep}: {why}", file=sys.stderr)
         print_words(report_words)
