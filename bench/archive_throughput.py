@@ -99,11 +99,11 @@ def manifest(folder: Path, episodes: list[dict], hours: float | None, parts: int
     return m, total
 
 
-def decode_limit(episodes: list[dict], every: float) -> dict:
+def decode_limit(episodes: list[dict], every: float, modes: list[str]) -> dict:
     from indexer.media import Sampler, probe
 
     out = {}
-    for mode in MODES:
+    for mode in modes:
         sampler = Sampler(mode, every, max_side=720)
         t0, frames = time.perf_counter(), 0
         for e in episodes:
@@ -179,11 +179,11 @@ def run_index(manifest_path: Path, env: dict, workers: int, engine: str,
               threads: int = 0) -> dict:
     data = tempfile.mkdtemp(prefix="archive-bench-")
     cmd = [sys.executable, "-m", "tvindex.cli", "index", str(manifest_path), "--no-progress",
-           "--json", "--data-dir", data, "--engine", engine, "--decode-threads", str(threads)]
+           "--json", "--data-dir", data, "--engine", "local" if engine == "local" else "ray",
+           "--decode-threads", str(threads)]
     if engine == "local":
         cmd += ["--workers", str(workers)]
     elif engine == "ray-cluster":  # the one-machine cluster started by ray_cluster()
-        cmd[cmd.index("ray-cluster")] = "ray"
         cmd += ["--ray-address", "auto"]
     t0, used0 = time.perf_counter(), _children_cpu()
     r = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True,
@@ -280,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
                  "catalogue_video_s": {"keyframes": video_s, "interval": base_video_s,
                                        "shots": base_video_s},
                  "every_s": args.every}
-    out["decode_limit"] = decode_limit(episodes, args.every)
+    # The limits of the modes that run (the Ray runs are keyframes runs).
+    measured = [m for m in MODES if m in args.modes
+                or (m == "keyframes" and (args.ray or args.ray_cluster))]
+    out["decode_limit"] = decode_limit(episodes, args.every, measured)
     inf = inference({n: dict(common, **e) for n, e in sets.items()}, episodes, args.every,
                     max(2, args.rounds))
     out["inference"] = inf
     one_video = sum(e["duration_s"] for e in episodes)
     limits = {}
-    for mode in MODES:
+    for mode in measured:
         d = out["decode_limit"][mode]
         for name, r in inf.items():
             if "frames_per_s" in r:
