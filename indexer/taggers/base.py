@@ -23,6 +23,13 @@ def file_id(path) -> str:
     return sha256_of(path)[:16]
 
 
+def tagger_identity(name: str, weights_id: str, label_sets: Sequence[LabelSet] = ()) -> str:
+    """:meth:`Tagger.identity`'s string, for whatever else must name a tagger's model the
+    same way (the openclip text encoder answers with its tagger's)."""
+    sets = ",".join(ls.fingerprint() for ls in label_sets)
+    return f"{name}:{weights_id}:{sets}"
+
+
 @dataclass(frozen=True)
 class RuntimeContext:
     """What every tagger may need besides its own section: where it runs and how it finds
@@ -84,8 +91,7 @@ class Tagger(ABC):
     def identity(self) -> str:
         """A string that changes whenever the model's outputs could change (architecture,
         weights, label sets). Used to tell whether an indexed episode is stale."""
-        sets = ",".join(ls.fingerprint() for ls in self.label_sets)
-        return f"{self.name}:{self.weights_id}:{sets}"
+        return tagger_identity(self.name, self.weights_id, self.label_sets)
 
     def label_set(self, name: str) -> LabelSet:
         for ls in self.label_sets:

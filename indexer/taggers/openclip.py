@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from indexer.taggers.base import RuntimeContext, TaggerError, file_id
+from indexer.taggers.base import RuntimeContext, TaggerError, file_id, tagger_identity
 from indexer.taggers.preprocess import center_crop
 from indexer.taggers.registry import register_tagger
 from indexer.taggers.torch_tagger import TorchTagger, resolve_device
@@ -183,7 +183,7 @@ class OpenClipTextEncoder:
         self.context_length = int(getattr(model, "context_length", 77))
 
     def identity(self) -> str:
-        return f"{OpenClipTagger.name}:{self.weights_id}:"  # Tagger.identity, no label sets
+        return tagger_identity(OpenClipTagger.name, self.weights_id)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """[N] texts -> [N, D] float32 unit rows."""
