@@ -29,7 +29,7 @@ import torch
 from indexer.taggers.base import RuntimeContext, TaggerError, file_id, tagger_identity
 from indexer.taggers.preprocess import center_crop
 from indexer.taggers.registry import register_tagger
-from indexer.taggers.torch_tagger import TorchTagger, resolve_device
+from indexer.taggers.torch_tagger import TorchTagger, read_state_dict, resolve_device
 from indexer.weights import ModelNotFoundError, ModelResolver, find_local
 from tvindex.core.vectors import unit_rows
 from tvindex.settings.visual import OpenClipSettings
@@ -114,15 +114,7 @@ def build_model(cfg: OpenClipSettings, models: ModelResolver) -> tuple[torch.nn.
 def load_weights(model: torch.nn.Module, path: Path, arch: str) -> None:
     """A state dict (bare, under ``state_dict``, or with DataParallel's ``module.``) into
     ``model``; TaggerError when the file is not one or does not fit."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files
-        raise TaggerError(f"{path}: not a readable PyTorch state dict: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise TaggerError(f"{path}: expected a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = read_state_dict(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -15,7 +15,7 @@ import torch
 from indexer.taggers.base import RuntimeContext, TaggerError, file_id
 from indexer.taggers.preprocess import center_crop
 from indexer.taggers.registry import register_tagger
-from indexer.taggers.torch_tagger import TorchTagger
+from indexer.taggers.torch_tagger import TorchTagger, read_state_dict
 from tvindex.core.labels import LabelSet
 from tvindex.settings import Places365Settings
 
@@ -49,14 +49,7 @@ def build_network(arch: str, num_classes: int = 365) -> torch.nn.Module:
 
 def load_official_checkpoint(path: Path, arch: str) -> torch.nn.Module:
     """Load a ``.pth.tar`` in the official format into a fresh network."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for bad files
-        raise TaggerError(f"{path}: not a readable PyTorch checkpoint: {exc}") from exc
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise TaggerError(f"{path}: expected a dict with 'state_dict'")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = read_state_dict(path)
     fc = state.get("fc.weight")
     net = build_network(arch, num_classes=int(fc.shape[0]) if fc is not None else 365)
     try:

@@ -20,6 +20,20 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def read_state_dict(path) -> dict:
+    """The state dict in a PyTorch checkpoint file: bare or under ``state_dict``, with
+    DataParallel's ``module.`` prefixes removed; TaggerError when the file is not one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files
+        raise TaggerError(f"{path}: not a readable PyTorch checkpoint: {exc}") from exc
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
+        ckpt = ckpt["state_dict"]
+    if not isinstance(ckpt, dict):
+        raise TaggerError(f"{path}: expected a state dict (bare or under 'state_dict')")
+    return {k.removeprefix("module."): v for k, v in ckpt.items()}
+
+
 class TorchTagger(Tagger):
     """Subclasses implement ``preprocess`` (one frame -> [S, S, 3] uint8), ``normalisation``
     and ``forward_outputs`` (a [B, 3, S, S] float tensor -> ({label set: logits [B, n]},
