@@ -102,6 +102,18 @@ def _t(pg) -> float:
     return pg.evaluate("document.getElementById('player').currentTime")
 
 
+def _press_on_slider(pg, key: str, moved: str) -> None:
+    """Press ``key`` and wait until the video's time satisfies ``moved`` (a JS expression
+    over ``t``, its currentTime) and the slider's text has changed: the text follows the
+    video's timeupdate/seeked events, which arrive after currentTime has moved."""
+    before = pg.locator("#scrubber").get_attribute("aria-valuetext")
+    pg.keyboard.press(key)
+    pg.wait_for_function(
+        "(before) => { const t = document.getElementById('player').currentTime; return ("
+        + moved + ") && document.getElementById('scrubber').getAttribute('aria-valuetext')"
+        " !== before; }", arg=before)
+
+
 def test_stops_within_one_frame_of_the_episode_end(page, player_server):  # noqa: F811
     page.goto(player_server + "/episodes/ep-a?shot=2")
     _ready(page)
@@ -196,21 +208,17 @@ def test_timeline_is_a_keyboard_slider_in_drop_frame_timecode(page, player_serve
         if page.evaluate("document.activeElement.id") == "scrubber":
             break
     assert page.evaluate("document.activeElement.id") == "scrubber"
-    page.keyboard.press("End")
-    page.wait_for_function(f"() => document.getElementById('player').currentTime > {secs(SPLIT) - 2 * FRAME}")
+    _press_on_slider(page, "End", f"t > {secs(SPLIT) - 2 * FRAME}")
     t = _t(page)
     assert secs(SPLIT) - FRAME <= t <= secs(SPLIT)
     clock = EpisodeClock.for_episode(NTSC, FIRST_TC, 0.0)
     assert slider.get_attribute("aria-valuetext") == clock.timecode(t) == "00:01:03;01"
     assert page.locator("#player-time").inner_text().startswith("00:01:03;01")
-    page.keyboard.press("Home")
-    page.wait_for_function("() => document.getElementById('player').currentTime < 0.01")
+    _press_on_slider(page, "Home", "t < 0.01")
     assert slider.get_attribute("aria-valuetext") == FIRST_TC
-    page.keyboard.press("ArrowRight")  # one second
-    page.wait_for_function("() => document.getElementById('player').currentTime > 0.9")
+    _press_on_slider(page, "ArrowRight", "t > 0.9")  # one second
     assert slider.get_attribute("aria-valuetext") in ("00:00:59;29", "00:01:00;02")
-    page.keyboard.press("Shift+ArrowRight")  # one frame
-    page.wait_for_timeout(200)
+    _press_on_slider(page, "Shift+ArrowRight", f"t > {_t(page)}")  # one frame
     assert slider.get_attribute("aria-valuetext") in ("00:01:00;02", "00:01:00;03")
     # A click far to the right of the slider stays inside the episode.
     box = slider.bounding_box()
