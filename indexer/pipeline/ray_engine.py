@@ -7,10 +7,11 @@ work), then builds a dataset with one row per episode to tag:
 1. **decode** (``map_batches`` of CPU tasks, one episode per call): probe the file, sample it
    and emit its frames in chunks of ``batch_size`` (the local engine's tagging batches),
    then one final row saying ``done`` or the MediaError's reason;
-2. **tag** (``map_batches`` on an actor pool, ``ActorPoolStrategy``, ``num_gpus=1`` per actor
-   when the cluster has GPUs): each actor builds the taggers once and tags one chunk per
-   call; the frames come back downscaled to the thumbnail width (all the aggregate needs of
-   them, and the same thumbnail bytes);
+2. **tag** (``map_batches`` on an actor pool, ``ActorPoolStrategy``: one actor per GPU,
+   else one per machine that reserves no CPU and tags with the machine's threads, as the
+   local engine's tagger shares the cores with its decode workers): each actor builds the
+   taggers once and tags one chunk per call; the frames come back downscaled to the
+   thumbnail width (all the aggregate needs of them, and the same thumbnail bytes);
 3. the driver aggregates each episode's chunks in order (``EpisodeAggregate``) and writes it
    through the store: Elasticsearch for a cluster of several machines; a single-machine
    store (SQLite) is refused there.
@@ -18,7 +19,8 @@ work), then builds a dataset with one row per episode to tag:
 Nothing raised inside a task ends the job: a decode or tagging error becomes that episode's
 failure with the reason, and an episode whose rows never came back (its task gave up after
 Ray's retries; ``max_errored_blocks`` lets the job go on) is marked failed at the end.
-Every worker must see the media files and the models at the same paths as the driver.
+Every worker must see the media files and the models at the same paths as the driver. The
+decode task and the tagging actor are in ``ray_tasks`` (light to import on each worker).
 """
 
 from __future__ import annotations
@@ -26,18 +28,16 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import numpy as np
 
 from indexer.catalogue import Catalogue
 from indexer.claims import EpisodeClaims
 from indexer.fingerprints import FingerprintCache
 from indexer.indexing import IndexReport
-from indexer.media import Frame, MediaError, Sampler
+from indexer.media import MediaError
 from indexer.pipeline.engine import LocalRun, _Job
 from indexer.pipeline.models import Models
+from indexer.pipeline.ray_tasks import TagActor, decode_episodes, node_cpus
 from tvindex.core.store import CatalogueWriter
 from tvindex.errors import UserError
 from tvindex.settings import AggregationSettings, SamplingSettings
@@ -56,90 +56,6 @@ def _ray():
     except ImportError:
         raise RayUnavailable("--engine ray needs Ray: pip install 'tvindex[ray]'") from None
     return ray
-
-
-# -- the tasks (run on the cluster) --------------------------------------------------------
-
-def decode_episodes(batch: dict[str, np.ndarray], sampler: Sampler, chunk: int,
-                    threads: int = 0) -> Iterator[dict[str, list]]:
-    """One episode row in, its chunks out (``kind`` frames), then a ``done``/``error`` row;
-    ``threads``: per video decoder (0: FFmpeg's choice)."""
-    from indexer.media import probe, set_decode_threads
-    from indexer.pipeline.decode import decode_task
-
-    set_decode_threads(threads)
-
-    for job, path, start_s, end_s in zip(batch["job"], batch["path"], batch["start_s"],
-                                         batch["end_s"]):
-        job = int(job)
-        end = None if np.isnan(end_s) else float(end_s)
-        seq = -1
-
-        def row(kind: str, payload: bytes, job: int = job) -> dict[str, list]:
-            nonlocal seq
-            seq += 1
-            return _row(job, seq, kind, payload)
-
-        try:
-            info = probe(path)
-            yield row("info", pickle.dumps(info))
-            for frames in decode_task(path, info, float(start_s), end, sampler, chunk):
-                yield row("frames", pickle.dumps(frames))
-        except MediaError as exc:
-            yield row("error", exc.reason.encode())
-            continue
-        except Exception as exc:  # noqa: BLE001 - the episode's failure, never the job's
-            yield row("error", f"{type(exc).__name__}: {exc}".encode())
-            continue
-        yield row("done", b"")
-
-
-def _row(job: int, seq: int, kind: str, payload: bytes) -> dict[str, list]:
-    return {"job": [job], "seq": [seq], "kind": [kind], "payload": [payload]}
-
-
-class TagActor:
-    """Builds the taggers once (``build``: a ``Models`` recipe) and tags one chunk per row;
-    other rows pass through."""
-
-    def __init__(self, models: Models, batch_size: int, thumbnail_width: int) -> None:
-        self.taggers, self.embedder = models.get()
-        self.batch_size = batch_size
-        self.width = thumbnail_width
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from indexer.frame_tagging import tag_frames
-
-        out: dict[str, list] = {"job": [], "seq": [], "kind": [], "payload": []}
-        for job, seq, kind, payload in zip(batch["job"], batch["seq"], batch["kind"],
-                                           batch["payload"]):
-            if kind == "frames":
-                frames: list[Frame] = pickle.loads(payload)
-                try:
-                    tagged = list(tag_frames(frames, self.taggers, self.batch_size,
-                                             embedder=self.embedder))
-                    for t in tagged:
-                        t.frame.image = _thumbnail_size(t.frame.image, self.width)
-                    kind, payload = "tagged", pickle.dumps(tagged)
-                except Exception as exc:  # noqa: BLE001 - the episode's failure
-                    kind = "error"
-                    payload = f"tagging failed: {type(exc).__name__}: {exc}".encode()
-            for k, v in (("job", int(job)), ("seq", int(seq)), ("kind", str(kind)),
-                         ("payload", payload)):
-                out[k].append(v)
-        return out
-
-
-def _thumbnail_size(image: np.ndarray, width: int) -> np.ndarray:
-    """What :func:`indexer.indexing.thumbnail_jpeg` resizes to, done here (the JPEG made
-    from it is the same; the driver receives a small picture)."""
-    import cv2
-
-    h, w = image.shape[:2]
-    if w > width:
-        return cv2.resize(image, (width, max(1, round(h * width / w))),
-                          interpolation=cv2.INTER_AREA)
-    return image
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -174,6 +90,9 @@ class RayRun(LocalRun):
                 "Ray cluster")
         self._gpus = int(ray.cluster_resources().get("GPU", 0))
         self._nodes = len(nodes)
+        # The tagging threads per machine: the smallest machine's CPUs.
+        self._node_cpus = max(1, min((int(n.get("Resources", {}).get("CPU", 0))
+                                      for n in nodes), default=0) or node_cpus())
 
     def _inline(self, todo) -> None:  # the local engine's decode loop, replaced
         from indexer.pipeline.engine import _Feed
@@ -210,20 +129,24 @@ class RayRun(LocalRun):
                   "end_s": float("nan") if j.episode.end_s is None else float(j.episode.end_s)}
                  for j in jobs]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        # Decoding stays a task pool of its own (a ray_remote_args_fn keeps Ray Data from
-        # fusing it into the tagging actors, where it would run one episode at a time).
-        ds = ds.map_batches(decode_episodes, batch_size=1,
-                            ray_remote_args_fn=lambda: {"num_cpus": 1},
+        # Decoding stays a task pool of its own: one CPU per task, where the tagging actors
+        # reserve none, so Ray Data never fuses it into them (an actor would then decode
+        # one episode at a time).
+        ds = ds.map_batches(decode_episodes, batch_size=1, num_cpus=1,
                             fn_kwargs={"sampler": self.sampler, "chunk": self.batch_size,
                                        "threads": self.decode_threads},
                             compute=ray.data.TaskPoolStrategy(size=self.decoders)
                             if self.decoders else None)
+        # Tagging: one actor per GPU; on a CPU-only cluster one per machine, reserving no
+        # CPU (as the local engine's tagger, it shares its machine's cores with the decode
+        # tasks, which may then use them all) and using as many threads as the machine has.
         actors = self._gpus or self._nodes
         ds = ds.map_batches(TagActor, batch_size=1,
                             fn_constructor_args=(self.models.recipe(), self.batch_size,
-                                                 self.aggregation.thumbnail_width),
+                                                 self.aggregation.thumbnail_width,
+                                                 0 if self._gpus else self._node_cpus),
                             compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
-                            num_gpus=1 if self._gpus else 0, num_cpus=0 if self._gpus else 1)
+                            num_gpus=1 if self._gpus else 0, num_cpus=0)
         pending: dict[int, dict[int, tuple[str, bytes]]] = {j: {} for j in by_id}
         next_seq = dict.fromkeys(by_id, 0)
         ended: set[int] = set()
