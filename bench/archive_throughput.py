@@ -22,12 +22,13 @@ Measured, in one run:
    when their number is odd, so two workers share the work evenly).
 3. ``index``: ``tvindex index`` as a user runs it (a fresh process and data dir, start-up,
    model loading and writing included) for each mode x tagger set x ``--workers`` (1, 2) on
-   the local engine, and with ``--ray`` the Ray engine for keyframes (the job starts its own
-   one-machine cluster, as ``--engine ray`` without an address does), with ``--ray-cluster``
-   the Ray engine on a one-machine cluster started once before the runs (``ray start
-   --head``; the job connects to it, as production jobs do); rounds interleaved, medians and
-   spread (max-min over the median) reported, with ``cores_busy``: the run's CPU seconds
-   (its decode workers' included) over its wall time, of ``cores`` available.
+   the local engine, and with ``--ray`` the Ray engine for the same modes and sets (the job
+   starts its own one-machine cluster, as ``--engine ray`` without an address does), with
+   ``--ray-cluster`` the Ray engine on a one-machine cluster started once before the runs
+   (``ray start --head``; the job connects to it, as production jobs do); rounds
+   interleaved, medians and spread (max-min over the median) reported, with
+   ``cores_busy``: the run's CPU seconds (its decode workers' included) over its wall
+   time, of ``cores`` available.
 
 The targets of issue 18 are checked against these numbers and printed as ``targets``.
 The machine's load average is recorded before and after: the numbers are only as good as
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of index runs")
     p.add_argument("--student", type=Path, help="student checkpoint (student torch runs)")
     p.add_argument("--student-onnx", type=Path, help="student ONNX model (student-onnx runs)")
-    p.add_argument("--ray", action="store_true", help="also the Ray engine (keyframes)")
+    p.add_argument("--ray", action="store_true", help="also the Ray engine (every mode)")
     p.add_argument("--ray-cluster", action="store_true",
                    help="also the Ray engine on a one-machine cluster started once before "
                         "the runs (keyframes; its start-up left out, as in production)")
@@ -280,9 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                  "catalogue_video_s": {"keyframes": video_s, "interval": base_video_s,
                                        "shots": base_video_s},
                  "every_s": args.every}
-    # The limits of the modes that run (the Ray runs are keyframes runs).
-    measured = [m for m in MODES if m in args.modes
-                or (m == "keyframes" and (args.ray or args.ray_cluster))]
+    # The limits of the modes that run.
+    measured = [m for m in MODES if m in args.modes]
     out["decode_limit"] = decode_limit(episodes, args.every, measured)
     inf = inference({n: dict(common, **e) for n, e in sets.items()}, episodes, args.every,
                     max(2, args.rounds))
@@ -299,10 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = [(mode, name, w, "local", t) for mode in args.modes for name in sets
             for w in args.workers for t in args.decode_threads]
-    if args.ray:
-        runs += [("keyframes", name, 0, "ray", 0) for name in sets]
-    if args.ray_cluster:
-        runs += [("keyframes", name, 0, "ray-cluster", 0) for name in sets]
+    for engine in ("ray",) * args.ray + ("ray-cluster",) * args.ray_cluster:
+        runs += [(mode, name, 0, engine, 0) for mode in args.modes for name in sets]
     walls: dict[str, list[float]] = {}
     results: dict[str, dict] = {}
     _index_rounds(args, runs, sets, common, man, base_man, walls, results)

@@ -36,16 +36,17 @@ def write_manifest(tmp_path: Path, rows: list[str]) -> Path:
     return m
 
 
-def dump_all(db_path: Path) -> dict[str, list]:
-    """Every row of every table (thumbnails and vectors included), minus the wall-clock
-    ``indexed_at`` of episodes."""
+def dump_all(db_path: Path, when: tuple[str, ...] = ("indexed_at",)) -> dict[str, list]:
+    """Every row of every table (thumbnails and vectors included), minus the columns that
+    say when a row was written (``when``: the wall-clock ``indexed_at`` of episodes; add
+    ``seq``, the store's write version, where episodes may finish in another order)."""
     db = sqlite3.connect(db_path)
     tables = [r[0] for r in db.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
     out = {}
     for t in tables:
         cols = [r[1] for r in db.execute(f"PRAGMA table_info({t})")]
-        rows = [tuple(v for c, v in zip(cols, r) if c != "indexed_at")
+        rows = [tuple(v for c, v in zip(cols, r) if c not in when)
                 for r in db.execute(f"SELECT * FROM {t}")]
         out[t] = sorted(rows, key=repr)
     db.close()

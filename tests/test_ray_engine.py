@@ -1,6 +1,8 @@
-"""The Ray engine (indexer.pipeline.ray_engine) on a local Ray cluster
-(``ray.init(num_cpus=2)``): the catalogue equals the local engine's; a corrupt file fails
-only its episode; a second run resumes (nothing tagged); Ray missing is one clear error."""
+"""The Ray engine (indexer.pipeline.ray_engine) on a local Ray cluster of two CPUs, as CI
+runs it (``ray.init(num_cpus=2)``): the demo (its configuration and catalogue) indexed on
+Ray equals the local engine's catalogue, row for row, and a second run resumes (nothing
+tagged); a corrupt file fails only its episode, with the local engine's reason; Ray missing
+is one clear error."""
 
 from __future__ import annotations
 
@@ -10,39 +12,34 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from test_pipeline import dump_all, read_models, write_manifest
 
 pytestmark = pytest.mark.media
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tvindex[ray]')")
+WHEN = ("indexed_at", "seq")  # when a row was written: the rest must be equal
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # address="local": a cluster of its own, even where RAY_ADDRESS names another one.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield
     ray.shutdown()
 
 
-@pytest.fixture()
-def settings(shared_dir: Path, tmp_path: Path, monkeypatch):
+def _settings(config: Path | None, env: dict[str, str], monkeypatch):
     from tvindex.settings import load_settings
 
-    for k, v in {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
-                 "TVINDEX_SHARED_DIR": str(shared_dir),
-                 "TVINDEX_DATA_DIR": str(tmp_path / "data"),
-                 "TVINDEX__TAGGERS__ACTIVE": "[tflite-detector]",
-                 "TVINDEX__SAMPLING__MODE": "interval", "TVINDEX__SAMPLING__EVERY_S": "1",
-                 "TVINDEX__TAGGERS__BATCH_SIZE": "4"}.items():
+    for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return load_settings(None, {})
+    return load_settings(config, {})
 
 
-@pytest.mark.slow  # a local Ray cluster and its actors start in ~1 min on 2 loaded cores
-def test_ray_catalogue_equals_local_and_a_corrupt_file_fails_alone(local_ray, settings,
-                                                                  tmp_path, video_dir,
-                                                                  bad_media):
-    from indexer.catalogue import load_catalogue
+def _both_engines(catalogue, settings, tmp_path: Path):
+    """The catalogue indexed by the local engine (one decode worker) and on Ray, each into
+    a SQLite store of its own: (local report, Ray report, local db, Ray db, index again)."""
     from indexer.claims import EpisodeClaims
     from indexer.fingerprints import FingerprintCache
     from indexer.pipeline.engine import index_catalogue
@@ -50,36 +47,72 @@ def test_ray_catalogue_equals_local_and_a_corrupt_file_fails_alone(local_ray, se
     from indexer.pipeline.ray_engine import index_on_ray
     from search.backends.sqlite.store import SqliteStore
 
-    bikes, car = video_dir / "bikes.mp4", video_dir / "carphone_pristine.mp4"
-    m = write_manifest(tmp_path, [f"Bikes,b1,{bikes},0,5.48", f"Bikes,b2,{bikes},5.48,10",
-                                  f"Car,c1,{car},0,2", f"Car,c2,{car},2,4",
-                                  f"Broken,trunc,{bad_media['truncated']},,"])
-    catalogue = load_catalogue(m)
     models = Models.from_settings(settings, tmp_path / "ray-data")
+    batch = settings.taggers.batch_size
     local_db, ray_db = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
     with SqliteStore(local_db) as store:
         local = index_catalogue(catalogue, store, models, settings.sampling,
-                                settings.aggregation, batch_size=4, progress=False, workers=1)
-    with SqliteStore(ray_db) as store:
-        on_ray = index_on_ray(catalogue, store, models, settings.sampling,
-                              settings.aggregation, batch_size=4, progress=False,
-                              fingerprints=FingerprintCache(tmp_path / "fp.sqlite"),
-                              claims=EpisodeClaims(tmp_path / "claims"))
-    assert sorted(on_ray.indexed) == sorted(local.indexed) == ["b1", "b2", "c1", "c2"]
-    assert list(on_ray.failed) == list(local.failed) == ["trunc"]
-    assert on_ray.failed["trunc"] == local.failed["trunc"]  # the same reason
+                                settings.aggregation, batch_size=batch, progress=False,
+                                workers=1)
+
+    def on_ray():
+        with SqliteStore(ray_db) as store:
+            return index_on_ray(catalogue, store, models, settings.sampling,
+                                settings.aggregation, batch_size=batch, progress=False,
+                                fingerprints=FingerprintCache(tmp_path / "fp.sqlite"),
+                                claims=EpisodeClaims(tmp_path / "claims"))
+
+    return local, on_ray(), local_db, ray_db, on_ray
+
+
+def test_ray_on_the_demo_equals_the_local_engine_and_resumes(local_ray, shared_dir, tmp_path,
+                                                              monkeypatch):
+    from indexer.catalogue import load_catalogue
+
+    # The demo as `make demo` runs it: its configuration (shots, 3 frames a shot), its
+    # catalogue (11 episodes of the shared footage) and the two offline teachers.
+    settings = _settings(REPO / "demo" / "config.yaml",
+                         {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
+                          "TVINDEX_SHARED_DIR": str(shared_dir),
+                          "TVINDEX_DATA_DIR": str(tmp_path / "data")}, monkeypatch)
+    assert settings.sampling.mode == "shots"
+    catalogue = load_catalogue(REPO / "demo" / "catalogue.csv")
+    local, on_ray, local_db, ray_db, again = _both_engines(catalogue, settings, tmp_path)
+    episodes = sorted(e.id for e in catalogue.episodes)
+    assert len(episodes) == 11
+    assert sorted(on_ray.indexed) == sorted(local.indexed) == episodes
+    assert not on_ray.failed and not local.failed
     assert on_ray.frames == local.frames > 0
-    assert dump_all(ray_db) == dump_all(local_db)
+    # Row for row, but for the order episodes were written in (Ray finishes them as its
+    # decode tasks do: the store's write version, ``seq``, differs).
+    assert dump_all(ray_db, WHEN) == dump_all(local_db, WHEN)
     assert read_models(ray_db) == read_models(local_db)
 
     # Resumable: the same fingerprints and versions, so nothing is tagged again.
-    with SqliteStore(ray_db) as store:
-        again = index_on_ray(catalogue, store, models, settings.sampling,
-                             settings.aggregation, batch_size=4, progress=False,
-                             fingerprints=FingerprintCache(tmp_path / "fp.sqlite"),
-                             claims=EpisodeClaims(tmp_path / "claims"))
-    assert again.indexed == [] and sorted(again.skipped) == ["b1", "b2", "c1", "c2"]
-    assert again.frames == 0
+    second = again()
+    assert second.indexed == [] and sorted(second.skipped) == episodes
+    assert second.frames == 0
+
+
+def test_on_ray_a_corrupt_file_fails_alone(local_ray, shared_dir, tmp_path, video_dir,
+                                           bad_media, monkeypatch):
+    from indexer.catalogue import load_catalogue
+
+    settings = _settings(None, {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
+                                "TVINDEX_SHARED_DIR": str(shared_dir),
+                                "TVINDEX_DATA_DIR": str(tmp_path / "data"),
+                                "TVINDEX__TAGGERS__ACTIVE": "[tflite-detector]",
+                                "TVINDEX__SAMPLING__MODE": "interval",
+                                "TVINDEX__SAMPLING__EVERY_S": "1",
+                                "TVINDEX__TAGGERS__BATCH_SIZE": "4"}, monkeypatch)
+    bikes, car = video_dir / "bikes.mp4", video_dir / "carphone_pristine.mp4"
+    m = write_manifest(tmp_path, [f"Bikes,b1,{bikes},0,5.48", f"Car,c1,{car},0,2",
+                                  f"Broken,trunc,{bad_media['truncated']},,"])
+    local, on_ray, local_db, ray_db, _ = _both_engines(load_catalogue(m), settings, tmp_path)
+    assert sorted(on_ray.indexed) == sorted(local.indexed) == ["b1", "c1"]
+    assert list(on_ray.failed) == list(local.failed) == ["trunc"]
+    assert on_ray.failed["trunc"] == local.failed["trunc"]  # the same reason
+    assert dump_all(ray_db, WHEN) == dump_all(local_db, WHEN)
 
 
 def test_engine_ray_without_ray_is_one_clear_error(tmp_path, video_dir, shared_dir):
