@@ -206,6 +206,13 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def ray_running() -> bool:
+    """Whether a Ray cluster runs on this machine already (a job started without an address
+    joins it, so the ``ray`` runs would not start their own)."""
+    return subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True,
+                          check=False).returncode == 0
+
+
 class ray_cluster:  # noqa: N801 (a context manager named for what it holds)
     """A one-machine Ray cluster (``ray start --head``) for the runs inside, stopped after:
     how a cluster is used in production, started once and given many jobs, so the runs'
@@ -254,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=REPO / "var" / "bench" / "archive")
     p.add_argument("--quick", action="store_true", help="small episodes: a smoke run")
     args = p.parse_args(argv)
+    if (args.ray or args.ray_cluster) and ray_running():
+        p.error("a Ray cluster is running on this machine: stop it first (ray stop), so that "
+                "the ray runs start their own and the ray-cluster runs one of this benchmark's")
     if args.quick:
         args.episodes, args.duration, args.width, args.height = 2, 20.0, 480, 270
         args.preset, args.rounds = "ultrafast", 1
