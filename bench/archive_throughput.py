@@ -25,8 +25,8 @@ Measured, in one run:
    the local engine, and with ``--ray`` the Ray engine for the same modes and sets (the job
    starts its own one-machine cluster, as ``--engine ray`` without an address does), with
    ``--ray-cluster`` the Ray engine on a one-machine cluster started once before the runs
-   (``ray start --head``; the job connects to it, as production jobs do); rounds
-   interleaved, medians and spread (max-min over the median) reported, with
+   (``ray start --head``, then one untimed job; the job connects to it, as production jobs
+   do); rounds interleaved, medians and spread (max-min over the median) reported, with
    ``cores_busy``: the run's CPU seconds (its decode workers' included) over its wall
    time, of ``cores`` available.
 
@@ -343,6 +343,11 @@ def _index_rounds(args, runs: list, sets: dict, common: dict, man: Path, base_ma
             if not batch:
                 continue
             with ray_cluster(on_cluster):
+                if on_cluster:  # the cluster's first job also starts Ray Data's helper
+                    # actors (stats, autoscaling, ...), which a running cluster has: untimed
+                    mode, name = batch[0][:2]
+                    run_index(base_man, dict(common, TVINDEX__SAMPLING__MODE="keyframes",
+                                             **sets[name]), 0, "ray-cluster", 0)
                 for mode, name, w, engine, threads in batch:
                     key = f"{mode}/{name}/{engine}" + (f"/w{w}" if engine == "local" else "")
                     key += f"/t{threads}" if threads else ""
