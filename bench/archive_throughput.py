@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ray", action="store_true", help="also the Ray engine (every mode)")
     p.add_argument("--ray-cluster", action="store_true",
                    help="also the Ray engine on a one-machine cluster started once before "
-                        "the runs (keyframes; its start-up left out, as in production)")
+                        "the runs (every mode; its start-up left out, as in production)")
     p.add_argument("--decode-threads", nargs="+", type=int, default=[0],
                    help="threads per decoder for the local runs (0: FFmpeg's choice; each "
                         "value is a run of its own, keys end /tN when N > 0)")
@@ -345,9 +345,8 @@ def _index_rounds(args, runs: list, sets: dict, common: dict, man: Path, base_ma
             with ray_cluster(on_cluster):
                 if on_cluster:  # the cluster's first job also starts Ray Data's helper
                     # actors (stats, autoscaling, ...), which a running cluster has: untimed
-                    mode, name = batch[0][:2]
                     run_index(base_man, dict(common, TVINDEX__SAMPLING__MODE="keyframes",
-                                             **sets[name]), 0, "ray-cluster", 0)
+                                             **sets[batch[0][1]]), 0, "ray-cluster", 0)
                 for mode, name, w, engine, threads in batch:
                     key = f"{mode}/{name}/{engine}" + (f"/w{w}" if engine == "local" else "")
                     key += f"/t{threads}" if threads else ""
