@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -213,7 +214,7 @@ def ray_running() -> bool:
                           check=False).returncode == 0
 
 
-class ray_cluster:  # noqa: N801 (a context manager named for what it holds)
+class ray_cluster:
     """A one-machine Ray cluster (``ray start --head``) for the runs inside, stopped after:
     how a cluster is used in production, started once and given many jobs, so the runs'
     times leave its start-up out (the ``ray`` runs include a cluster started by the job)."""
@@ -222,7 +223,7 @@ class ray_cluster:  # noqa: N801 (a context manager named for what it holds)
         self.enabled = enabled
         self.ray = str(Path(sys.executable).with_name("ray"))
 
-    def __enter__(self) -> "ray_cluster":
+    def __enter__(self) -> Self:
         if self.enabled:
             subprocess.run([self.ray, "start", "--head", f"--num-cpus={os.cpu_count()}",
                             "--include-dashboard=false", "--disable-usage-stats"],

@@ -107,7 +107,7 @@ def test_pipelined_catalogue_equals_sequential_byte_for_byte(tmp_path, env, vide
     with SqliteStore(seq_db) as store:
         seq = run_index(catalogue, store, taggers, settings.sampling, settings.aggregation,
                         embedder=embedder, batch_size=4, progress=False)
-    import indexer.media.source as source
+    from indexer.media import source
 
     monkeypatch.setattr(source, "_decode_threads", 0)
     source.set_decode_threads(1)  # the workers fork with it
