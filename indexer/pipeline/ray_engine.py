@@ -37,7 +37,7 @@ from indexer.indexing import IndexReport
 from indexer.media import MediaError
 from indexer.pipeline.engine import LocalRun, _Job
 from indexer.pipeline.models import Models
-from indexer.pipeline.ray_tasks import TagActor, decode_episodes, node_cpus
+from indexer.pipeline.ray_tasks import TagActor, decode_episodes
 from tvindex.core.store import CatalogueWriter
 from tvindex.errors import UserError
 from tvindex.settings import AggregationSettings, SamplingSettings
@@ -90,9 +90,6 @@ class RayRun(LocalRun):
                 "Ray cluster")
         self._gpus = int(ray.cluster_resources().get("GPU", 0))
         self._nodes = len(nodes)
-        # The tagging threads per machine: the smallest machine's CPUs.
-        self._node_cpus = max(1, min((int(n.get("Resources", {}).get("CPU", 0))
-                                      for n in nodes), default=0) or node_cpus())
 
     def _inline(self, todo) -> None:  # the local engine's decode loop, replaced
         from indexer.pipeline.engine import _Feed
@@ -144,7 +141,7 @@ class RayRun(LocalRun):
         ds = ds.map_batches(TagActor, batch_size=1,
                             fn_constructor_args=(self.models.recipe(), self.batch_size,
                                                  self.aggregation.thumbnail_width,
-                                                 0 if self._gpus else self._node_cpus),
+                                                 not self._gpus),
                             compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
                             num_gpus=1 if self._gpus else 0, num_cpus=0)
         pending: dict[int, dict[int, tuple[str, bytes]]] = {j: {} for j in by_id}

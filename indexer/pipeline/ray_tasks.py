@@ -8,7 +8,6 @@ tagging actor builds the taggers from a ``Models`` recipe, which imports what th
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Iterator
 
@@ -55,30 +54,24 @@ def _row(job: int, seq: int, kind: str, payload: bytes) -> dict[str, list]:
     return {"job": [job], "seq": [seq], "kind": [kind], "payload": [payload]}
 
 
-def node_cpus() -> int:
-    """The CPUs this process may run on (its affinity, else the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class TagActor:
     """Builds the taggers once (``models``: a ``Models`` recipe) and tags one chunk per row;
-    other rows pass through. ``threads``: the CPU threads tagging may use (0: leave them as
-    Ray set them, one per CPU the actor reserved)."""
+    other rows pass through. ``machine_threads``: tag with as many threads as this
+    machine has cores (False: leave them as Ray set them, one per CPU the actor reserved)."""
 
     def __init__(self, models, batch_size: int, thumbnail_width: int,
-                 threads: int = 0) -> None:
+                 machine_threads: bool = False) -> None:
         import sys
+
+        from indexer.pipeline.workers import usable_cpus
 
         self.taggers, self.embedder = models.get()
         # Ray starts an actor with OMP_NUM_THREADS set to the CPUs it reserved (1 when it
         # reserved none), which torch follows. On a CPU-only node the actor shares the
         # node with the decode tasks, as the local engine's tagger shares the machine with
         # its decode workers: it gets the same threads as the local engine's.
-        if threads > 0 and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+        if machine_threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(usable_cpus())
         self.batch_size = batch_size
         self.width = thumbnail_width
 

@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 DIED = "died"  # the message kind for a worker that ended while it had a task
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity, else the machine's): the default
+    number of decode workers, and the tagging threads of a Ray node's actor."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(eq=False)
 class Worker:
     """One decode process: ``tasks`` (main's sending end), ``results`` (main's receiving

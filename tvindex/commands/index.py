@@ -27,16 +27,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def default_workers() -> int:
-    """The cores this process may run on."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = command_parser(
         sub, "index", help="index a catalogue manifest (CSV/JSONL) or folder tree",
@@ -128,6 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.media import set_decode_threads
     from indexer.pipeline.engine import index_catalogue
     from indexer.pipeline.models import Models
+    from indexer.pipeline.workers import usable_cpus
     from search.store import open_store
     from search.vector_catalogue import VectorCatalogue
     from search.visual_vectors import visual_writer
@@ -138,7 +129,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # The taggers are built when the first episode needs tagging (never for a run with
     # nothing to do); the configuration version is remembered in the data dir meanwhile.
     models = Models.from_settings(settings, data_dir)
-    workers = args.workers if args.workers is not None else default_workers()
+    workers = args.workers if args.workers is not None else usable_cpus()
     set_decode_threads(args.decode_threads)  # forked decode workers inherit it
     with open_store(settings) as store:
         vectors = VectorCatalogue.from_settings(store, settings)
