@@ -17,3 +17,6 @@ test: setup       ## the fast test suite (what CI runs)
 
 test-all: setup   ## every test, the slow ones too
 	@$(ENV) && python -m pytest -q -m ""
+
+lint: setup       ## ruff over the whole repository (tests/test_lint.py runs it in the suite too)
+	@$(ENV) && ruff check .

@@ -23,6 +23,7 @@ differences. Exit status 0 when every section is identical, 1 otherwise. Needs t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -40,7 +41,7 @@ def _cli(side: Path, data_dir: Path, *args: str, check: bool = True) -> Any:
     env = dict(os.environ, PYTHONPATH=str(side))
     cmd = [sys.executable, "-m", "tvindex.cli", "--config", "demo/config.yaml", *args,
            "--data-dir", str(data_dir)]
-    proc = subprocess.run(cmd, cwd=side, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=side, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         if check:
             raise SystemExit(f"{side.name}: {' '.join(args)} failed ({proc.returncode}):\n"
@@ -70,7 +71,7 @@ def queries(labels: list[dict[str, Any]], programmes: list[str]) -> list[str]:
     out = [f"object:{q(n)}" for n in objects[:6]]
     out += [f"{lab['label_set']}:{q(lab['name'])}" for lab in others[:6]]
     out += [f"scene:{q(lab['name'])}" for lab in others[:2]]
-    for a, b in zip(objects, objects[1:4]):
+    for a, b in itertools.pairwise(objects[:4]):
         out += [f"object:{q(a)} object:{q(b)}", f"object:{q(a)} OR object:{q(b)}",
                 f"object:{q(a)} -object:{q(b)}"]
     out += [f'object:person programme:"{t}"' for t in programmes[:3]]
@@ -154,7 +155,7 @@ def main() -> int:
             after = snapshot(ROOT, Path(tmp) / "data-head", image)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
-                           capture_output=True)
+                           capture_output=True, check=False)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         (args.keep / "before.json").write_text(json.dumps(before, indent=1))

@@ -15,7 +15,7 @@ import hashlib
 import shutil
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -62,7 +62,7 @@ def _download(name: str, source: WeightSource, cache_dir: Path) -> Path:
     target = cache_dir / name
     with tempfile.NamedTemporaryFile(dir=cache_dir, delete=False, suffix=".part") as tmp:
         try:
-            with urllib.request.urlopen(source.url, timeout=60) as resp:  # noqa: S310 (fixed URLs)
+            with urllib.request.urlopen(source.url, timeout=60) as resp:
                 shutil.copyfileobj(resp, tmp)
         except OSError as exc:
             Path(tmp.name).unlink(missing_ok=True)
@@ -80,7 +80,7 @@ class ModelResolver:
     ``models.allow_download`` (the only settings a model loader needs)."""
 
     model_dir: Path | None = None
-    cache_dir: Path = Path("~/.cache/tvindex/models").expanduser()
+    cache_dir: Path = field(default_factory=lambda: Path("~/.cache/tvindex/models").expanduser())
     allow_download: bool = False
 
     @classmethod

@@ -61,7 +61,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
 
 def layer_rules() -> tuple[list[tuple[str, tuple[str, ...]]], dict[str, set[str]]]:
     """(layer name, module prefixes) in document order, and the layers each may import."""
-    block = re.search(r"```layers\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    block = re.search(r"```layers\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
     assert block, "docs/architecture.md has no ```layers block"
     layers, allowed = [], {}
     for line in block.group(1).strip().splitlines():

@@ -370,7 +370,8 @@ def test_demo_catalogue_hidden_genre_is_predicted_and_found(tmp_path_factory, sh
     data = tmp_path_factory.mktemp("genredemo") / "data"
     shutil.copytree(index_demo(tmp_path_factory, shared_dir), data)
     env = demo_env(shared_dir)
-    rows = list(csv.DictReader(open(REPO / "demo" / "catalogue.csv", newline="")))
+    with open(REPO / "demo" / "catalogue.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     assert {r["genre"] for r in rows if r["programme_id"] == "la-placa"} == {"news;urban"}
     hidden = data.parent / "hidden.csv"
     with open(hidden, "w", newline="") as f:

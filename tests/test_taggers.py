@@ -205,8 +205,8 @@ def test_ssd_reads_pre_nms_logits_and_finds_dog_bicycle_car(model_dir: Path, med
     assert raw.shape == (1917, 91)
     # The tensor we read feeds the graph's own sigmoid: they agree to quantisation error.
     scores = tagger.interpreter.get_tensor(
-        [d["index"] for d in tagger.interpreter.get_tensor_details()
-         if d["name"] == "convert_scores"][0])[0].astype(np.float32) / 256.0
+        next(d["index"] for d in tagger.interpreter.get_tensor_details()
+             if d["name"] == "convert_scores"))[0].astype(np.float32) / 256.0
     np.testing.assert_allclose(1 / (1 + np.exp(-raw)), scores, atol=0.01)
     logits = tagger.predict([image])["coco80"][0]
     np.testing.assert_allclose(logits, raw[:, tagger.columns].max(axis=0))

@@ -28,5 +28,4 @@ from indexer.media.source import set_decode_threads
 from indexer.media.types import Frame, MediaError, MediaInfo, Shot
 
 __all__ = ["Frame", "MediaError", "MediaInfo", "Sampler", "Shot", "detect_shots", "probe",
-           "set_decode_threads",
-           "sample_frames"]
+           "sample_frames", "set_decode_threads"]

@@ -10,9 +10,9 @@ def center_crop(frame: np.ndarray, size: int, crop_pct: float = 0.875) -> np.nda
     """[H, W, 3] uint8 -> [size, size, 3] uint8: resize the short side to size / crop_pct and
     cut the centre, as the ImageNet and Places365 evaluation pipelines do."""
     h, w = frame.shape[:2]
-    short = int(round(size / crop_pct))
+    short = round(size / crop_pct)
     scale = short / min(h, w)
-    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(frame, (nw, nh), interpolation=interp)
     top, left = (nh - size) // 2, (nw - size) // 2
@@ -24,7 +24,7 @@ def letterbox(frame: np.ndarray, size: int, pad_value: int = 114) -> np.ndarray:
     (Ultralytics' rule), so the detector sees the whole frame undistorted."""
     h, w = frame.shape[:2]
     scale = size / max(h, w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(frame, (nw, nh), interpolation=interp)
     out = np.full((size, size, 3), pad_value, dtype=np.uint8)

@@ -84,8 +84,9 @@ class StudentSettings(_Section):
     image_size: int | None = Field(None, ge=32)
 
 
-from tvindex.settings.student_onnx import StudentOnnxSettings  # noqa: E402  (subclasses _Section)
-from tvindex.settings.visual import OpenClipSettings, VisualSettings  # noqa: E402
+# Imported here, below _Section, which they subclass.
+from tvindex.settings.student_onnx import StudentOnnxSettings
+from tvindex.settings.visual import OpenClipSettings, VisualSettings
 
 
 class TaggersSettings(_Section):
@@ -192,7 +193,8 @@ class ServerSettings(_Section):
     backlog: int = Field(1024, ge=1, le=65535)
     # Origins allowed to call the API from a browser (CORS): scheme://host[:port], exactly as
     # browsers send them; empty = no CORS headers at all.
-    cors_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    cors_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
+        default_factory=list)
     # Per client address: a token bucket refilled at rate_limit_per_minute / 60 a second, holding
     # at most rate_limit_burst tokens (null = rate_limit_per_minute); 0 = off.
     rate_limit_per_minute: int = Field(600, ge=0, le=10_000_000)
@@ -229,8 +231,8 @@ class VectorsSettings(_Section):
     use_gpu: bool = True
 
 
-from tvindex.settings.pictures import PicturesSettings  # noqa: E402  (subclasses _Section)
-from tvindex.settings.vocabulary import VocabularySettings  # noqa: E402  (subclasses _Section)
+from tvindex.settings.pictures import PicturesSettings
+from tvindex.settings.vocabulary import VocabularySettings
 from tvindex.settings.words import WordsSettings
 
 
