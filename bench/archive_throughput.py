@@ -177,9 +177,10 @@ print(json.dumps({"frames": len(frames), "times": times}))
     return out
 
 
-def run_index(manifest_path: Path, env: dict, workers: int, engine: str,
-              threads: int = 0) -> dict:
-    data = tempfile.mkdtemp(prefix="archive-bench-")
+def index_command(manifest_path: Path, data: str, workers: int, engine: str,
+                  threads: int = 0) -> list[str]:
+    """`tvindex index` as a user runs it, on ``engine`` (local, ray: the job starts its own
+    cluster, ray-cluster: it joins the one ``ray_cluster`` started)."""
     cmd = [sys.executable, "-m", "tvindex.cli", "index", str(manifest_path), "--no-progress",
            "--json", "--data-dir", data, "--engine", "local" if engine == "local" else "ray",
            "--decode-threads", str(threads)]
@@ -187,6 +188,13 @@ def run_index(manifest_path: Path, env: dict, workers: int, engine: str,
         cmd += ["--workers", str(workers)]
     elif engine == "ray-cluster":  # the one-machine cluster started by ray_cluster()
         cmd += ["--ray-address", "auto"]
+    return cmd
+
+
+def run_index(manifest_path: Path, env: dict, workers: int, engine: str,
+              threads: int = 0) -> dict:
+    data = tempfile.mkdtemp(prefix="archive-bench-")
+    cmd = index_command(manifest_path, data, workers, engine, threads)
     t0, used0 = time.perf_counter(), _children_cpu()
     r = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True,
                        check=False, cwd=REPO)

@@ -17,6 +17,12 @@ run). It prints JSON:
   Ray's: 1.0 means Ray costs nothing more per hour of video) and ``within_15pct_from_h``: the
   catalogue size from which Ray's wall time is within 15 % of local's (local / Ray >= 0.85),
   by the fitted lines (null when Ray's marginal cost alone is more than 15 % above local's);
+- with ``--cpu``, ``cpu_s``: one more (untimed) run per engine over the largest catalogue,
+  every process on the machine polled every 0.1 s, the CPU seconds each used during the run,
+  grouped: the ``tvindex`` process (``driver``), its forked decode workers (local), Ray's
+  task workers (the decode tasks; ``ray::IDLE`` between tasks), the tagging actor, and Ray's
+  daemons and cluster-wide helper actors; a process that ends between two polls loses its
+  last 0.1 s, so this is an account, not a stopwatch;
 - the load average before and after.
 
     python bench/ray_overhead.py --student-onnx var/models/student.int8.onnx --hours 0.5 1 2 4
@@ -28,7 +34,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +69,69 @@ def break_even(local: tuple[float, float], ray: tuple[float, float],
     return max(0.0, b / a)
 
 
+def _group(proc_name: str, cmdline: str, pid: int, driver: int, parents: set[int]) -> str | None:
+    """Which part of the run a process is (None: not the run's, not Ray's)."""
+    if pid == driver:
+        return "driver"
+    if parents & {driver}:
+        return "local decode workers"
+    if "TagActor" in proc_name:
+        return "ray tagging actor"
+    if proc_name.startswith(("ray::IDLE", "ray::MapBatches")):
+        return "ray task workers (decode)"
+    if proc_name.startswith("ray::") or proc_name in ("raylet", "gcs_server") \
+            or "/ray/" in cmdline:
+        return "ray daemons and helper actors"
+    return None
+
+
+def cpu_account(manifest_path: Path, env: dict, engine: str) -> dict:
+    """CPU seconds per part of one `tvindex index` run (see the module docstring)."""
+    import psutil  # a dependency of Ray
+
+    def snap() -> dict:
+        out = {}
+        for p in psutil.process_iter(["pid", "ppid", "name", "cmdline", "cpu_times",
+                                      "create_time"]):
+            try:
+                i = p.info
+                ct = i["cpu_times"]
+                out[(i["pid"], i["create_time"])] = (
+                    ct.user + ct.system, i["name"] or "", " ".join(i["cmdline"] or []),
+                    i["ppid"])
+            except (psutil.Error, TypeError, AttributeError):
+                continue
+        return out
+
+    before = snap()
+    data = tempfile.mkdtemp(prefix="ray-overhead-")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(at.index_command(manifest_path, data, 2, engine),
+                            env=dict(os.environ, **env), cwd=at.REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last: dict = {}
+    children: set[int] = set()
+    while proc.poll() is None:
+        now = snap()
+        last.update(now)
+        children |= {k[0] for k, v in now.items() if v[3] == proc.pid}
+        time.sleep(0.1)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read() if proc.stderr else ""
+    subprocess.run(["rm", "-rf", data], check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"cpu account, {engine}: exit {proc.returncode}: {err[-1000:]}")
+    groups: dict[str, float] = {}
+    for key, (cpu, name, cmdline, ppid) in last.items():
+        used = cpu - before.get(key, (0.0,))[0]
+        parents = {ppid} | ({proc.pid} if key[0] in children else set())
+        g = _group(name, cmdline, key[0], proc.pid, parents)
+        if g is not None and used > 0.005:
+            groups[g] = groups.get(g, 0.0) + used
+    return {"wall_s": round(wall, 2), "total": round(sum(groups.values()), 2),
+            **{g: round(v, 2) for g, v in sorted(groups.items(), key=lambda x: -x[1])}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", nargs="+", type=float, default=[0.5, 1.0, 2.0, 4.0])
@@ -71,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student-onnx", type=Path, help="student ONNX model")
     p.add_argument("--own-cluster", action="store_true",
                    help="also the Ray engine starting its own cluster for each job")
+    p.add_argument("--cpu", action="store_true",
+                   help="also one run per engine over the largest catalogue with the CPU "
+                        "seconds of every process counted (cpu_s)")
     p.add_argument("--every", type=float, default=10.0, help="sampling.every_s")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--duration", type=float, default=300.0)
@@ -112,6 +186,15 @@ def main(argv: list[str] | None = None) -> int:
                         walls[engine][h].append(r["wall_s"])
                         print(f"round {rnd + 1} {engine} {h:g} h: {r['wall_s']:.2f} s",
                               file=sys.stderr)
+    cpu: dict = {}
+    if args.cpu:
+        biggest = catalogues[max(catalogues)][0]
+        for engine in engines:
+            with at.ray_cluster(engine == "ray-cluster"):
+                if engine == "ray-cluster":
+                    at.run_index(catalogues[min(catalogues)][0], env, 0, "ray-cluster")
+                cpu[engine] = cpu_account(biggest, env, engine)
+                print(f"cpu {engine}: {cpu[engine]}", file=sys.stderr)
     runs: dict = {}
     model: dict = {}
     for engine, by_h in walls.items():
@@ -137,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"cores": os.cpu_count(), "tagger": args.tagger, "every_s": args.every,
            "hours": sorted(catalogues), "rounds": args.rounds,
            "load_before": [round(x, 2) for x in load_before], "runs": runs, "model": model,
+           **({"cpu_s": {"hours": max(catalogues), **cpu}} if cpu else {}),
            "load_after": [round(x, 2) for x in os.getloadavg()],
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(out, indent=1))
