@@ -14,9 +14,10 @@ run). It prints JSON:
 - ``runs``: per engine and size, the median wall time, real-time factor and spread;
 - ``model``: per engine ``fixed_s`` and ``per_hour_s`` (with the marginal real-time factor
   ``3600 / per_hour_s``), and per Ray engine ``marginal_ratio`` (local's per-hour cost over
-  Ray's: 1.0 means Ray costs nothing more per hour of video) and ``within_15pct_from_h``: the
-  catalogue size from which Ray's wall time is within 15 % of local's (local / Ray >= 0.85),
-  by the fitted lines (null when Ray's marginal cost alone is more than 15 % above local's);
+  Ray's: 1.0 means Ray costs nothing more per hour of video) and ``within_15pct_hours``: the
+  catalogue sizes where Ray's wall time is within 15 % of local's (local / Ray >= 0.85) by
+  the fitted lines, ``from`` and ``to`` hours (``to`` null: any bigger one; the whole entry
+  null: none); ``walls_s``: every run's wall time;
 - with ``--cpu``, ``cpu_s``: one more (untimed) run per engine over the largest catalogue,
   every process on the machine polled every 0.1 s, the CPU seconds each used during the run,
   grouped: the ``tvindex`` process (``driver``), its forked decode workers (local), Ray's
@@ -58,15 +59,17 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def break_even(local: tuple[float, float], ray: tuple[float, float],
-               ratio: float = 0.85) -> float | None:
-    """Smallest catalogue (hours) where local / Ray >= ``ratio`` by the fitted lines; 0.0
-    when it holds at every size, None when it never does."""
+               ratio: float = 0.85) -> tuple[float, float | None] | None:
+    """The catalogue sizes (hours, from, to; to None: no end) where local / Ray >= ``ratio``
+    by the fitted lines; None when there are none."""
     (fl, ml), (fr, mr) = local, ray
     # fl + ml h >= ratio (fr + mr h)  <=>  h (ml - ratio mr) >= ratio fr - fl
     a, b = ml - ratio * mr, ratio * fr - fl
-    if a <= 0:
-        return 0.0 if b <= 0 else None
-    return max(0.0, b / a)
+    if a > 0:
+        return max(0.0, b / a), None
+    if a == 0:
+        return (0.0, None) if b <= 0 else None
+    return (0.0, b / a) if b <= 0 else None  # Ray's hour costs more: only small jobs
 
 
 def _group(proc_name: str, cmdline: str, pid: int, driver: int, parents: set[int]) -> str | None:
@@ -75,9 +78,12 @@ def _group(proc_name: str, cmdline: str, pid: int, driver: int, parents: set[int
         return "driver"
     if parents & {driver}:
         return "local decode workers"
-    if "TagActor" in proc_name:
+    # The name is the process title Ray sets (Linux keeps 15 characters of it): the command
+    # line holds the whole title.
+    if "TagActor" in proc_name or "TagActor" in cmdline:
         return "ray tagging actor"
-    if proc_name.startswith(("ray::IDLE", "ray::MapBatches")):
+    if proc_name.startswith(("ray::IDLE", "ray::MapBatches")) \
+            or cmdline.startswith(("ray::IDLE", "ray::MapBatches")):
         return "ray task workers (decode)"
     if proc_name.startswith("ray::") or proc_name in ("raylet", "gcs_server") \
             or "/ray/" in cmdline:
@@ -203,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             med = statistics.median(ws)
             runs[engine][f"{h:g}h"] = {
                 "wall_s": round(med, 2), "x_realtime": round(catalogues[h][1] / med, 1),
-                "spread": round((max(ws) - min(ws)) / med, 3), "rounds": len(ws)}
+                "spread": round((max(ws) - min(ws)) / med, 3), "rounds": len(ws),
+                "walls_s": [round(w, 2) for w in ws]}
         fixed, per_h = fit([(catalogues[h][1] / 3600, w) for h, ws in by_h.items()
                             for w in ws])
         model[engine] = {"fixed_s": round(fixed, 2), "per_hour_s": round(per_h, 2),
@@ -213,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         ray = (model[engine]["fixed_s"], model[engine]["per_hour_s"])
         model[engine]["marginal_ratio"] = round(loc[1] / ray[1], 3)
         be = break_even(loc, ray)
-        model[engine]["within_15pct_from_h"] = None if be is None else round(be, 2)
+        model[engine]["within_15pct_hours"] = None if be is None else {
+            "from": round(be[0], 2), "to": None if be[1] is None else round(be[1], 2)}
         for h in catalogues:
             runs[engine][f"{h:g}h"]["vs_local"] = round(
                 runs["local"][f"{h:g}h"]["wall_s"] / runs[engine][f"{h:g}h"]["wall_s"], 2)

@@ -28,10 +28,14 @@ def test_fit_recovers_a_line(bench):
 
 
 def test_break_even(bench):
-    # Same cost per hour, Ray 6 s more per job: within 15 % from 6 / (10 - 8.5) * 0.85 h.
-    h = bench.break_even((0.0, 10.0), (6.0, 10.0))
-    assert h == pytest.approx(0.85 * 6.0 / 1.5)
-    assert 0.0 / 10 + 10 * h == pytest.approx(0.85 * (6.0 + 10 * h))
-    assert bench.break_even((2.0, 10.0), (1.0, 10.0)) == 0.0  # Ray never behind
-    assert bench.break_even((0.0, 10.0), (6.0, 12.0)) is None  # 0.83 per hour: never
-    assert bench.break_even((0.0, 10.0), (0.0, 11.0)) == 0.0  # 0.91 at every size
+    # Same cost per hour, Ray 6 s more per job: within 15 % from 6 / (10 - 8.5) * 0.85 h on.
+    lo, hi = bench.break_even((0.0, 10.0), (6.0, 10.0))
+    assert (lo, hi) == (pytest.approx(0.85 * 6.0 / 1.5), None)
+    assert 10 * lo == pytest.approx(0.85 * (6.0 + 10 * lo))
+    assert bench.break_even((2.0, 10.0), (1.0, 10.0)) == (0.0, None)  # Ray never behind
+    assert bench.break_even((0.0, 10.0), (6.0, 12.0)) is None  # 0.83 an hour, and later
+    assert bench.break_even((0.0, 10.0), (0.0, 11.0)) == (0.0, None)  # 0.91 at every size
+    # Ray's hour costs more but its job less (the teachers here): only jobs up to a size.
+    lo, hi = bench.break_even((11.0, 25.5), (10.5, 32.0))
+    assert lo == 0.0 and hi == pytest.approx((0.85 * 10.5 - 11.0) / (25.5 - 0.85 * 32.0))
+    assert 11.0 + 25.5 * hi == pytest.approx(0.85 * (10.5 + 32.0 * hi))
