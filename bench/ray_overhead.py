@@ -72,19 +72,19 @@ def break_even(local: tuple[float, float], ray: tuple[float, float],
     return (0.0, b / a) if b <= 0 else None  # Ray's hour costs more: only small jobs
 
 
-def _group(proc_name: str, cmdline: str, pid: int, driver: int, parents: set[int]) -> str | None:
-    """Which part of the run a process is (None: not the run's, not Ray's)."""
+def _group(proc_name: str, cmdline: str, pid: int, driver: int, ppid: int,
+           new: bool) -> str | None:
+    """Which part of the run a process is (None: neither the run's nor Ray's). ``new``: the
+    process started during the run."""
+    title = f"{proc_name} {cmdline}"  # Linux keeps 15 characters of a process's name
     if pid == driver:
         return "driver"
-    if parents & {driver}:
+    if ppid == driver:
         return "local decode workers"
-    # The name is the process title Ray sets (Linux keeps 15 characters of it): the command
-    # line holds the whole title.
-    if "TagActor" in proc_name or "TagActor" in cmdline:
-        return "ray tagging actor"
-    if proc_name.startswith(("ray::IDLE", "ray::MapBatches")) \
-            or cmdline.startswith(("ray::IDLE", "ray::MapBatches")):
+    if "ray::IDLE" in title or "ray::MapBatches" in title:
         return "ray task workers (decode)"
+    if new and (proc_name.startswith("ray::") or "default_worker" in cmdline):
+        return "ray tagging actor"  # the job's other Ray worker (the decode tasks': above)
     if proc_name.startswith("ray::") or proc_name in ("raylet", "gcs_server") \
             or "/ray/" in cmdline:
         return "ray daemons and helper actors"
@@ -111,27 +111,26 @@ def cpu_account(manifest_path: Path, env: dict, engine: str) -> dict:
 
     before = snap()
     data = tempfile.mkdtemp(prefix="ray-overhead-")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(at.index_command(manifest_path, data, 2, engine),
-                            env=dict(os.environ, **env), cwd=at.REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last: dict = {}
-    children: set[int] = set()
-    while proc.poll() is None:
-        now = snap()
-        last.update(now)
-        children |= {k[0] for k, v in now.items() if v[3] == proc.pid}
-        time.sleep(0.1)
+    log = Path(data) / "stderr.txt"
+    started, t0 = time.time(), time.perf_counter()
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(at.index_command(manifest_path, str(Path(data) / "d"), 2,
+                                                 engine),
+                                env=dict(os.environ, **env), cwd=at.REPO,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+        last: dict = {}
+        while proc.poll() is None:
+            last.update(snap())
+            time.sleep(0.1)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
+    err = log.read_text()
     subprocess.run(["rm", "-rf", data], check=False)
     if proc.returncode != 0:
         raise SystemExit(f"cpu account, {engine}: exit {proc.returncode}: {err[-1000:]}")
     groups: dict[str, float] = {}
     for key, (cpu, name, cmdline, ppid) in last.items():
         used = cpu - before.get(key, (0.0,))[0]
-        parents = {ppid} | ({proc.pid} if key[0] in children else set())
-        g = _group(name, cmdline, key[0], proc.pid, parents)
+        g = _group(name, cmdline, key[0], proc.pid, ppid, key[1] >= started - 1)
         if g is not None and used > 0.005:
             groups[g] = groups.get(g, 0.0) + used
     return {"wall_s": round(wall, 2), "total": round(sum(groups.values()), 2),
@@ -141,7 +140,8 @@ def cpu_account(manifest_path: Path, env: dict, engine: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", nargs="+", type=float, default=[0.5, 1.0, 2.0, 4.0])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of timed runs (0: with --cpu, only the account)")
     p.add_argument("--tagger", choices=["teachers", "student", "student-onnx"],
                    default="student-onnx")
     p.add_argument("--student", type=Path, help="student checkpoint (--tagger student)")
@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=300.0)
     p.add_argument("--dir", type=Path, default=REPO / "var" / "bench" / "archive")
     args = p.parse_args(argv)
-    if len(set(args.hours)) < 2:
+    if args.rounds < 1 and not args.cpu:
+        p.error("--rounds 0 measures nothing without --cpu")
+    if args.rounds and len(set(args.hours)) < 2:
         p.error("--hours needs at least two sizes to tell the fixed cost from the rest")
     if at.ray_running():
         p.error("a Ray cluster is running on this machine: stop it first (ray stop)")
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"cpu {engine}: {cpu[engine]}", file=sys.stderr)
     runs: dict = {}
     model: dict = {}
-    for engine, by_h in walls.items():
+    for engine, by_h in walls.items() if args.rounds else ():
         runs[engine] = {}
         for h, ws in by_h.items():
             med = statistics.median(ws)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                             for w in ws])
         model[engine] = {"fixed_s": round(fixed, 2), "per_hour_s": round(per_h, 2),
                          "marginal_x_realtime": round(3600 / per_h, 1)}
-    for engine in engines[1:]:
+    for engine in engines[1:] if args.rounds else ():
         loc = (model["local"]["fixed_s"], model["local"]["per_hour_s"])
         ray = (model[engine]["fixed_s"], model[engine]["per_hour_s"])
         model[engine]["marginal_ratio"] = round(loc[1] / ray[1], 3)
