@@ -11,13 +11,14 @@ job; with ``--own-cluster`` also the job starting its own cluster), rounds inter
 fits per engine the line ``wall = fixed_s + video_h * per_hour_s`` (least squares over every
 run). It prints JSON:
 
-- ``runs``: per engine and size, the median wall time, real-time factor and spread;
+- ``runs``: per engine and size, the median wall time, real-time factor and spread, and every
+  run's wall time (``walls_s``);
 - ``model``: per engine ``fixed_s`` and ``per_hour_s`` (with the marginal real-time factor
   ``3600 / per_hour_s``), and per Ray engine ``marginal_ratio`` (local's per-hour cost over
   Ray's: 1.0 means Ray costs nothing more per hour of video) and ``within_15pct_hours``: the
   catalogue sizes where Ray's wall time is within 15 % of local's (local / Ray >= 0.85) by
   the fitted lines, ``from`` and ``to`` hours (``to`` null: any bigger one; the whole entry
-  null: none); ``walls_s``: every run's wall time;
+  null: none);
 - with ``--cpu``, ``cpu_s``: one more (untimed) run per engine over the largest catalogue,
   every process on the machine polled every 0.1 s, the CPU seconds each used during the run,
   grouped: the ``tvindex`` process (``driver``), its forked decode workers (local), Ray's
