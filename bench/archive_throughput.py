@@ -225,10 +225,14 @@ def ray_running() -> bool:
 class ray_cluster:
     """A one-machine Ray cluster (``ray start --head``) for the runs inside, stopped after:
     how a cluster is used in production, started once and given many jobs, so the runs'
-    times leave its start-up out (the ``ray`` runs include a cluster started by the job)."""
+    times leave its start-up out (the ``ray`` runs include a cluster started by the job).
+    ``warm_up``: `run_index`'s arguments for one untimed job run once the cluster is up (a
+    new cluster's first job also starts Ray Data's cluster-wide helper actors: stats,
+    autoscaling, ..., which a running cluster has)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, warm_up: tuple[Path, dict] | None = None) -> None:
         self.enabled = enabled
+        self.warm_up = warm_up
         self.ray = str(Path(sys.executable).with_name("ray"))
 
     def __enter__(self) -> Self:
@@ -236,6 +240,8 @@ class ray_cluster:
             subprocess.run([self.ray, "start", "--head", f"--num-cpus={os.cpu_count()}",
                             "--include-dashboard=false", "--disable-usage-stats"],
                            check=True, capture_output=True)
+            if self.warm_up is not None:
+                run_index(*self.warm_up, 0, "ray-cluster")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -351,11 +357,9 @@ def _index_rounds(args, runs: list, sets: dict, common: dict, man: Path, base_ma
             batch = [r for r in runs if (r[3] == "ray-cluster") == on_cluster]
             if not batch:
                 continue
-            with ray_cluster(on_cluster):
-                if on_cluster:  # the cluster's first job also starts Ray Data's helper
-                    # actors (stats, autoscaling, ...), which a running cluster has: untimed
-                    run_index(base_man, dict(common, TVINDEX__SAMPLING__MODE="keyframes",
-                                             **sets[batch[0][1]]), 0, "ray-cluster", 0)
+            warm = (base_man, dict(common, TVINDEX__SAMPLING__MODE="keyframes",
+                                   **sets[batch[0][1]]))
+            with ray_cluster(on_cluster, warm):
                 for mode, name, w, engine, threads in batch:
                     key = f"{mode}/{name}/{engine}" + (f"/w{w}" if engine == "local" else "")
                     key += f"/t{threads}" if threads else ""
