@@ -337,3 +337,25 @@ def test_labels_and_vectors_json(data_dir: Path):
     status = tvindex("vectors", "status", "--data-dir", str(data_dir), "--json")
     assert status.returncode in (0, 1), status.stderr  # never synced here: stale, not an error
     assert "levels" in json.loads(status.stdout)
+
+
+def test_the_command_exits_with_mains_status_and_skips_the_last_collection(tmp_path: Path):
+    """``tvindex`` (the console script and ``python -m tvindex.cli``) is ``entry``: main's
+    exit status, and the objects left at exit frozen, so the interpreter's last garbage
+    collection does not walk everything the run imported."""
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("tvindex") == "tvindex.cli:entry"
+    probe = tmp_path / "probe.py"  # reports what the exit sees, after entry returned
+    probe.write_text("import atexit, gc, runpy, sys\n"
+                     "atexit.register(lambda: print('frozen', gc.get_freeze_count(),"
+                     " file=sys.stderr))\n"
+                     "sys.argv = ['tvindex', *sys.argv[1:]]\n"
+                     "runpy.run_module('tvindex.cli', run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TVINDEX")}
+    proc = subprocess.run([sys.executable, str(probe), "statsu"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2  # main's usage error
+    frozen = int(proc.stderr.split("frozen ")[1].split()[0])
+    assert frozen > 10_000, proc.stderr
