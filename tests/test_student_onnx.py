@@ -186,6 +186,16 @@ def test_onnx_tagger_gives_the_pytorch_students_outputs(tmp_path: Path):
                            logits[onnx_tagger.label_sets[0].name][1])
 
 
+def test_session_threads_sleep_instead_of_spinning(tmp_path: Path):
+    """The decode workers share the cores with the tagger: its idle threads must not spin."""
+    from indexer.taggers.student_onnx import open_session
+
+    options = open_session(tiny_onnx_student(tmp_path), "cpu", 2).get_session_options()
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
+
+
 def test_identity_names_the_onnx_files_checksum(tmp_path: Path):
     fp32 = tagger_from_settings("student-onnx", onnx_settings(tiny_onnx_student(tmp_path)))
     int8 = tagger_from_settings("student-onnx",

@@ -105,11 +105,19 @@ def providers_for(device: str) -> list[str]:
 
 def open_session(path: str | Path, device: str = "cpu", threads: int | None = None):
     """An onnxruntime session for ``path`` with every graph optimisation on; ``threads``:
-    intra-op threads (None: onnxruntime's default, one per physical core)."""
+    intra-op threads (None: onnxruntime's default, one per physical core).
+
+    Its threads sleep when they run out of work instead of spinning (onnxruntime's default
+    spins): when indexing, the decode workers share the cores with the tagger, and spinning
+    took cycles they needed. A 1-hour keyframes catalogue with 2 decode workers on 2 cores
+    indexed a median 11 % faster without it (3-15 %, 7 interleaved rounds); the tagger
+    alone ran as fast (within the rounds' spread)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = int(threads)
     providers = providers_for(device)
