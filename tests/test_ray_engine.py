@@ -1,8 +1,10 @@
 """The Ray engine (indexer.pipeline.ray_engine) on a local Ray cluster of two CPUs, as CI
 runs it (``ray.init(num_cpus=2)``): the demo (its configuration and catalogue) indexed on
 Ray equals the local engine's catalogue, row for row, and a second run resumes (nothing
-tagged); a corrupt file fails only its episode, with the local engine's reason; Ray missing
-is one clear error."""
+tagged); a corrupt file fails only its episode, with the local engine's reason; the driver
+builds no taggers (the actors describe theirs), stamps the real version and selects again
+when the remembered one was wrong; actors with other models stop the job; Ray missing is one
+clear error."""
 
 from __future__ import annotations
 
@@ -113,6 +115,113 @@ def test_on_ray_a_corrupt_file_fails_alone(local_ray, shared_dir, tmp_path, vide
     assert list(on_ray.failed) == list(local.failed) == ["trunc"]
     assert on_ray.failed["trunc"] == local.failed["trunc"]  # the same reason
     assert dump_all(ray_db, WHEN) == dump_all(local_db, WHEN)
+
+
+def _small(tmp_path: Path, video_dir: Path, shared_dir: Path, monkeypatch, **env: str):
+    """Two short episodes, the detector, a frame a second: (catalogue, settings)."""
+    from indexer.catalogue import load_catalogue
+
+    settings = _settings(None, {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
+                                "TVINDEX_SHARED_DIR": str(shared_dir),
+                                "TVINDEX_DATA_DIR": str(tmp_path / "data"),
+                                "TVINDEX__TAGGERS__ACTIVE": "[tflite-detector]",
+                                "TVINDEX__SAMPLING__MODE": "interval",
+                                "TVINDEX__SAMPLING__EVERY_S": "1",
+                                "TVINDEX__TAGGERS__BATCH_SIZE": "4", **env}, monkeypatch)
+    m = write_manifest(tmp_path, [f"Bikes,b1,{video_dir / 'bikes.mp4'},0,5.48",
+                                  f"Car,c1,{video_dir / 'carphone_pristine.mp4'},0,2"])
+    return load_catalogue(m), settings
+
+
+def _ray_run(catalogue, settings, models, db: Path):
+    from indexer.pipeline.ray_engine import index_on_ray
+    from search.backends.sqlite.store import SqliteStore
+
+    with SqliteStore(db) as store:
+        report = index_on_ray(catalogue, store, models, settings.sampling,
+                              settings.aggregation, batch_size=settings.taggers.batch_size,
+                              progress=False)
+        versions = {s.id: s.config_version for s in store.episode_states()
+                    if s.status == "indexed"}
+    return report, versions
+
+
+def test_the_ray_driver_builds_no_taggers(local_ray, shared_dir, tmp_path, video_dir,
+                                          monkeypatch):
+    from indexer.pipeline.models import Models
+
+    catalogue, settings = _small(tmp_path, video_dir, shared_dir, monkeypatch)
+    real = Models.from_settings(settings, None).version(settings.sampling,
+                                                        settings.aggregation)
+    # A new data dir (no version remembered) and an empty store: selected without one.
+    models = Models.from_settings(settings, tmp_path / "data")
+    assert models.version_hint() is None
+    report, versions = _ray_run(catalogue, settings, models, tmp_path / "ray.sqlite")
+    assert sorted(report.indexed) == ["b1", "c1"] and report.skipped == []
+    assert versions == {"b1": real, "c1": real}  # the actors' real version, stamped
+    assert not models.loaded  # the driver built nothing
+    assert models.version_hint() == real  # and remembered what the actors told
+
+    # The next run selects with the remembered version: nothing to do, nothing built.
+    again = Models.from_settings(settings, tmp_path / "data")
+    report, _ = _ray_run(catalogue, settings, again, tmp_path / "ray.sqlite")
+    assert report.indexed == [] and sorted(report.skipped) == ["b1", "c1"]
+    assert not again.loaded
+
+
+def test_on_ray_a_wrong_remembered_version_selects_again(local_ray, shared_dir, tmp_path,
+                                                        video_dir, monkeypatch):
+    from dataclasses import replace
+
+    from indexer.pipeline.models import Models
+
+    # b1 indexed under an older configuration (other thumbnails)...
+    catalogue, old = _small(tmp_path, video_dir, shared_dir, monkeypatch,
+                            TVINDEX__AGGREGATION__THUMBNAIL_WIDTH="96")
+    db = tmp_path / "ray.sqlite"
+    b1 = replace(catalogue, episodes=[e for e in catalogue.episodes if e.id == "b1"])
+    _, versions = _ray_run(b1, old, Models.from_settings(old, tmp_path / "old"), db)
+    old_version = versions["b1"]
+    # ... and the data dir wrongly remembers that version for the new settings: b1 looks
+    # up to date, only c1 is selected. The actors tell the real version; b1 is selected
+    # again in the same run.
+    monkeypatch.delenv("TVINDEX__AGGREGATION__THUMBNAIL_WIDTH")
+    _, new = _small(tmp_path, video_dir, shared_dir, monkeypatch)
+    assert new.aggregation.thumbnail_width != old.aggregation.thumbnail_width
+    models = Models.from_settings(new, tmp_path / "data")
+    models.remember(old_version)
+    report, versions = _ray_run(catalogue, new, models, db)
+    real = Models.from_settings(new, None).version(new.sampling, new.aggregation)
+    assert real != old_version
+    assert report.indexed == ["c1", "b1"] and report.skipped == [] and not report.failed
+    assert versions == {"b1": real, "c1": real}
+    assert models.version_hint() == real and not models.loaded
+
+
+def test_actors_with_other_models_stop_the_job(shared_dir, tmp_path, video_dir, monkeypatch):
+    import pickle
+
+    from indexer.pipeline.models import Models
+    from indexer.pipeline.ray_engine import RayRun, RayUnavailable
+    from indexer.taggers.base import TaggerSpec
+    from search.backends.sqlite.store import SqliteStore
+    from tvindex.core.labels import LabelSet
+
+    catalogue, settings = _small(tmp_path, video_dir, shared_dir, monkeypatch)
+    objects = (LabelSet("objects", "sigmoid", ("person", "car")),)
+    one = TaggerSpec("det", objects, "det:aaaa:x", 0, 0)
+    other = TaggerSpec("det", objects, "det:bbbb:x", 0, 0)
+    with SqliteStore(tmp_path / "s.sqlite") as store:
+        run = RayRun(catalogue, store, Models.from_settings(settings, None), settings.sampling,
+                     settings.aggregation, batch_size=4, force=False, shard=None,
+                     progress=False, fingerprints=None, claims=None, address=None,
+                     decoders=None)
+        run._spec(pickle.dumps(([one], None)))
+        first = run.version
+        run._spec(pickle.dumps(([one], None)))  # another actor, the same models: fine
+        assert run.version == first
+        with pytest.raises(RayUnavailable, match="different models"):
+            run._spec(pickle.dumps(([other], None)))
 
 
 def test_engine_ray_without_ray_is_one_clear_error(tmp_path, video_dir, shared_dir):

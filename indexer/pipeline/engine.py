@@ -95,10 +95,33 @@ class LocalRun:
         """Build the taggers (once) and everything that needs them."""
         if self.builder is not None:
             return
-        taggers, embedder = self.models.get()
+        self._use(*self.models.get())
+
+    def _use(self, taggers, embedder) -> None:
+        """Aggregate with these taggers (built here, or described: ``TaggerSpec``s)."""
         self.builder = EpisodeBuilder(taggers, self.sampler, self.aggregation,
                                       embedder=embedder, batch_size=self.batch_size)
         self.store.register_label_sets(self.builder.label_sets)
+
+    def _selection_version(self, hint: str | None) -> str:
+        """The configuration version the episodes are selected with: the one remembered for
+        these settings, else the real one (which builds the taggers)."""
+        return hint if hint is not None else self.models.version(self.sampling,
+                                                                 self.aggregation)
+
+    def _prepare(self, todo: list, hint: str | None) -> list:
+        """Before tagging ``todo``: the real version checked against the remembered one
+        (a mismatch selects again: the shortcut is never trusted over the real one), and the
+        taggers built. Returns what to tag."""
+        if todo and hint is not None:
+            real = self.models.version(self.sampling, self.aggregation)
+            if real != hint:
+                log.info("configuration version %s (cached %s): selecting again", real, hint)
+                self.version = real
+                todo = self._todo()
+        if todo:
+            self._load()
+        return todo
 
     def run(self) -> IndexReport:
         started = time.perf_counter()
@@ -106,23 +129,14 @@ class LocalRun:
         self.store.upsert_catalogue(self.catalogue.programmes, self.catalogue.episodes)
         self.states = {s.id: s for s in self.store.episode_states()}
         hint = self.models.version_hint()
-        self.version = hint if hint is not None else self.models.version(self.sampling,
-                                                                        self.aggregation)
+        self.version = self._selection_version(hint)
         todo = self._todo()
         pool = None
         if todo and self.workers > 0 and not self.models.loaded:
             # Forked before any model is loaded: the workers carry no tagger state.
             pool = WorkerPool(min(self.workers, len(todo)))
         try:
-            if todo and hint is not None:
-                real = self.models.version(self.sampling, self.aggregation)
-                if real != hint:  # the shortcut was wrong: never trust it over the real one
-                    log.info("configuration version %s (cached %s): selecting again", real,
-                             hint)
-                    self.version = real
-                    todo = self._todo()
-            if todo:
-                self._load()
+            todo = self._prepare(todo, hint)
             self.guard = _FailureGuard(self.store, self.report)
             from tqdm import tqdm
 

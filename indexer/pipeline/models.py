@@ -10,6 +10,8 @@ are looked for, the name, size, times and inode of every file there and of every
 tagger setting names by path, and the tagger code's files). When the key is unchanged the
 cached version is used; the run builds the taggers only when some episode must be tagged,
 and then checks the version against the real one (a mismatch is recomputed, never trusted).
+The Ray engine's driver does not build them at all: the tagging actors build them and send
+their descriptions (:func:`specs_of`), from which the driver aggregates and versions.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from indexer.indexing import config_version
-from indexer.taggers.base import Tagger
+from indexer.taggers.base import Tagger, TaggerSpec
 from tvindex.core.files import write_atomic
 from tvindex.settings import AggregationSettings, SamplingSettings
 
@@ -89,15 +91,30 @@ class Models:
         """The real configuration version (builds the taggers); remembered for the key."""
         taggers, embedder = self.get()
         v = config_version(taggers, embedder, sampling, aggregation)
-        if self.cache is not None and self.key is not None:
-            self.cache.put(self.key, v)
+        self.remember(v)
         return v
+
+    def remember(self, version: str) -> None:
+        """Keep ``version`` as the real one for this settings key (also when it was computed
+        elsewhere: on a Ray cluster's tagging actors)."""
+        if self.cache is not None and self.key is not None:
+            self.cache.put(self.key, version)
 
     def version_hint(self) -> str | None:
         """The version remembered for this settings key, without building anything."""
         if self.cache is None or self.key is None:
             return None
         return self.cache.get(self.key)
+
+
+Specs = tuple[list[TaggerSpec], TaggerSpec | None]  # Built, described
+
+
+def specs_of(taggers: Sequence[Tagger], embedder: Tagger | None) -> Specs:
+    """Built taggers (and their embedder) described, for a process that aggregates their
+    output without building them."""
+    return ([TaggerSpec.of(t) for t in taggers],
+            TaggerSpec.of(embedder) if embedder is not None else None)
 
 
 class VersionCache:

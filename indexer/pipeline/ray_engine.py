@@ -2,7 +2,15 @@
 
 The driver (this process) does what needs the store and the data dir: the catalogue, the
 episode states, fingerprints and claims (as the local engine: resumable, runs share the
-work), then builds a dataset with one row per episode to tag:
+work), then builds a dataset with one row per episode to tag. It builds no taggers (they
+take seconds to build, and the actors build them anyway): it selects with the configuration
+version remembered for these settings, and where none is (a new data dir) with none at all
+when the store holds no indexed episode (every episode is then selected whatever the
+version); only a store with indexed episodes and no remembered version makes it build them
+to select. Each actor's first row describes its taggers (``TaggerSpec``s): the driver
+aggregates with that, stamps the real version, and selects again when it differs from the
+one it selected with. Actors whose versions differ (machines with other model files) stop
+the job with a clear error. The stages:
 
 1. **decode** (``map_batches`` of CPU tasks, one episode per call): probe the file, sample it
    and emit its frames in chunks of ``batch_size`` (the local engine's tagging batches),
@@ -33,11 +41,11 @@ from typing import Any
 from indexer.catalogue import Catalogue
 from indexer.claims import EpisodeClaims
 from indexer.fingerprints import FingerprintCache
-from indexer.indexing import IndexReport
+from indexer.indexing import IndexReport, config_version
 from indexer.media import MediaError
 from indexer.pipeline.engine import LocalRun, _Job
 from indexer.pipeline.models import Models
-from indexer.pipeline.ray_tasks import TagActor, decode_episodes
+from indexer.pipeline.ray_tasks import SPEC_JOB, TagActor, decode_episodes
 from tvindex.core.store import CatalogueWriter
 from tvindex.errors import UserError
 from tvindex.settings import AggregationSettings, SamplingSettings
@@ -46,7 +54,8 @@ log = logging.getLogger(__name__)
 
 
 class RayUnavailable(UserError):
-    """Ray is not installed, or the cluster cannot be used with this store."""
+    """Ray is not installed, or the cluster cannot be used (with this store, or its machines
+    have different models)."""
 
 
 def _ray():
@@ -75,6 +84,14 @@ class RayRun(LocalRun):
         _ray()  # a clear error at once when Ray is missing
         return super().run()
 
+    def _selection_version(self, hint: str | None) -> str:
+        if hint is None and any(s.status == "indexed" for s in self.states.values()):
+            return super()._selection_version(hint)  # the version decides: built here
+        return hint if hint is not None else ""  # the actors tell the real one (_spec)
+
+    def _prepare(self, todo: list, hint: str | None) -> list:
+        return todo  # built on the cluster; the version is checked when the actors tell it
+
     def _connect(self) -> None:
         """Join (or start) the cluster: only when some episode needs tagging."""
         ray = _ray()
@@ -92,9 +109,48 @@ class RayRun(LocalRun):
         self._nodes = len(nodes)
 
     def _inline(self, todo) -> None:  # the local engine's decode loop, replaced
+        self._connect()
+        while todo:
+            selected_with = self.version
+            self._tag(todo)
+            if self.version == selected_with:
+                return
+            todo = self._select_again(selected_with)
+
+    def _select_again(self, selected_with: str) -> list:
+        """The episodes to tag now that the actors told the real version, which differs from
+        the one they were selected with: those this run has not handled yet."""
+        if selected_with:
+            log.info("configuration version %s (cached %s): selecting again", self.version,
+                     selected_with)
+        report = self.report
+        handled = {*report.indexed, *report.failed, *report.by_other_run}
+        self.states = {s.id: s for s in self.store.episode_states()}
+        todo = [(ep, fp) for ep, fp in self._todo() if ep.id not in handled]
+        report.skipped = [i for i in report.skipped if i not in handled]
+        if todo:
+            self.bar.total += len(todo)
+            self.bar.refresh()
+        return todo
+
+    def _spec(self, payload: bytes) -> None:
+        """An actor's taggers described: the first one makes the aggregation and the real
+        version; any other must agree."""
+        taggers, embedder = pickle.loads(payload)
+        real = config_version(taggers, embedder, self.sampling, self.aggregation)
+        if self.builder is None:
+            self._use(taggers, embedder)
+            self.version = real
+            self.models.remember(real)
+        elif real != self.version:
+            raise RayUnavailable(
+                f"the cluster's tagging actors built different models (configuration "
+                f"versions {self.version} and {real}): every machine must see the same "
+                "model files at the same paths")
+
+    def _tag(self, todo) -> None:
         from indexer.pipeline.engine import _Feed
 
-        self._connect()
         feed = _Feed(self, todo)
         while not feed.empty:
             jobs: list[_Job] = []
@@ -150,6 +206,9 @@ class RayRun(LocalRun):
         try:
             for row in ds.iter_rows():
                 job_id = int(row["job"])
+                if job_id == SPEC_JOB:
+                    self._spec(row["payload"])
+                    continue
                 if job_id in ended:  # failed already: the rest of it is dropped
                     continue
                 pending[job_id][int(row["seq"])] = (row["kind"], row["payload"])
@@ -159,6 +218,8 @@ class RayRun(LocalRun):
                     if job_id not in ended and self._row(by_id[job_id], kind, payload):
                         ended.add(job_id)
                         pending[job_id].clear()
+        except UserError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the cluster gave up: the episodes left fail
             log.warning("the Ray job ended early: %s", exc)
         for job_id in set(by_id) - ended:

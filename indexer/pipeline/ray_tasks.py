@@ -50,22 +50,29 @@ def decode_episodes(batch: dict[str, np.ndarray], sampler: Sampler, chunk: int,
         yield row("done", b"")
 
 
+SPEC_JOB = -1  # the job id of an actor's first row: its taggers described (``spec``)
+
+
 def _row(job: int, seq: int, kind: str, payload: bytes) -> dict[str, list]:
     return {"job": [job], "seq": [seq], "kind": [kind], "payload": [payload]}
 
 
 class TagActor:
     """Builds the taggers once (``models``: a ``Models`` recipe) and tags one chunk per row;
-    other rows pass through. ``machine_threads``: tag with as many threads as this
-    machine has cores (False: leave them as Ray set them, one per CPU the actor reserved)."""
+    other rows pass through. Its first output row (job ``SPEC_JOB``, kind ``spec``) is the
+    taggers described (``specs_of``), all the driver needs of them: the driver builds none.
+    ``machine_threads``: tag with as many threads as this machine has cores (False: leave
+    them as Ray set them, one per CPU the actor reserved)."""
 
     def __init__(self, models, batch_size: int, thumbnail_width: int,
                  machine_threads: bool = False) -> None:
         import sys
 
+        from indexer.pipeline.models import specs_of
         from indexer.pipeline.workers import usable_cpus
 
         self.taggers, self.embedder = models.get()
+        self.spec: bytes | None = pickle.dumps(specs_of(self.taggers, self.embedder))
         # Ray starts an actor with OMP_NUM_THREADS set to the CPUs it reserved (1 when it
         # reserved none), which torch follows. On a CPU-only node the actor shares the
         # node with the decode tasks, as the local engine's tagger shares the machine with
@@ -79,6 +86,10 @@ class TagActor:
         from indexer.frame_tagging import tag_frames
 
         out: dict[str, list] = {"job": [], "seq": [], "kind": [], "payload": []}
+        if self.spec is not None:  # before anything it tagged reaches the driver
+            for k, v in zip(out, (SPEC_JOB, 0, "spec", self.spec)):
+                out[k].append(v)
+            self.spec = None
         for job, seq, kind, payload in zip(batch["job"], batch["seq"], batch["kind"],
                                            batch["payload"]):
             if kind == "frames":

@@ -98,3 +98,25 @@ class Tagger(ABC):
             if ls.name == name:
                 return ls
         raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class TaggerSpec:
+    """What aggregating a tagger's output and versioning a catalogue need of it, without its
+    model: its name, label sets, identity and embedding sizes. Made where the tagger was
+    built (:meth:`of`) and sent to a process that aggregates but does not tag (the Ray
+    engine's driver), which uses it wherever a built tagger's description is read."""
+
+    name: str
+    label_sets: tuple[LabelSet, ...]
+    tagger_identity: str
+    embedding_dim: int = 0
+    visual_dim: int = 0
+
+    @classmethod
+    def of(cls, tagger: Tagger) -> TaggerSpec:
+        return cls(tagger.name, tuple(tagger.label_sets), tagger.identity(),
+                   tagger.embedding_dim, tagger.visual_dim)
+
+    def identity(self) -> str:
+        return self.tagger_identity
