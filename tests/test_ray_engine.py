@@ -96,29 +96,10 @@ def test_ray_on_the_demo_equals_the_local_engine_and_resumes(local_ray, shared_d
     assert second.frames == 0
 
 
-def test_on_ray_a_corrupt_file_fails_alone(local_ray, shared_dir, tmp_path, video_dir,
-                                           bad_media, monkeypatch):
-    from indexer.catalogue import load_catalogue
-
-    settings = _settings(None, {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
-                                "TVINDEX_SHARED_DIR": str(shared_dir),
-                                "TVINDEX_DATA_DIR": str(tmp_path / "data"),
-                                "TVINDEX__TAGGERS__ACTIVE": "[tflite-detector]",
-                                "TVINDEX__SAMPLING__MODE": "interval",
-                                "TVINDEX__SAMPLING__EVERY_S": "1",
-                                "TVINDEX__TAGGERS__BATCH_SIZE": "4"}, monkeypatch)
-    bikes, car = video_dir / "bikes.mp4", video_dir / "carphone_pristine.mp4"
-    m = write_manifest(tmp_path, [f"Bikes,b1,{bikes},0,5.48", f"Car,c1,{car},0,2",
-                                  f"Broken,trunc,{bad_media['truncated']},,"])
-    local, on_ray, local_db, ray_db, _ = _both_engines(load_catalogue(m), settings, tmp_path)
-    assert sorted(on_ray.indexed) == sorted(local.indexed) == ["b1", "c1"]
-    assert list(on_ray.failed) == list(local.failed) == ["trunc"]
-    assert on_ray.failed["trunc"] == local.failed["trunc"]  # the same reason
-    assert dump_all(ray_db, WHEN) == dump_all(local_db, WHEN)
-
-
-def _small(tmp_path: Path, video_dir: Path, shared_dir: Path, monkeypatch, **env: str):
-    """Two short episodes, the detector, a frame a second: (catalogue, settings)."""
+def _small(tmp_path: Path, video_dir: Path, shared_dir: Path, monkeypatch,
+           more: tuple[str, ...] = (), **env: str):
+    """Two short episodes (and the manifest rows ``more``), the detector, a frame a second:
+    (catalogue, settings)."""
     from indexer.catalogue import load_catalogue
 
     settings = _settings(None, {"TVINDEX_MODEL_DIR": str(shared_dir / "models"),
@@ -129,8 +110,19 @@ def _small(tmp_path: Path, video_dir: Path, shared_dir: Path, monkeypatch, **env
                                 "TVINDEX__SAMPLING__EVERY_S": "1",
                                 "TVINDEX__TAGGERS__BATCH_SIZE": "4", **env}, monkeypatch)
     m = write_manifest(tmp_path, [f"Bikes,b1,{video_dir / 'bikes.mp4'},0,5.48",
-                                  f"Car,c1,{video_dir / 'carphone_pristine.mp4'},0,2"])
+                                  f"Car,c1,{video_dir / 'carphone_pristine.mp4'},0,2", *more])
     return load_catalogue(m), settings
+
+
+def test_on_ray_a_corrupt_file_fails_alone(local_ray, shared_dir, tmp_path, video_dir,
+                                           bad_media, monkeypatch):
+    catalogue, settings = _small(tmp_path, video_dir, shared_dir, monkeypatch,
+                                 (f"Broken,trunc,{bad_media['truncated']},,",))
+    local, on_ray, local_db, ray_db, _ = _both_engines(catalogue, settings, tmp_path)
+    assert sorted(on_ray.indexed) == sorted(local.indexed) == ["b1", "c1"]
+    assert list(on_ray.failed) == list(local.failed) == ["trunc"]
+    assert on_ray.failed["trunc"] == local.failed["trunc"]  # the same reason
+    assert dump_all(ray_db, WHEN) == dump_all(local_db, WHEN)
 
 
 def _ray_run(catalogue, settings, models, db: Path):
