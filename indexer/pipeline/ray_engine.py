@@ -113,16 +113,17 @@ class RayRun(LocalRun):
         while todo:
             selected_with = self.version
             self._tag(todo)
-            if self.version == selected_with:
+            # Selected without a version (nothing was indexed): every episode was selected,
+            # so selecting again could find none.
+            if not selected_with or self.version == selected_with:
                 return
             todo = self._select_again(selected_with)
 
     def _select_again(self, selected_with: str) -> list:
         """The episodes to tag now that the actors told the real version, which differs from
         the one they were selected with: those this run has not handled yet."""
-        if selected_with:
-            log.info("configuration version %s (cached %s): selecting again", self.version,
-                     selected_with)
+        log.info("configuration version %s (cached %s): selecting again", self.version,
+                 selected_with)
         report = self.report
         handled = {*report.indexed, *report.failed, *report.by_other_run}
         self.states = {s.id: s for s in self.store.episode_states()}
